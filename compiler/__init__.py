@@ -1,0 +1,1 @@
+"""The pplang compiler: typed IR, analyses, transformations and code generation."""

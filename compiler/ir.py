@@ -1,0 +1,269 @@
+"""A small typed, structured IR.
+
+The checker lowers the surface syntax to these nodes; analyses annotate loops; code generation
+turns them into Python over `jax.numpy`. Every statement keeps the `Span` of the source it came
+from so that generated code can point back at model lines.
+
+Shapes are tuples of dimensions. A dimension is an `int`, a `str` holding a Python expression over
+the declaration's arguments (for example `"N"` or `"x.shape[0]"`, valid in generated code), or
+`None` when it cannot be known before tracing. A shape of `None` means even the rank is unknown.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Union
+
+from pplang.syntax import NO_SPAN, Span
+
+Dim = Union[int, str, None]
+Shape = Optional[tuple[Dim, ...]]
+
+
+@dataclass(frozen=True)
+class Ty:
+    """Kind (`int`, `real`, `bool`, or `unknown` for host results) and shape of a value.
+
+    `static` marks values known while tracing (Python ints such as sizes and loop bounds outside
+    vectorized code); only those may size arrays or drive Python-level control flow.
+    """
+
+    kind: str
+    shape: Shape = ()
+    static: bool = False
+
+    def __str__(self) -> str:
+        if self.shape is None:
+            return f"{self.kind}[?]"
+        if not self.shape:
+            return self.kind
+        return f"{self.kind}[{', '.join('?' if d is None else str(d) for d in self.shape)}]"
+
+    @property
+    def rank(self) -> Optional[int]:
+        return None if self.shape is None else len(self.shape)
+
+
+REAL = Ty("real")
+INT = Ty("int")
+BOOL = Ty("bool")
+STATIC_INT = Ty("int", (), True)
+UNKNOWN = Ty("unknown", None)
+
+
+# ---------------------------------------------------------------- expressions
+
+
+@dataclass(frozen=True)
+class Const:
+    value: Union[int, float, bool]
+    ty: Ty
+
+
+@dataclass(frozen=True)
+class Var:
+    name: str
+    ty: Ty
+
+
+@dataclass(frozen=True)
+class Op:
+    """Operators: + - * / // % ** @ neg pos not < <= > >= == != and or."""
+
+    op: str
+    args: tuple["Expr", ...]
+    ty: Ty
+
+
+@dataclass(frozen=True)
+class Call:
+    """A standard-library math function (`fn` is its name in `pplang.stdlib.mathfns`)."""
+
+    fn: str
+    args: tuple["Expr", ...]
+    ty: Ty
+
+
+@dataclass(frozen=True)
+class HostCall:
+    """A caller-bound JAX-traceable callable, opaque to the compiler."""
+
+    name: str
+    args: tuple["Expr", ...]
+    kwargs: tuple[tuple[str, "Expr"], ...]
+    ty: Ty
+
+
+@dataclass(frozen=True)
+class SliceIx:
+    lo: Optional["Expr"]
+    hi: Optional["Expr"]
+
+
+@dataclass(frozen=True)
+class Index:
+    base: "Expr"
+    indices: tuple[Union["Expr", SliceIx], ...]
+    ty: Ty
+
+
+@dataclass(frozen=True)
+class Vec:
+    items: tuple["Expr", ...]
+    ty: Ty
+
+
+@dataclass(frozen=True)
+class Select:
+    cond: "Expr"
+    then: "Expr"
+    orelse: "Expr"
+    ty: Ty
+
+
+@dataclass(frozen=True)
+class Shape_:
+    """`x.shape[k]`-style size of a value, static while tracing."""
+
+    value: "Expr"
+    axis: int
+    ty: Ty = STATIC_INT
+
+
+Expr = Union[Const, Var, Op, Call, HostCall, Index, Vec, Select, Shape_]
+
+
+@dataclass(frozen=True)
+class Dist:
+    """A distribution expression: `name(args, kwargs)` from `pplang.stdlib.distributions`."""
+
+    name: str
+    args: tuple[Expr, ...]
+    kwargs: tuple[tuple[str, Expr], ...]
+    value_ty: Ty
+
+
+# ---------------------------------------------------------------- statements
+
+
+@dataclass
+class Let:
+    name: str
+    value: Expr
+    span: Span = NO_SPAN
+
+
+@dataclass
+class Store:
+    """`name[index] = value`: a piece of an array variable."""
+
+    name: str
+    index: tuple[Expr, ...]
+    value: Expr
+    span: Span = NO_SPAN
+
+
+@dataclass
+class Sample:
+    """A random choice at `address`, bound to the variable `name` (optionally at `index`)."""
+
+    address: str
+    name: str
+    index: Optional[tuple[Expr, ...]]
+    dist: Dist
+    strategy: Optional[str]
+    span: Span = NO_SPAN
+
+
+@dataclass
+class Factor:
+    value: Expr
+    span: Span = NO_SPAN
+
+
+@dataclass
+class ParamDef:
+    name: str
+    address: str
+    init: Expr
+    constraint: str
+    span: Span = NO_SPAN
+
+
+@dataclass
+class Loop:
+    """`for var in range(start, stop)`. `mode` is set by analysis: `vector` (independent
+    iterations, lowered with `jax.vmap`) or `scan` (carried state, lowered with `lax.scan`);
+    `carried` lists the variables threaded through a scan."""
+
+    var: str
+    start: Expr
+    stop: Expr
+    body: list["Stmt"]
+    span: Span = NO_SPAN
+    mode: str = "vector"
+    carried: list[str] = field(default_factory=list)
+    reason: str = ""
+
+
+@dataclass
+class Branch:
+    """`if`; `static` conditions become Python `if`, others evaluate both arms and select."""
+
+    cond: Expr
+    then: list["Stmt"]
+    orelse: list["Stmt"]
+    static: bool
+    span: Span = NO_SPAN
+
+
+@dataclass
+class Ret:
+    value: Optional[Expr]
+    span: Span = NO_SPAN
+
+
+Stmt = Union[Let, Store, Sample, Factor, ParamDef, Loop, Branch, Ret]
+
+
+@dataclass
+class ArrayInfo:
+    """An array variable built from indexed pieces: its full shape and element kind."""
+
+    name: str
+    shape: Shape
+    kind: str
+    address: Optional[str] = None  # set when the pieces are random choices
+
+
+@dataclass
+class Function:
+    """One lowered declaration (submodels are inlined, their addresses prefixed)."""
+
+    kind: str
+    name: str
+    args: list[tuple[str, Ty]]
+    body: list[Stmt]
+    sites: dict[str, "SiteInfo"]
+    arrays: dict[str, ArrayInfo]
+    params: dict[str, ParamDef]
+    returns: Optional[Ty]
+    span: Span = NO_SPAN
+    arg_constraints: dict[str, Optional[str]] = field(default_factory=dict)
+    arg_spans: dict[str, Span] = field(default_factory=dict)
+    arg_types: dict[str, str] = field(default_factory=dict)  # as declared, for messages
+
+
+@dataclass
+class SiteInfo:
+    """Static facts about a random choice, used for data checks and transformations."""
+
+    address: str
+    shape: Shape
+    kind: str
+    support: str
+    reparameterized: bool
+    enumerable: bool
+    dist: str
+    span: Span
+    strategy: Optional[str] = None

@@ -1,0 +1,942 @@
+"""Name resolution, types and shapes; lowers the checked surface syntax to the IR.
+
+Checking and lowering are one walk so that every IR node is built from a node whose type is
+known. All user errors raise `PplError` with the location of the offending source.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Union
+
+from pplang import syntax as S
+from pplang.compiler import ir
+from pplang.compiler import shapes as sh
+from pplang.compiler.ir import BOOL, INT, REAL, UNKNOWN, Ty
+from pplang.diagnostics import PplError, did_you_mean, error
+from pplang.stdlib import distributions as dists
+from pplang.stdlib.mathfns import FUNCTIONS
+
+STRATEGIES = ("reparam", "reinforce", "mvd", "enum")
+SCALAR_TYPES = {"int": "int", "real": "real", "bool": "bool", "positive": "real", "unit": "real"}
+VECTOR_TYPES = {"vector": "real", "simplex": "real", "ordered": "real", "positive_ordered": "real"}
+ARRAY_TYPES = {"int": "int", "real": "real", "bool": "bool"}
+CONSTRAINT_OF = {"positive": "positive", "unit": "unit", "simplex": "simplex", "ordered": "ordered",
+                 "positive_ordered": "positive_ordered", "cholesky_corr": "cholesky_corr"}
+PARAM_CONSTRAINTS = ("real", "positive", "unit", "simplex", "ordered", "positive_ordered", "cholesky_corr")
+RESERVED_PY = {"jnp", "jax", "rt", "D", "lax", "None", "True", "False", "lambda", "class", "def", "is",
+               "import", "from", "as", "with", "while", "try", "except", "finally", "raise", "del",
+               "global", "nonlocal", "assert", "yield", "async", "await", "break", "continue", "range",
+               "max", "min", "len"}
+
+
+@dataclass
+class ArgSpec:
+    """A declared argument: its type and the constraint that data for it must satisfy."""
+
+    name: str
+    ty: Ty
+    constraint: Optional[str]
+    declared: Optional[S.TypeExpr]
+
+
+@dataclass
+class LoopCtx:
+    var: str
+    start: ir.Expr
+    stop: ir.Expr
+    span: S.Span
+
+
+@dataclass
+class Scope:
+    vars: dict[str, Ty] = field(default_factory=dict)
+    parent: Optional["Scope"] = None
+
+    def lookup(self, name: str) -> Optional[Ty]:
+        s: Optional[Scope] = self
+        while s is not None:
+            if name in s.vars:
+                return s.vars[name]
+            s = s.parent
+        return None
+
+    def names(self) -> set[str]:
+        out: set[str] = set()
+        s: Optional[Scope] = self
+        while s is not None:
+            out |= set(s.vars)
+            s = s.parent
+        return out
+
+    def assign(self, name: str, ty: Ty) -> None:
+        """Rebind in the scope that owns the name, else define here."""
+        s: Optional[Scope] = self
+        while s is not None:
+            if name in s.vars:
+                s.vars[name] = ty
+                return
+            s = s.parent
+        self.vars[name] = ty
+
+
+def py_name(name: str) -> str:
+    """The Python identifier generated code uses for a pplang variable."""
+    return name + "_" if name in RESERVED_PY else name
+
+
+class Checker:
+    """Checks one program; `lower(name)` returns the IR of one declaration."""
+
+    def __init__(self, program: S.Program, hosts: Optional[dict[str, object]] = None):
+        self.program = program
+        self.src = program.source
+        self.hosts = dict(hosts or {})
+        self.decls: dict[str, S.Decl] = {}
+        for d in program.decls:
+            if d.name in self.decls:
+                raise self.err(f"`{d.name}` is declared twice", d.span,
+                               hint=f"first declared at {self.decls[d.name].span}")
+            self.decls[d.name] = d
+
+    # ------------------------------------------------------------ helpers
+
+    def err(self, message: str, span: S.Span, **kw: Optional[str]) -> PplError:
+        return error(message, span, self.src, **kw)
+
+    def check_all(self) -> dict[str, ir.Function]:
+        """Check every model and guide; objectives are checked for names and arity."""
+        out = {}
+        for d in self.program.decls:
+            if d.kind == "objective":
+                ObjectiveChecker(self, d).run()
+            else:
+                out[d.name] = self.lower(d.name)
+        return out
+
+    def lower(self, name: str) -> ir.Function:
+        if name not in self.decls:
+            raise error(f"no model or guide named `{name}` in {self.program.file}",
+                        hint=did_you_mean(name, self.decls) or
+                        f"declared here: {', '.join(self.decls) or 'nothing'}")
+        decl = self.decls[name]
+        if decl.kind == "objective":
+            raise self.err(f"`{name}` is an objective, not a model or guide", decl.span)
+        return DeclLowering(self, decl).run()
+
+
+def expr_span(e: Union[S.Expr, S.Slice]) -> S.Span:
+    return getattr(e, "span", S.NO_SPAN)
+
+
+class DeclLowering:
+    """Lowers one model or guide (with its submodels inlined)."""
+
+    def __init__(self, checker: Checker, decl: S.Decl):
+        self.c = checker
+        self.decl = decl
+        self.sites: dict[str, ir.SiteInfo] = {}
+        self.arrays: dict[str, ir.ArrayInfo] = {}
+        self.params: dict[str, ir.ParamDef] = {}
+        self.args: dict[str, ArgSpec] = {}
+        self.loops: list[LoopCtx] = []
+        self.returns: Optional[Ty] = None
+        self.site_vars: set[str] = set()
+        self.inlining: list[str] = []
+        self.prefix = ""  # address prefix of the submodel being inlined
+
+    def err(self, message: str, span: S.Span, **kw: Optional[str]) -> PplError:
+        return self.c.err(message, span, **kw)
+
+    def run(self) -> ir.Function:
+        scope = Scope()
+        arg_list = []
+        for a in self.decl.args:
+            spec = self.arg_spec(a, scope)
+            self.check_new_name(a.name, a.span)
+            self.args[a.name] = spec
+            scope.vars[a.name] = spec.ty
+            arg_list.append((a.name, spec.ty))
+        body = self.block(self.decl.body, scope, prefix="", top=True)
+        for info in self.arrays.values():
+            info.shape = scope.lookup(info.name).shape if scope.lookup(info.name) else info.shape
+        fn = ir.Function(self.decl.kind, self.decl.name, arg_list, body, self.sites, self.arrays,
+                         self.params, self.returns, self.decl.span)
+        for a in self.decl.args:
+            spec = self.args[a.name]
+            fn.arg_constraints[a.name] = spec.constraint
+            fn.arg_spans[a.name] = a.span
+            fn.arg_types[a.name] = type_text(a.type) if a.type is not None else "any"
+        return fn
+
+    def check_new_name(self, name: str, span: S.Span) -> None:
+        if name.startswith("_"):
+            raise self.err(f"names starting with `_` are reserved: `{name}`", span,
+                           hint="rename it without the leading underscore")
+
+    # ------------------------------------------------------------ types
+
+    def dim_of(self, e: S.Expr, scope: Scope) -> ir.Dim:
+        """A declared size: an int literal or an expression over static int arguments."""
+        v = self.expr(e, scope)
+        if v.ty.kind != "int" or not v.ty.static or v.ty.shape != ():
+            raise self.err("a size must be a number or an `int` argument", expr_span(e),
+                           expected="a static int", found=str(v.ty))
+        return dim_code(v)
+
+    def arg_spec(self, a: S.Arg, scope: Scope) -> ArgSpec:
+        t = a.type
+        if t is None:
+            return ArgSpec(a.name, Ty("unknown", None), None, None)
+        dims = [self.dim_of(d, scope) for d in t.dims]
+        base = t.base
+        n = py_name(a.name)
+        if base in SCALAR_TYPES and not dims:
+            kind = SCALAR_TYPES[base]
+            return ArgSpec(a.name, Ty(kind, (), kind in ("int", "bool")), CONSTRAINT_OF.get(base), t)
+        if base in ARRAY_TYPES and dims:
+            return ArgSpec(a.name, Ty(ARRAY_TYPES[base], tuple(dims)), None, t)
+        if base in VECTOR_TYPES and len(dims) <= 1:
+            d0 = dims[0] if dims else f"{n}.shape[0]"
+            return ArgSpec(a.name, Ty("real", (d0,)), CONSTRAINT_OF.get(base), t)
+        if base == "matrix" and len(dims) in (0, 2):
+            ds = tuple(dims) if dims else (f"{n}.shape[0]", f"{n}.shape[1]")
+            return ArgSpec(a.name, Ty("real", ds), None, t)
+        if base == "cholesky_corr" and len(dims) <= 1:
+            d0 = dims[0] if dims else f"{n}.shape[0]"
+            return ArgSpec(a.name, Ty("real", (d0, d0)), "cholesky_corr", t)
+        known = sorted(set(SCALAR_TYPES) | set(VECTOR_TYPES) | {"matrix", "cholesky_corr"})
+        raise self.err(f"unknown type `{base}` with {len(dims)} size(s)", t.span,
+                       hint=did_you_mean(base, known) or "types: " + ", ".join(known))
+
+    # ------------------------------------------------------------ statements
+
+    def block(self, stmts: list[S.Stmt], scope: Scope, prefix: str, top: bool = False) -> list[ir.Stmt]:
+        out: list[ir.Stmt] = []
+        for k, s in enumerate(stmts):
+            if isinstance(s, S.Return):
+                if not top or k != len(stmts) - 1:
+                    raise self.err("`return` must be the last statement of the declaration", s.span,
+                                   hint="compute the value into a variable and return it at the end")
+            out.extend(self.stmt(s, scope, prefix))
+        return out
+
+    def stmt(self, s: S.Stmt, scope: Scope, prefix: str) -> list[ir.Stmt]:
+        if isinstance(s, S.Assign):
+            return [self.assign(s, scope, prefix)]
+        if isinstance(s, S.Sample):
+            return self.sample(s, scope, prefix)
+        if isinstance(s, S.Param):
+            return [self.param(s, scope, prefix)]
+        if isinstance(s, S.Factor):
+            v = self.expr(s.value, scope)
+            self.require_numeric(v, s.value, "factor")
+            return [ir.Factor(v, s.span)]
+        if isinstance(s, S.For):
+            return [self.loop(s, scope, prefix)]
+        if isinstance(s, S.If):
+            return [self.branch(s, scope, prefix)]
+        if isinstance(s, S.Return):
+            v = self.expr(s.value, scope) if s.value is not None else None
+            if not self.inlining:
+                self.returns = v.ty if v is not None else None
+            return [ir.Ret(v, s.span)]
+        raise self.err(f"unsupported statement {type(s).__name__}", getattr(s, "span", S.NO_SPAN))
+
+    def var_name(self, name: str, prefix: str) -> str:
+        return py_name(prefix.replace("/", "__") + name)
+
+    def assign(self, s: S.Assign, scope: Scope, prefix: str) -> ir.Stmt:
+        value = self.expr(s.value, scope)
+        if value.ty.kind in ("dist",):
+            raise self.err("a distribution can only be used on the right of `~`", s.value.span)
+        if isinstance(s.target, S.Name):
+            name = self.var_name(s.target.id, prefix)
+            self.check_assignable(s.target.id, name, s.target.span, scope)
+            scope.assign(name, value.ty)
+            return ir.Let(name, value, s.span)
+        name, index = self.indexed_target(s.target, scope, prefix)
+        self.note_array(name, index, value.ty, s.target, scope, None)
+        return ir.Store(name, index, value, s.span)
+
+    def check_assignable(self, user: str, name: str, span: S.Span, scope: Scope) -> None:
+        self.check_new_name(user, span)
+        if name in self.args:
+            raise self.err(f"`{user}` is an argument and cannot be reassigned", span,
+                           hint="assign the new value to a new name")
+        if name in self.site_vars:
+            raise self.err(f"`{user}` is a random choice and cannot be reassigned", span,
+                           hint="assign the new value to a new name")
+        if name in self.params:
+            raise self.err(f"`{user}` is a parameter and cannot be reassigned", span)
+
+    def indexed_target(self, t: S.Index, scope: Scope, prefix: str) -> tuple[str, tuple[ir.Expr, ...]]:
+        if not isinstance(t.value, S.Name):
+            raise self.err("cannot assign to this expression", t.span, hint="assign to `name` or `name[i]`")
+        user = t.value.id
+        name = self.var_name(user, prefix)
+        self.check_new_name(user, t.value.span)
+        if name in self.args:
+            raise self.err(f"`{user}` is an argument and cannot be assigned", t.span,
+                           hint="assign to a new array name")
+        index = []
+        for ix in t.indices:
+            if isinstance(ix, S.Slice):
+                raise self.err("slices cannot be assigned to", ix.span, hint="assign element by element in a loop")
+            v = self.expr(ix, scope)
+            if v.ty.kind != "int" or v.ty.shape != ():
+                raise self.err("an index must be an int", expr_span(ix), expected="int", found=str(v.ty))
+            index.append(v)
+        self.check_write_index(index, t)
+        return name, tuple(index)
+
+    def check_write_index(self, index: list[ir.Expr], t: S.Index) -> None:
+        """Inside loops, piece k is written at `loop variable k + constant` (outermost loop first);
+        outside loops at constants. So sizes are static and loops can be vectorized."""
+        if not self.loops:
+            for v, ix in zip(index, t.indices):
+                if not v.ty.static:
+                    raise self.err("outside a loop, an array piece must be written at a constant index",
+                                   expr_span(ix), found=show_expr(v))
+            return
+        want = ", ".join(lp.var for lp in self.loops)
+        hint = f"write `{t.value.id}[{want}]` (each loop variable in order, plus a constant if needed)"
+        if len(index) < len(self.loops):
+            raise self.err(f"inside {len(self.loops)} nested loop(s), `{t.value.id}` needs at least "
+                           f"{len(self.loops)} index(es), one per loop", t.span, found=f"{len(index)} index(es)",
+                           hint=hint)
+        for v, ix, lp in zip(index, t.indices, self.loops):
+            if loop_offset(v, [lp.var]) is None:
+                raise self.err("an array piece must be written at its loop variable plus a constant",
+                               expr_span(ix), expected=f"{lp.var} or {lp.var} + c", found=show_expr(v), hint=hint)
+        for v, ix in zip(index[len(self.loops):], t.indices[len(self.loops):]):
+            if not v.ty.static:
+                raise self.err("indices after the loop variables must be constants", expr_span(ix),
+                               found=show_expr(v), hint=hint)
+
+    def write_extent(self, index: tuple[ir.Expr, ...]) -> tuple[ir.Dim, ...]:
+        """The size each index position needs: `stop + c` of its loop, or `constant + 1`."""
+        out = []
+        loops = {lp.var: lp for lp in self.loops}
+        for v in index:
+            off = loop_offset(v, list(loops))
+            if off is not None:
+                var, c = off
+                out.append(sh.dim_add(dim_code(loops[var].stop), c))
+            elif isinstance(v, ir.Const):
+                out.append(int(v.value) + 1)
+            else:
+                out.append(sh.dim_add(dim_code(v), 1))
+        return tuple(out)
+
+    def note_array(self, name: str, index: tuple[ir.Expr, ...], elem: Ty, target: S.Index,
+                   scope: Scope, address: Optional[str]) -> None:
+        extent = self.write_extent(index)
+        cur = scope.lookup(name)
+        info = self.arrays.get(name)
+        if info is None:
+            if cur is not None:
+                raise self.err(f"`{target.value.id}` already holds a value and cannot be written piece by piece",
+                               target.span, hint="use a new name for the array")
+            shape = extent + (elem.shape if elem.shape is not None else ())
+            if elem.shape is None:
+                shape = None
+            self.arrays[name] = ir.ArrayInfo(name, shape, elem.kind, address)
+            # arrays live in the outermost scope: pieces written in loops are visible after them
+            root = scope
+            while root.parent is not None:
+                root = root.parent
+            root.vars[name] = Ty(elem.kind, shape)
+            return
+        if (info.address is None) != (address is None):
+            raise self.err(f"`{target.value.id}` mixes random choices and assignments", target.span,
+                           hint="use one array for the choices and another for computed values")
+        old = cur.shape if cur is not None else None
+        if old is not None and len(old) < len(extent):
+            raise self.err(f"`{target.value.id}` is written with {len(extent)} indices here but has "
+                           f"{len(old)} dimensions", target.span)
+        if old is not None:
+            lead = tuple(sh.dim_max(a, b) for a, b in zip(old[:len(extent)], extent))
+            rest = old[len(extent):]
+            if elem.shape is not None and len(rest) != len(elem.shape):
+                raise self.err(f"pieces of `{target.value.id}` have different shapes", target.span,
+                               expected=sh.show(rest), found=sh.show(elem.shape))
+            new = lead + rest
+            info.shape = new
+            root = scope
+            while root.parent is not None:
+                root = root.parent
+            root.vars[name] = Ty(info.kind, new)
+
+    def sample(self, s: S.Sample, scope: Scope, prefix: str) -> list[ir.Stmt]:
+        call = s.dist
+        if call.func in self.c.decls:
+            return self.submodel(s, scope, prefix)
+        if call.func not in dists.SIGNATURES:
+            names = list(dists.SIGNATURES) + [d for d, x in self.c.decls.items() if x.kind == "model"]
+            hint = did_you_mean(call.func, names) or "distributions: " + ", ".join(sorted(dists.SIGNATURES))
+            raise self.err(f"unknown distribution `{call.func}`", call.func_span or call.span, hint=hint)
+        dist, sig = self.dist_call(call, scope)
+        user = s.target.id if isinstance(s.target, S.Name) else s.target.value.id  # type: ignore[union-attr]
+        address = prefix + user
+        strategy = self.strategy(s, sig)
+        if isinstance(s.target, S.Name):
+            if self.loops:
+                raise self.err(f"random choice `{user}` inside a loop needs an index", s.target.span,
+                               hint=f"write `{user}[{self.loops[-1].var}] ~ ...` so each iteration has its own address")
+            name = self.var_name(user, prefix)
+            self.check_assignable(user, name, s.target.span, scope)
+            if scope.lookup(name) is not None:
+                raise self.err(f"`{user}` already holds a value", s.target.span, hint="use a new name")
+            index = None
+            shape = dist.value_ty.shape
+            scope.assign(name, dist.value_ty)
+        else:
+            name, index = self.indexed_target(s.target, scope, prefix)
+            if name in self.site_vars and name not in self.arrays:
+                raise self.err(f"`{user}` is a random choice and cannot be reassigned", s.target.span)
+            self.note_array(name, index, dist.value_ty, s.target, scope, address)
+            shape = self.arrays[name].shape
+        self.site_vars.add(name)
+        prev = self.sites.get(address)
+        if prev is not None and index is None:
+            raise self.err(f"address `{address}` is used twice", s.span, hint=f"first used at {prev.span}")
+        if prev is None or index is not None:
+            self.sites[address] = ir.SiteInfo(
+                address, shape, sig.value_kind, sig.support, dist_flag(sig, "reparameterized"),
+                dist_flag(sig, "enumerable"), call.func, prev.span if prev else s.span, strategy)
+        return [ir.Sample(address, name, index, dist, strategy, s.span)]
+
+    def strategy(self, s: S.Sample, sig: object) -> Optional[str]:
+        if s.via is None:
+            return None
+        if s.via not in STRATEGIES:
+            raise self.err(f"unknown gradient strategy `{s.via}`", s.span,
+                           hint=did_you_mean(s.via, STRATEGIES) or "strategies: " + ", ".join(STRATEGIES))
+        if s.via == "reparam" and not dist_flag(sig, "reparameterized"):
+            raise self.err(f"`{s.dist.func}` cannot be reparameterized", s.span,
+                           hint="use `via reinforce`, `via mvd` or (for finite supports) `via enum`")
+        if s.via == "enum" and not dist_flag(sig, "enumerable"):
+            raise self.err(f"`{s.dist.func}` has no finite support to enumerate", s.span,
+                           hint="use `via reinforce` or `via mvd`")
+        return s.via
+
+    def dist_call(self, call: S.Call, scope: Scope) -> tuple[ir.Dist, object]:
+        args = [self.expr(a, scope) for a in call.args]
+        kwargs = {k.name: self.expr(k.value, scope) for k in call.kwargs}
+        sig = self.match_signature(call, args, kwargs)
+        bound = bind_signature(sig, args, kwargs)
+        batch: list[ir.Shape] = []
+        event: ir.Shape = ()
+        for spec in sig.params:
+            v = bound.get(spec.name)
+            if v is None:
+                continue
+            self.check_param_kind(call, spec, v)
+            if v.ty.shape is None:
+                batch.append(None)
+                continue
+            if len(v.ty.shape) < spec.event_rank:
+                raise self.err(f"argument `{spec.name}` of `{call.func}` must have at least {spec.event_rank} "
+                               f"dimension(s)", call.span, expected=spec.kind, found=str(v.ty),
+                               hint=f"signatures: {dists.describe(call.func)}")
+            cut = len(v.ty.shape) - spec.event_rank
+            batch.append(v.ty.shape[:cut])
+            if sig.event_rank and spec.event_rank:
+                event = v.ty.shape[cut:cut + sig.event_rank] if spec.event_rank >= sig.event_rank else event
+        try:
+            bshape = sh.broadcast(*batch) if batch else ()
+        except sh.ShapeError as e:
+            raise self.err(f"the arguments of `{call.func}` have shapes that do not fit together: {e}",
+                           call.span, hint=f"signatures: {dists.describe(call.func)}") from None
+        vshape = None if bshape is None or event is None else bshape + event
+        value_ty = Ty(sig.value_kind, vshape)
+        dist = ir.Dist(call.func, tuple(args), tuple(kwargs.items()), value_ty)
+        return dist, sig
+
+    def match_signature(self, call: S.Call, args: list, kwargs: dict) -> object:
+        sigs = dists.SIGNATURES[call.func]
+        for sig in sigs:
+            if bind_signature(sig, args, kwargs) is not None:
+                return sig
+        found = ", ".join([str(a.ty) for a in args] + [f"{k}={v.ty}" for k, v in kwargs.items()])
+        raise self.err(f"no form of `{call.func}` takes these arguments", call.span,
+                       expected=dists.describe(call.func), found=f"{call.func}({found})",
+                       hint="check the number and names of the arguments")
+
+    def check_param_kind(self, call: S.Call, spec: object, v: ir.Expr) -> None:
+        if v.ty.kind in ("unknown",):
+            return
+        if v.ty.kind not in ("int", "real", "bool"):
+            raise self.err(f"argument `{spec.name}` of `{call.func}` must be a number", call.span,
+                           found=str(v.ty))
+        if spec.kind == "int" and v.ty.kind == "real":
+            raise self.err(f"argument `{spec.name}` of `{call.func}` must be an int", call.span,
+                           expected="int", found=str(v.ty), hint="use an int value or to_int(...)")
+
+    def submodel(self, s: S.Sample, scope: Scope, prefix: str) -> list[ir.Stmt]:
+        call = s.dist
+        callee = self.c.decls[call.func]
+        if callee.kind != "model":
+            raise self.err(f"`{call.func}` is a {callee.kind}; only models can be called with `~`", call.span)
+        if not isinstance(s.target, S.Name) or self.loops:
+            raise self.err("a submodel call must have a plain name as target, outside loops", s.span,
+                           hint="call the submodel at the top level of the model")
+        if call.func in self.inlining or call.func == self.decl.name:
+            raise self.err(f"`{call.func}` calls itself; recursive models are not supported", call.span)
+        if call.kwargs or len(call.args) != len(callee.args):
+            raise self.err(f"`{call.func}` takes {len(callee.args)} argument(s)", call.span,
+                           expected=f"{call.func}({', '.join(a.name for a in callee.args)})",
+                           found=f"{len(call.args) + len(call.kwargs)} argument(s)")
+        user = s.target.id
+        name = self.var_name(user, prefix)
+        self.check_assignable(user, name, s.target.span, scope)
+        inner = prefix + user + "/"
+        sub_scope = Scope(parent=None)
+        out: list[ir.Stmt] = []
+        # callee sizes may refer to its arguments: bind them first, in order
+        for a, actual in zip(callee.args, call.args):
+            v = self.expr(actual, scope)
+            nm = self.var_name(a.name, inner)
+            sub_scope.vars[nm] = v.ty
+            out.append(ir.Let(nm, v, actual.span))
+        self.inlining.append(call.func)
+        saved, saved_prefix = self.args, self.prefix
+        self.args, self.prefix = {}, inner
+        body = self.block(callee.body, sub_scope, inner, top=True)
+        self.args, self.prefix = saved, saved_prefix
+        self.inlining.pop()
+        ret = None
+        for st in body:
+            if isinstance(st, ir.Ret):
+                ret = st.value
+            else:
+                out.append(st)
+        if ret is not None:
+            out.append(ir.Let(name, ret, s.span))
+            scope.assign(name, ret.ty)
+            self.site_vars.add(name)
+        # the callee's arrays are visible in its own (inlined) scope only
+        return out
+
+    def param(self, s: S.Param, scope: Scope, prefix: str) -> ir.Stmt:
+        if self.loops:
+            raise self.err("`param` cannot appear inside a loop", s.span, hint="declare parameters at the top level")
+        init = self.expr(s.init, scope)
+        constraint = "real"
+        if s.constraint is not None:
+            constraint = s.constraint.base
+            if constraint not in PARAM_CONSTRAINTS:
+                raise self.err(f"unknown parameter constraint `{constraint}`", s.constraint.span,
+                               hint=did_you_mean(constraint, PARAM_CONSTRAINTS) or
+                               "constraints: " + ", ".join(PARAM_CONSTRAINTS))
+        self.require_numeric(init, s.init, "a parameter's initial value")
+        name = self.var_name(s.name, prefix)
+        self.check_assignable(s.name, name, s.span, scope)
+        p = ir.ParamDef(name, prefix + s.name, init, constraint, s.span)
+        self.params[name] = p
+        scope.assign(name, Ty("real", init.ty.shape))
+        return p
+
+    def loop(self, s: S.For, scope: Scope, prefix: str) -> ir.Stmt:
+        start = self.expr(s.start, scope)
+        stop = self.expr(s.stop, scope)
+        for e, v in ((s.start, start), (s.stop, stop)):
+            if v.ty.kind != "int" or v.ty.shape != () or not v.ty.static:
+                raise self.err("loop bounds must be ints known before the model runs", expr_span(e),
+                               expected="an int argument, a number or a size such as size(x)", found=str(v.ty),
+                               hint="declare the bound as an `int` argument")
+        self.check_new_name(s.var, s.span)
+        inner = Scope(parent=scope)
+        inner.vars[s.var] = INT
+        self.loops.append(LoopCtx(s.var, start, stop, s.span))
+        body = self.block(s.body, inner, prefix)
+        self.loops.pop()
+        return ir.Loop(s.var, start, stop, body, s.span)
+
+    def branch(self, s: S.If, scope: Scope, prefix: str) -> ir.Stmt:
+        cond = self.expr(s.cond, scope)
+        if cond.ty.kind not in ("bool", "int", "unknown") or cond.ty.shape not in ((), None):
+            raise self.err("an `if` condition must be a single bool", s.cond.span, expected="bool", found=str(cond.ty),
+                           hint="for elementwise choices use where(cond, a, b)")
+        a, b = Scope(parent=scope), Scope(parent=scope)
+        then = self.block(s.then, a, prefix)
+        orelse = self.block(s.orelse, b, prefix)
+        for nm in set(a.vars) & set(b.vars):
+            ta, tb = a.vars[nm], b.vars[nm]
+            scope.vars[nm] = Ty(ta.kind if ta.kind == tb.kind else "real", ta.shape, ta.static and tb.static)
+        return ir.Branch(cond, then, orelse, cond.ty.static, s.span)
+
+    # ------------------------------------------------------------ expressions
+
+    def require_numeric(self, v: ir.Expr, e: S.Expr, what: str) -> None:
+        if v.ty.kind not in ("int", "real", "bool", "unknown"):
+            raise self.err(f"{what} must be a number", e.span, found=str(v.ty))
+
+    def expr(self, e: S.Expr, scope: Scope) -> ir.Expr:
+        if isinstance(e, S.Num):
+            return ir.Const(e.value, Ty("int" if isinstance(e.value, int) else "real", (), True))
+        if isinstance(e, S.Bool):
+            return ir.Const(e.value, Ty("bool", (), True))
+        if isinstance(e, S.Name):
+            return self.name(e, scope)
+        if isinstance(e, S.BinOp):
+            return self.binop(e, scope)
+        if isinstance(e, S.UnaryOp):
+            v = self.expr(e.operand, scope)
+            if e.op == "not":
+                return ir.Op("not", (v,), Ty("bool", v.ty.shape, v.ty.static))
+            self.require_numeric(v, e.operand, f"the operand of unary `{e.op}`")
+            kind = "int" if v.ty.kind == "bool" else v.ty.kind
+            return ir.Op("neg" if e.op == "-" else "pos", (v,), Ty(kind, v.ty.shape, v.ty.static))
+        if isinstance(e, (S.Compare, S.BoolOp)):
+            a, b = self.expr(e.left, scope), self.expr(e.right, scope)
+            shape = self.bcast(e, a.ty.shape, b.ty.shape)
+            return ir.Op(e.op, (a, b), Ty("bool", shape, a.ty.static and b.ty.static))
+        if isinstance(e, S.IfExp):
+            c, a, b = self.expr(e.cond, scope), self.expr(e.then, scope), self.expr(e.orelse, scope)
+            shape = self.bcast(e, c.ty.shape, a.ty.shape, b.ty.shape)
+            kind = a.ty.kind if a.ty.kind == b.ty.kind else "real"
+            return ir.Select(c, a, b, Ty(kind, shape, c.ty.static and a.ty.static and b.ty.static))
+        if isinstance(e, S.Call):
+            return self.call(e, scope)
+        if isinstance(e, S.Index):
+            return self.index(e, scope)
+        if isinstance(e, S.VectorLit):
+            return self.vector(e, scope)
+        if isinstance(e, S.Attribute):
+            raise self.err(f"attribute `.{e.attr}` is not supported", e.span,
+                           hint="use size(x) or x.shape[k] for sizes" if e.attr != "shape" else
+                           "index it: x.shape[0]")
+        raise self.err(f"unsupported expression {type(e).__name__}", expr_span(e))
+
+    def name(self, e: S.Name, scope: Scope) -> ir.Expr:
+        cand = self.var_name(e.id, self.prefix)
+        ty = scope.lookup(cand)
+        if ty is not None:
+            return ir.Var(cand, ty)
+        if e.id in FUNCTIONS:
+            raise self.err(f"`{e.id}` is a function; call it", e.span, hint=f"{e.id}(...)")
+        if e.id in dists.SIGNATURES:
+            raise self.err(f"`{e.id}` is a distribution; use it on the right of `~`", e.span,
+                           hint=f"x ~ {dists.describe(e.id).splitlines()[0]}")
+        if e.id in self.c.decls:
+            raise self.err(f"`{e.id}` is a {self.c.decls[e.id].kind}; call it with `~`", e.span)
+        if e.id in self.c.hosts:
+            raise self.err(f"`{e.id}` is a host function; call it", e.span)
+        hint = did_you_mean(e.id, [n.split("__")[-1] for n in scope.names() if n.startswith(
+            self.prefix.replace("/", "__"))])
+        raise self.err(f"unknown name `{e.id}`", e.span,
+                       hint=hint or "define it before use, or pass it as an argument of the declaration")
+
+    def bcast(self, e: S.Expr, *shapes: ir.Shape) -> ir.Shape:
+        try:
+            return sh.broadcast(*shapes)
+        except sh.ShapeError as err:
+            raise self.err(f"shapes do not match: {err}", e.span,
+                           found=" and ".join(sh.show(s) for s in shapes),
+                           hint="index or reshape one side so both have the same shape") from None
+
+    def binop(self, e: S.BinOp, scope: Scope) -> ir.Expr:
+        a, b = self.expr(e.left, scope), self.expr(e.right, scope)
+        for v, side in ((a, e.left), (b, e.right)):
+            self.require_numeric(v, side, f"an operand of `{e.op}`")
+        static = a.ty.static and b.ty.static
+        if e.op == "@":
+            try:
+                shape = sh.matmul(a.ty.shape, b.ty.shape)
+            except sh.ShapeError as err:
+                raise self.err(f"cannot multiply these: {err}", e.span,
+                               found=f"{sh.show(a.ty.shape)} @ {sh.show(b.ty.shape)}") from None
+            return ir.Op("@", (a, b), Ty("real", shape))
+        shape = self.bcast(e, a.ty.shape, b.ty.shape)
+        kinds = {a.ty.kind, b.ty.kind}
+        if e.op == "/" or "real" in kinds or "unknown" in kinds:
+            kind = "real" if "unknown" not in kinds else "unknown"
+        else:
+            kind = "int"
+        return ir.Op(e.op, (a, b), Ty(kind, shape, static))
+
+    def call(self, e: S.Call, scope: Scope) -> ir.Expr:
+        fn = e.func
+        head = fn.split(".")[0]
+        if head in self.c.hosts:
+            args = tuple(self.expr(a, scope) for a in e.args)
+            kwargs = tuple((k.name, self.expr(k.value, scope)) for k in e.kwargs)
+            return ir.HostCall(fn, args, kwargs, UNKNOWN)
+        if fn in dists.SIGNATURES:
+            raise self.err(f"`{fn}` is a distribution; it can only appear on the right of `~`", e.span,
+                           hint=f"draw it: `x ~ {fn}(...)`; for its density use factor(...) with a math function")
+        if fn in self.c.decls:
+            raise self.err(f"`{fn}` is a {self.c.decls[fn].kind}; call it as a random choice", e.span,
+                           hint=f"`x ~ {fn}(...)`")
+        if fn == "factor":
+            raise self.err("`factor` is a statement, not a value", e.span, hint="write `factor(expr)` on its own line")
+        if fn not in FUNCTIONS:
+            known = list(FUNCTIONS) + list(self.c.hosts) + list(dists.SIGNATURES)
+            raise self.err(f"unknown function `{fn}`", e.func_span if e.func_span.line else e.span,
+                           hint=did_you_mean(fn, known) or
+                           "host functions must be bound by the caller: pp.load(file, hosts={...})")
+        spec = FUNCTIONS[fn]
+        if e.kwargs:
+            raise self.err(f"`{fn}` takes no keyword arguments", e.kwargs[0].span)
+        lo, hi = spec.arity
+        if not lo <= len(e.args) <= hi:
+            want = str(lo) if lo == hi else f"{lo} to {hi}"
+            raise self.err(f"`{fn}` takes {want} argument(s)", e.span, expected=f"{fn}: {spec.doc}",
+                           found=f"{len(e.args)} argument(s)")
+        args = tuple(self.expr(a, scope) for a in e.args)
+        return ir.Call(fn, args, self.call_type(e, spec, args))
+
+    def call_type(self, e: S.Call, spec: object, args: tuple[ir.Expr, ...]) -> Ty:
+        shapes = [a.ty.shape for a in args]
+        kind = args[0].ty.kind if spec.kind == "arg" else spec.kind
+        if kind == "bool" and spec.kind == "arg" and spec.rule in ("reduce",):
+            kind = "int"
+        static = all(a.ty.static for a in args)
+        rule = spec.rule
+        try:
+            if rule == "elementwise":
+                return Ty(kind, sh.broadcast(*shapes), static)
+            if rule == "where":
+                return Ty(args[1].ty.kind, sh.broadcast(*shapes))
+            if rule == "reduce":
+                return Ty(kind, ())
+            if rule == "same":
+                return Ty(kind, shapes[0])
+            if rule == "dot":
+                return Ty("real", ())
+            if rule == "matmul":
+                return Ty("real", sh.matmul(shapes[0], shapes[1]))
+            if rule == "outer":
+                a, b = shapes
+                return Ty("real", None if a is None or b is None else (a[0] if a else 1, b[0] if b else 1))
+            if rule == "transpose":
+                s0 = shapes[0]
+                return Ty(kind, None if s0 is None else tuple(reversed(s0)))
+            if rule in ("square", "solve"):
+                return Ty("real", shapes[-1])
+            if rule == "diag":
+                s0 = shapes[0]
+                return Ty("real", None if s0 is None else (s0[0], s0[0]))
+            if rule in ("sized", "sized_square"):
+                dims = []
+                for a, src in zip(args, e.args):
+                    if a.ty.kind != "int" or not a.ty.static or a.ty.shape != ():
+                        raise self.err(f"the sizes given to `{e.func}` must be ints known before running",
+                                       expr_span(src), found=str(a.ty))
+                    dims.append(dim_code(a))
+                if rule == "sized_square":
+                    dims = dims * 2
+                return Ty("real", tuple(dims))
+            if rule == "concat":
+                a, b = shapes
+                if a is None or b is None:
+                    return Ty(kind, None)
+                return Ty(kind, (sh.dim_add(a[0], 0) if b[0] == 0 else f"({a[0]} + {b[0]})",))
+            if rule == "size":
+                return Ty("int", (), True)
+        except sh.ShapeError as err:
+            raise self.err(f"shapes do not fit `{e.func}`: {err}", e.span) from None
+        raise AssertionError(f"unknown shape rule {rule}")
+
+    def index(self, e: S.Index, scope: Scope) -> ir.Expr:
+        if isinstance(e.value, S.Attribute) and e.value.attr == "shape":
+            base = self.expr(e.value.value, scope)
+            if len(e.indices) != 1 or not isinstance(e.indices[0], S.Num):
+                raise self.err("use x.shape[k] with a number k", e.span)
+            k = int(e.indices[0].value)
+            if base.ty.shape is not None and not 0 <= k < len(base.ty.shape):
+                raise self.err(f"axis {k} is out of range for a value of shape {sh.show(base.ty.shape)}", e.span)
+            return ir.Shape_(base, k)
+        base = self.expr(e.value, scope)
+        shape = base.ty.shape
+        if shape is not None and len(e.indices) > len(shape):
+            raise self.err(f"too many indices: the value has {len(shape)} dimension(s)", e.span,
+                           expected=f"at most {len(shape)} index(es)", found=f"{len(e.indices)}",
+                           hint="a scalar cannot be indexed" if not shape else None)
+        out_dims: list[ir.Dim] = []
+        idx: list[Union[ir.Expr, ir.SliceIx]] = []
+        static = base.ty.static
+        for k, ix in enumerate(e.indices):
+            dim = shape[k] if shape is not None else None
+            if isinstance(ix, S.Slice):
+                lo = self.index_expr(ix.lo, scope) if ix.lo is not None else None
+                hi = self.index_expr(ix.hi, scope) if ix.hi is not None else None
+                for part, src in ((lo, ix.lo), (hi, ix.hi)):
+                    if part is not None and not part.ty.static:
+                        raise self.err("slice bounds must be ints known before running", expr_span(src),
+                                       hint="use an int argument or a number")
+                hi_d = dim_code(hi) if hi is not None else dim
+                lo_d = dim_code(lo) if lo is not None else 0
+                out_dims.append(sh.dim_sub(hi_d, lo_d))
+                idx.append(ir.SliceIx(lo, hi))
+                continue
+            v = self.index_expr(ix, scope)
+            if v.ty.shape:
+                out_dims.extend(v.ty.shape)
+            elif v.ty.shape is None:
+                return ir.Index(base, tuple(idx) + (v,), Ty(base.ty.kind, None))
+            static = static and v.ty.static
+            idx.append(v)
+        rest = shape[len(e.indices):] if shape is not None else None
+        out = None if rest is None else tuple(out_dims) + rest
+        return ir.Index(base, tuple(idx), Ty(base.ty.kind, out, static and out == ()))
+
+    def index_expr(self, ix: S.Expr, scope: Scope) -> ir.Expr:
+        v = self.expr(ix, scope)
+        if v.ty.kind not in ("int", "unknown"):
+            raise self.err("an index must be an int", expr_span(ix), expected="int", found=str(v.ty),
+                           hint="convert with to_int(...)" if v.ty.kind == "real" else None)
+        return v
+
+    def vector(self, e: S.VectorLit, scope: Scope) -> ir.Expr:
+        if not e.items:
+            raise self.err("an empty vector has no type", e.span, hint="use zeros(0)")
+        items = tuple(self.expr(x, scope) for x in e.items)
+        shapes = {x.ty.shape for x in items}
+        if len(shapes) > 1:
+            raise self.err("the items of a vector must all have the same shape", e.span,
+                           found=", ".join(sh.show(s) for s in shapes))
+        inner = items[0].ty.shape
+        kinds = {x.ty.kind for x in items}
+        kind = "real" if "real" in kinds or len(kinds) > 1 else kinds.pop()
+        return ir.Vec(items, Ty(kind, None if inner is None else (len(items),) + inner,
+                                all(x.ty.static for x in items)))
+
+
+class ObjectiveChecker:
+    """Objectives are lowered by the variational-inference transformation; here their names and
+    argument counts are resolved so that `pplang check` reports mistakes in them too."""
+
+    def __init__(self, checker: Checker, decl: S.Decl):
+        self.c = checker
+        self.decl = decl
+
+    def run(self) -> None:
+        known = {a.name for a in self.decl.args} | set(self.c.decls) | set(self.c.hosts) | set(FUNCTIONS)
+        known |= set(dists.SIGNATURES) | {"simulate", "log_density", "stop_gradient", "range"}
+        self.stmts(self.decl.body, set(known))
+
+    def stmts(self, body: list[S.Stmt], known: set[str]) -> None:
+        for s in body:
+            if isinstance(s, (S.Assign, S.Sample)):
+                self.expr(s.value if isinstance(s, S.Assign) else s.dist, known)
+                t = s.target
+                if isinstance(t, S.Index):
+                    for ix in t.indices:
+                        if not isinstance(ix, S.Slice):
+                            self.expr(ix, known)
+                    known.add(t.value.id)  # type: ignore[union-attr]
+                else:
+                    known.add(t.id)
+            elif isinstance(s, S.For):
+                self.expr(s.start, known)
+                self.expr(s.stop, known)
+                self.stmts(s.body, known | {s.var})
+            elif isinstance(s, S.If):
+                self.expr(s.cond, known)
+                self.stmts(s.then, set(known))
+                self.stmts(s.orelse, set(known))
+            elif isinstance(s, (S.Return, S.Factor)) and s.value is not None:
+                self.expr(s.value, known)
+            elif isinstance(s, S.Param):
+                self.expr(s.init, known)
+                known.add(s.name)
+
+    def expr(self, e: object, known: set[str]) -> None:
+        if isinstance(e, S.Name) and e.id not in known:
+            raise self.c.err(f"unknown name `{e.id}`", e.span, hint=did_you_mean(e.id, known))
+        if isinstance(e, S.Call):
+            head = e.func.split(".")[0]
+            if head not in known:
+                raise self.c.err(f"unknown function `{e.func}`", e.span, hint=did_you_mean(e.func, known))
+        for f in ("left", "right", "operand", "cond", "then", "orelse", "value", "lo", "hi"):
+            sub = getattr(e, f, None)
+            if sub is not None and not isinstance(sub, (str, int, float, bool)):
+                self.expr(sub, known)
+        for sub in getattr(e, "args", []) + getattr(e, "indices", []) + getattr(e, "items", []):
+            self.expr(sub, known)
+        for k in getattr(e, "kwargs", []):
+            self.expr(k.value, known)
+
+
+# ---------------------------------------------------------------- small helpers
+
+
+def type_text(t: S.TypeExpr) -> str:
+    if not t.dims:
+        return t.base
+    return f"{t.base}[{', '.join(show_dim(d) for d in t.dims)}]"
+
+
+def show_dim(d: S.Expr) -> str:
+    if isinstance(d, S.Num):
+        return str(d.value)
+    if isinstance(d, S.Name):
+        return d.id
+    return "..."
+
+
+def dist_flag(sig: object, flag: str) -> bool:
+    return bool(getattr(sig.constructor, flag, getattr(sig, flag, False)))
+
+
+def bind_signature(sig: object, args: list, kwargs: dict) -> Optional[dict]:
+    """Bind call arguments to a signature's parameters, or None if they do not fit."""
+    params = sig.params
+    positional = [p for p in params if not getattr(p, "keyword_only", False)]
+    if len(args) > len(positional):
+        return None
+    bound = {p.name: a for p, a in zip(positional, args)}
+    for k, v in kwargs.items():
+        if k in bound or k not in {p.name for p in params}:
+            return None
+        bound[k] = v
+    for p in params:
+        if p.name not in bound and p.default is None:
+            return None
+    return bound
+
+
+def loop_offset(v: ir.Expr, loop_vars: list[str]) -> Optional[tuple[str, int]]:
+    """`(var, c)` if `v` is `var + c`/`var - c`/`var` for one of the loop variables."""
+    if isinstance(v, ir.Var) and v.name in loop_vars:
+        return v.name, 0
+    if isinstance(v, ir.Op) and v.op in ("+", "-") and len(v.args) == 2:
+        a, b = v.args
+        if isinstance(a, ir.Var) and a.name in loop_vars and isinstance(b, ir.Const) and isinstance(b.value, int):
+            return a.name, b.value if v.op == "+" else -b.value
+        if v.op == "+" and isinstance(b, ir.Var) and b.name in loop_vars and isinstance(a, ir.Const) \
+                and isinstance(a.value, int):
+            return b.name, a.value
+    return None
+
+
+def dim_code(v: ir.Expr) -> ir.Dim:
+    """A static int expression as a dimension: an int or Python source over the arguments."""
+    if isinstance(v, ir.Const):
+        return int(v.value)
+    return show_expr(v)
+
+
+def show_expr(v: ir.Expr) -> str:
+    """Python source of a simple expression (used for sizes and in messages)."""
+    if isinstance(v, ir.Const):
+        return repr(v.value)
+    if isinstance(v, ir.Var):
+        return v.name
+    if isinstance(v, ir.Shape_):
+        return f"{show_expr(v.value)}.shape[{v.axis}]"
+    if isinstance(v, ir.Op) and len(v.args) == 2:
+        return f"({show_expr(v.args[0])} {v.op} {show_expr(v.args[1])})"
+    if isinstance(v, ir.Op) and v.op == "neg":
+        return f"(-{show_expr(v.args[0])})"
+    if isinstance(v, ir.Call) and v.fn == "size":
+        return f"{show_expr(v.args[0])}.shape[0]"
+    if isinstance(v, ir.Call):
+        return f"{v.fn}({', '.join(show_expr(a) for a in v.args)})"
+    if isinstance(v, ir.Index):
+        parts = ", ".join(show_expr(i) if not isinstance(i, ir.SliceIx) else ":" for i in v.indices)
+        return f"{show_expr(v.base)}[{parts}]"
+    return "<expr>"

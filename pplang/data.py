@@ -1,0 +1,186 @@
+"""Binding run-time data to a declaration: arguments and observations, checked before JAX runs.
+
+Data is one mapping by name, as in Stan's JSON data format: entries named like an argument of the
+declaration are its arguments, entries named like a random choice's address are observations.
+Every problem (a missing argument, a wrong shape or type, a value outside its constraint, a name
+the model does not have) is a located `PplError` that names the declaration and gives a hint.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+import jax.numpy as jnp
+import numpy as np
+
+from pplang.compiler import ir
+from pplang.diagnostics import PplError, did_you_mean, error
+from pplang.dims import eval_shape
+from pplang.syntax import Span
+
+CONSTRAINT_CHECKS = {
+    "positive": (lambda a: np.all(a > 0), "positive"),
+    "unit": (lambda a: np.all((a >= 0) & (a <= 1)), "in [0, 1]"),
+    "simplex": (lambda a: np.all(a >= 0) and np.allclose(np.sum(a, axis=-1), 1.0, atol=1e-5), "a simplex"),
+    "ordered": (lambda a: np.all(np.diff(a, axis=-1) > 0), "strictly increasing"),
+    "positive_ordered": (lambda a: np.all(a > 0) and np.all(np.diff(a, axis=-1) > 0), "positive and increasing"),
+}
+
+
+@dataclass
+class Bound:
+    """Arguments split into static ones (ints and bools that size arrays and drive loops) and
+    array ones, plus the observations by address."""
+
+    static: dict[str, Any]
+    arrays: dict[str, Any]
+    observed: dict[str, Any]
+
+    def all_args(self) -> dict[str, Any]:
+        return {**self.static, **self.arrays}
+
+
+def load_json(path: str) -> dict[str, Any]:
+    """Read a Stan-format JSON data file into a dict of numbers and nested lists."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as e:
+        raise error(f"cannot read data file {path}: {e.strerror}", hint="check the path") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise error(f"data file is not valid JSON: {e.msg}", Span(path, e.lineno, e.colno, e.lineno, e.colno + 1),
+                    text, hint="Stan's JSON data format: an object mapping names to numbers or arrays") from None
+    if not isinstance(data, dict):
+        raise error(f"data file {path} must hold a JSON object", hint='for example {"N": 3, "y": [1, 0, 1]}')
+    return data
+
+
+def bind(fn: ir.Function, data: Mapping[str, Any], source: str, *, observations: bool = True,
+         strict: bool = True) -> Bound:
+    """Check `data` against `fn` and convert it. `observations=False` ignores entries that name
+    random choices (prior simulation); `strict=False` ignores entries the declaration lacks."""
+    static: dict[str, Any] = {}
+    arrays: dict[str, Any] = {}
+    observed: dict[str, Any] = {}
+    where = f"{fn.kind} `{fn.name}`"
+    known = [a for a, _ in fn.args] + list(fn.sites)
+    for name in data:
+        if name in dict(fn.args) or name in fn.sites:
+            continue
+        if not strict:
+            continue
+        if name.replace("/", "__") in fn.arrays or name in fn.params:
+            raise error(f"`{name}` is computed by {where}, not a random choice; it cannot be observed",
+                        fn.span, source, hint="observe the random choice it is computed from instead")
+        raise error(f"the data has `{name}`, which {where} neither takes as an argument nor draws",
+                    fn.span, source, hint=did_you_mean(name, known) or
+                    f"arguments: {', '.join(a for a, _ in fn.args) or 'none'}; "
+                    f"random choices: {', '.join(fn.sites) or 'none'}")
+    for name, ty in fn.args:
+        span = fn.arg_spans.get(name, fn.span)
+        if name not in data:
+            raise error(f"missing data for argument `{name}` of {where}", span, source,
+                        expected=f"{name}: {fn.arg_types.get(name, ty)}",
+                        hint=f"add \"{name}\" to the data")
+        value = convert_arg(name, ty, data[name], fn, span, source)
+        if ty.static or (ty.kind == "unknown" and isinstance(value, (int, bool))):
+            static[name] = value
+        else:
+            arrays[name] = value
+    env = {**static, **arrays}
+    check_declared_shapes(fn, env, source)
+    if observations:
+        for addr, info in fn.sites.items():
+            if addr in data:
+                observed[addr] = convert_obs(addr, info, data[addr], env, source)
+    return Bound(static, arrays, observed)
+
+
+def as_array(name: str, value: Any, span: Span, source: str) -> np.ndarray:
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError):
+        arr = None
+    if arr is None or arr.dtype == object or arr.dtype.kind not in "biuf":
+        raise error(f"data for `{name}` is not a number or a rectangular array of numbers", span, source,
+                    found=type(value).__name__, hint="nested lists must all have the same length")
+    return arr
+
+
+def convert_arg(name: str, ty: ir.Ty, value: Any, fn: ir.Function, span: Span, source: str) -> Any:
+    arr = as_array(name, value, span, source)
+    declared = fn.arg_types.get(name, str(ty))
+    if ty.shape is not None and arr.ndim != len(ty.shape):
+        raise error(f"data for `{name}` has {arr.ndim} dimension(s) but `{name}: {declared}` has {len(ty.shape)}",
+                    span, source, expected=declared, found=f"shape {arr.shape}",
+                    hint=reshape_hint(arr.shape, len(ty.shape)))
+    if ty.kind in ("int", "bool") and arr.dtype.kind == "f":
+        if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
+            raise error(f"data for `{name}` must be whole numbers", span, source, expected=declared,
+                        found="non-integer values")
+        arr = arr.astype(np.int64)
+    constraint = fn.arg_constraints.get(name)
+    if constraint in CONSTRAINT_CHECKS and arr.size:
+        ok, text = CONSTRAINT_CHECKS[constraint]
+        if not ok(arr):
+            raise error(f"data for `{name}` must be {text}", span, source, expected=declared,
+                        found=f"values from {arr.min():g} to {arr.max():g}")
+    if ty.static or (ty.kind == "unknown" and arr.ndim == 0 and arr.dtype.kind in "biu"):
+        return bool(arr) if ty.kind == "bool" or arr.dtype.kind == "b" else int(arr)
+    if ty.kind == "int":
+        return jnp.asarray(arr, jnp.int32)
+    if ty.kind == "bool":
+        return jnp.asarray(arr, bool)
+    if ty.kind == "real":
+        return jnp.asarray(arr, float)
+    return jnp.asarray(arr)
+
+
+def check_declared_shapes(fn: ir.Function, env: dict[str, Any], source: str) -> None:
+    """Sizes in declarations (`vector[N]`) must agree with the data given for them."""
+    for name, ty in fn.args:
+        if ty.shape is None or not ty.shape:
+            continue
+        want = eval_shape(ty.shape, env)
+        have = np.shape(env[name])
+        if want is not None and any(w is not None and w != h for w, h in zip(want, have)):
+            span = fn.arg_spans.get(name, fn.span)
+            raise error(f"data for `{name}` has shape {have} but its declaration needs {show(want)}", span, source,
+                        expected=f"{name}: {fn.arg_types.get(name)} = {show(want)}", found=str(have),
+                        hint="check the sizes given in the data against this array")
+
+
+def convert_obs(addr: str, info: ir.SiteInfo, value: Any, env: dict[str, Any], source: str) -> Any:
+    arr = as_array(addr, value, info.span, source)
+    want = eval_shape(info.shape, env)
+    if want is not None and (len(want) != arr.ndim or any(w is not None and w != h for w, h in zip(want, arr.shape))):
+        raise error(f"observed `{addr}` has shape {arr.shape} but the model draws shape {show(want)}", info.span,
+                    source, expected=show(want), found=str(arr.shape), hint=reshape_hint(arr.shape, len(want)))
+    if info.kind in ("int", "bool"):
+        if arr.dtype.kind == "f" and not np.all(arr == np.round(arr)):
+            raise error(f"observed `{addr}` must be whole numbers for `{info.dist}`", info.span, source,
+                        found="non-integer values")
+        return jnp.asarray(arr, jnp.int32)
+    return jnp.asarray(arr, float)
+
+
+def reshape_hint(shape: tuple, rank: int) -> Optional[str]:
+    if len(shape) == rank + 1 and shape[-1] == 1:
+        return "the data has a trailing axis of size 1: flatten it, e.g. a list of numbers rather than of 1-lists"
+    if len(shape) + 1 == rank:
+        return "the data is missing an axis: give a nested list"
+    return None
+
+
+def show(shape: Optional[tuple]) -> str:
+    if shape is None:
+        return "(?)"
+    return "(" + ", ".join("?" if d is None else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+__all__ = ["Bound", "PplError", "bind", "load_json"]

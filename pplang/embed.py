@@ -1,0 +1,99 @@
+"""Loading model files and embedding models in Python (`@pp.model`, `@pp.guide`, `@pp.objective`).
+
+A decorated function is parsed from its source with `ast` and compiled like a model file; errors
+point at the Python file's own lines. Names the function uses resolve to host functions (any JAX
+traceable callable) and to other decorated models, which can be called as submodels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Optional
+
+from pplang import syntax as S
+from pplang.diagnostics import did_you_mean, error
+from pplang.model import Model
+from pplang.program import Compiled, compile_program, parse_file
+from pplang.pyfront import parse_function
+from pplang.stdlib import distributions as dists
+from pplang.stdlib.mathfns import FUNCTIONS
+
+
+@dataclass
+class Module:
+    """A compiled model file: its models and guides by name, and the generated code."""
+
+    compiled: Compiled
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.compiled.functions)
+
+    @property
+    def code(self) -> str:
+        return self.compiled.source_code
+
+    def __getitem__(self, name: str) -> Model:
+        if name not in self.compiled.functions:
+            decls = {d.name: d.kind for d in self.compiled.program.decls}
+            if name in decls:
+                raise error(f"`{name}` is an objective; objectives are used by fitting, not run directly")
+            raise error(f"no model or guide named `{name}` in {self.compiled.program.file}",
+                        hint=did_you_mean(name, self.names) or f"declared: {', '.join(self.names) or 'nothing'}")
+        fn = self.compiled.functions[name]
+        return Model(fn, self.compiled.function(name), self.compiled.hosts, self.compiled.program.source,
+                     list(self.compiled.program.decls))
+
+    def __getattr__(self, name: str) -> Model:
+        if name.startswith("_") or name == "compiled":
+            raise AttributeError(name)
+        return self[name]
+
+
+def load(path: str, hosts: Optional[Mapping[str, Any]] = None) -> Module:
+    """Parse, check and compile a model file. `hosts` binds the only Python callables the file may
+    call, by name; a file cannot import or run anything else."""
+    return Module(compile_program(parse_file(path), dict(hosts or {})))
+
+
+def loads(source: str, hosts: Optional[Mapping[str, Any]] = None, file: str = "<string>") -> Module:
+    """Like `load`, from a string."""
+    from pplang.parser import parse_program
+
+    return Module(compile_program(parse_program(source, file), dict(hosts or {})))
+
+
+def _decorate(kind: str) -> Callable[[Callable], Model]:
+    def wrap(fn: Callable) -> Model:
+        decl, file, source, env = parse_function(fn, kind)
+        decls, hosts = [decl], {}
+        for name, obj in env.items():
+            if isinstance(obj, Model) and obj.fn.name == name:
+                decls.extend(d for d in obj_decls(obj) if d.name not in {x.name for x in decls})
+            elif callable(obj) and name not in FUNCTIONS and name not in dists.SIGNATURES:
+                hosts[name] = obj
+        program = S.Program(decls, file, source)
+        compiled = compile_program(program, hosts, only=[decl.name] if kind != "objective" else [])
+        if kind == "objective":
+            return Objective(decl, compiled)  # type: ignore[return-value]
+        return Model(compiled.functions[decl.name], compiled.function(decl.name), hosts, source, decls)
+
+    wrap.__name__ = kind
+    return wrap
+
+
+def obj_decls(m: Model) -> list[S.Decl]:
+    return list(m.decls)
+
+
+@dataclass
+class Objective:
+    """A checked variational objective (a program whose expected return value is maximized)."""
+
+    decl: S.Decl
+    compiled: Compiled
+
+
+model = _decorate("model")
+guide = _decorate("guide")
+objective = _decorate("objective")

@@ -1,0 +1,150 @@
+"""User-facing models and guides: the core transformations `simulate`, `log_density` and
+`importance`, each a jitted call of the one generated function under a different `Context`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Optional
+
+import jax
+import jax.numpy as jnp
+
+from pplang import runtime as rt
+from pplang.compiler import ir
+from pplang.data import Bound, bind
+from pplang.diagnostics import did_you_mean, error
+
+
+@dataclass
+class Trace:
+    """Values of the random choices by address, the log density of the whole trace, the log weight
+    of the choices that were given, and the return value. Batched when several were drawn."""
+
+    values: dict[str, Any]
+    log_density: Any
+    log_weight: Any
+    retval: Any = None
+
+    def __getitem__(self, address: str) -> Any:
+        return self.values[address]
+
+
+def as_key(seed: Any) -> Any:
+    if isinstance(seed, int):
+        return jax.random.key(seed)
+    return seed
+
+
+@dataclass
+class Model:
+    """A compiled model or guide. Data is passed by name (arguments and observations together)."""
+
+    fn: ir.Function
+    impl: Callable
+    hosts: dict[str, Any]
+    source: str
+    decls: list = field(default_factory=list)  # the declarations it was compiled from (for submodels)
+    _jitted: dict[tuple, Callable] = field(default_factory=dict)
+    traces: int = 0  # how many times JAX traced this model (for tests of the cache)
+
+    @property
+    def name(self) -> str:
+        return self.fn.name
+
+    @property
+    def kind(self) -> str:
+        return self.fn.kind
+
+    @property
+    def sites(self) -> dict[str, ir.SiteInfo]:
+        return self.fn.sites
+
+    @property
+    def params(self) -> dict[str, ir.ParamDef]:
+        return {p.address: p for p in self.fn.params.values()}
+
+    def bind(self, data: Optional[Mapping[str, Any]] = None, *, observations: bool = True,
+             strict: bool = True, **kwargs: Any) -> Bound:
+        return bind(self.fn, {**(data or {}), **kwargs}, self.source, observations=observations, strict=strict)
+
+    # ------------------------------------------------------------ compiled runners
+
+    def runner(self, bound: Bound, given_addrs: frozenset, unconstrained: frozenset = frozenset(),
+               param_addrs: frozenset = frozenset(), batch: bool = False) -> Callable:
+        """A jitted `(key, given, params, arrays) -> (retval, trace, score)`, cached per static
+        configuration; JAX retraces it only when array shapes change."""
+        static = tuple(sorted(bound.static.items()))
+        cache_key = (static, given_addrs, unconstrained, param_addrs, batch)
+        if cache_key not in self._jitted:
+            order = [a for a, _ in self.fn.args]
+            hosts, impl, statics = self.hosts, self.impl, dict(static)
+
+            def run(key: Any, given: dict, params: dict, arrays: dict) -> tuple:
+                self.traces += 1
+                ctx = rt.Context(given, params, hosts, unconstrained)
+                env = {**statics, **arrays}
+                return impl(ctx, key, *[env[a] for a in order])
+
+            if batch:
+                run = jax.vmap(run, in_axes=(0, None, None, None))
+            self._jitted[cache_key] = jax.jit(run)
+        return self._jitted[cache_key]
+
+    def _call(self, key: Any, bound: Bound, given: Mapping[str, Any], params: Optional[Mapping] = None,
+              unconstrained: frozenset = frozenset(), num_samples: Optional[int] = None) -> tuple:
+        params = dict(params or {})
+        self.check_addresses(given, params)
+        fn = self.runner(bound, frozenset(given), unconstrained, frozenset(params), num_samples is not None)
+        key = as_key(key)
+        if num_samples is not None:
+            key = jax.random.split(key, num_samples)
+        return fn(key, dict(given), params, bound.arrays)
+
+    def check_addresses(self, given: Mapping[str, Any], params: Mapping[str, Any]) -> None:
+        for a in given:
+            if a not in self.fn.sites:
+                raise error(f"{self.kind} `{self.name}` has no random choice `{a}`", self.fn.span, self.source,
+                            hint=did_you_mean(a, self.fn.sites) or f"choices: {', '.join(self.fn.sites) or 'none'}")
+        for a in params:
+            if a not in self.params:
+                raise error(f"{self.kind} `{self.name}` has no parameter `{a}`", self.fn.span, self.source,
+                            hint=did_you_mean(a, self.params) or f"parameters: {', '.join(self.params) or 'none'}")
+
+    # ------------------------------------------------------------ transformations
+
+    def simulate(self, data: Optional[Mapping[str, Any]] = None, *, seed: Any = 0,
+                 num_samples: Optional[int] = None, params: Optional[Mapping] = None, **kwargs: Any) -> Trace:
+        """Draw every random choice from the prior (entries of the data that name choices are not
+        used). With `num_samples`, a batch of independent traces."""
+        bound = self.bind(data, observations=False, **kwargs)
+        ret, tr, s = self._call(seed, bound, {}, params, num_samples=num_samples)
+        return Trace(tr, s.lp, s.lw, ret)
+
+    def log_density(self, values: Mapping[str, Any], data: Optional[Mapping[str, Any]] = None, *,
+                    unconstrained: bool = False, params: Optional[Mapping] = None, **kwargs: Any) -> Any:
+        """Log joint density of a complete trace (`values` holds every random choice; data may add
+        observations). With `unconstrained=True`, the latent values are unconstrained coordinates and
+        the log-Jacobian of each support's bijection is included."""
+        bound = self.bind(data, **kwargs)
+        given = {**bound.observed, **{a: jnp.asarray(v) for a, v in values.items()}}
+        missing = [a for a in self.fn.sites if a not in given]
+        if missing:
+            raise error(f"log_density needs a value for every random choice of `{self.name}`", self.fn.span,
+                        self.source, found=f"no value for {', '.join(missing)}",
+                        hint="pass a complete trace, e.g. model.simulate(...).values")
+        unc = frozenset(values) - frozenset(bound.observed) if unconstrained else frozenset()
+        _, _, s = self._call(jax.random.key(0), bound, given, params, unc)
+        return s.lp
+
+    def importance(self, data: Optional[Mapping[str, Any]] = None, *, seed: Any = 0,
+                   num_samples: Optional[int] = None, params: Optional[Mapping] = None,
+                   given: Optional[Mapping[str, Any]] = None, **kwargs: Any) -> Trace:
+        """Constrain the observed choices to the data, draw the rest from the prior; the trace's
+        `log_weight` is the log density of the constrained choices (the importance weight)."""
+        bound = self.bind(data, **kwargs)
+        fixed = {**bound.observed, **dict(given or {})}
+        ret, tr, s = self._call(seed, bound, fixed, params, num_samples=num_samples)
+        return Trace(tr, s.lp, s.lw, ret)
+
+    def latent_addresses(self, bound: Bound) -> list[str]:
+        return [a for a in self.fn.sites if a not in bound.observed]

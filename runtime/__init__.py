@@ -1,0 +1,25 @@
+"""What generated code and the user API call at run time. Never imports the compiler."""
+
+from .context import Context
+from .ops import (
+    ZERO,
+    Score,
+    add,
+    buffer,
+    factor,
+    key,
+    place,
+    put,
+    rows,
+    scan,
+    select,
+    size,
+    store,
+    sub,
+    to_int,
+    to_real,
+    total,
+)
+
+__all__ = ["Context", "ZERO", "Score", "add", "buffer", "factor", "key", "place", "put", "rows", "scan",
+           "select", "size", "store", "sub", "to_int", "to_real", "total"]

@@ -1,0 +1,51 @@
+"""The run-time context generated code consults at each random choice and parameter."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional
+
+import jax.numpy as jnp
+
+from pplang.stdlib.constraints import CONSTRAINTS
+
+from .ops import Score
+
+
+class Context:
+    """Which choices are given and how.
+
+    `given` maps addresses to values (observations, or a trace being scored); a choice that is not
+    given is sampled from its distribution. Addresses in `unconstrained` are given in unconstrained
+    coordinates: the value is mapped through the support's bijection and the log-Jacobian is added.
+    `params` holds unconstrained values of `param` declarations; `hosts` the caller-bound functions.
+    """
+
+    def __init__(self, given: Optional[Mapping[str, Any]] = None, params: Optional[Mapping[str, Any]] = None,
+                 hosts: Optional[Mapping[str, Any]] = None, unconstrained: frozenset = frozenset()):
+        self._given = dict(given or {})
+        self._params = dict(params or {})
+        self._hosts = dict(hosts or {})
+        self._unconstrained = unconstrained
+
+    def given(self, address: str) -> Optional[Any]:
+        return self._given.get(address)
+
+    def host(self, name: str) -> Any:
+        return self._hosts[name]
+
+    def site(self, address: str, dist: Any, key: Any, score: Score, given: Optional[Any]) -> tuple[Any, Score]:
+        if given is None:
+            value = dist.sample(key)
+            return value, Score(score.lp + jnp.sum(dist.log_prob(value)), score.lw)
+        if address in self._unconstrained and not dist.support.is_discrete:
+            value = dist.support.forward(given)
+            lp = jnp.sum(dist.log_prob(value)) + jnp.sum(dist.support.log_abs_det_jacobian(given))
+        else:
+            value = given
+            lp = jnp.sum(dist.log_prob(value))
+        return value, Score(score.lp + lp, score.lw + lp)
+
+    def param(self, address: str, init: Any, constraint: str) -> Any:
+        if address in self._params:
+            return CONSTRAINTS[constraint].forward(self._params[address])
+        return jnp.asarray(init, float)

@@ -1,0 +1,120 @@
+"""Small helpers that generated code calls: scores, keys, array pieces and loops."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+Array = Any
+
+
+class Score(NamedTuple):
+    """Running log density of the whole trace and log weight of the given (observed) choices."""
+
+    lp: Array
+    lw: Array
+
+
+ZERO = Score(0.0, 0.0)
+DTYPES = {"real": float, "int": jnp.int32, "bool": jnp.bool_}
+
+
+def key(k: Array, i: Any) -> Array:
+    """A key of its own for each choice and loop iteration, so no key is threaded through code."""
+    return jax.random.fold_in(k, i)
+
+
+def add(s: Score, t: Score) -> Score:
+    return Score(s.lp + t.lp, s.lw + t.lw)
+
+
+def total(s: Score) -> Score:
+    """Sum the scores of the iterations of a vectorized loop."""
+    return Score(jnp.sum(s.lp), jnp.sum(s.lw))
+
+
+def factor(s: Score, value: Array) -> Score:
+    v = jnp.sum(value)
+    return Score(s.lp + v, s.lw + v)
+
+
+def select(cond: Array, a: Any, b: Any) -> Any:
+    """`a` where `cond` else `b`, leaf by leaf; a missing side (None) takes the other's zeros."""
+    if a is None and b is None:
+        return None
+    if a is None:
+        a = jax.tree.map(jnp.zeros_like, b)
+    if b is None:
+        b = jax.tree.map(jnp.zeros_like, a)
+    return jax.tree.map(lambda x, y: jnp.where(cond, x, y), a, b)
+
+
+def store(arr: Optional[Array], idx: tuple, value: Array, lead: Sequence[Any]) -> Array:
+    """Write one element (or row) at constant `idx`, allocating the array on first write."""
+    value = jnp.asarray(value)
+    if arr is None:
+        arr = jnp.zeros(tuple(lead) + value.shape, value.dtype)
+    arr = arr.astype(jnp.result_type(arr, value))
+    return arr.at[idx].set(value)
+
+
+def place(arr: Optional[Array], block: Optional[Array], start: int, size: int) -> Optional[Array]:
+    """Put the stacked pieces of a loop at positions start, start+1, ... of `arr`."""
+    if block is None:
+        return arr
+    if arr is None and start == 0 and block.shape[0] == size:
+        return block
+    if arr is None:
+        arr = jnp.zeros((size,) + block.shape[1:], block.dtype)
+    arr = arr.astype(jnp.result_type(arr, block))
+    return lax.dynamic_update_slice_in_dim(arr, block, start, axis=0)
+
+
+def rows(given: Optional[Array], lo: int, hi: int) -> Optional[Array]:
+    """The rows of an observed array that a loop's iterations see."""
+    return None if given is None else given[lo:hi]
+
+
+def sub(given: Optional[Array], idx: tuple) -> Optional[Array]:
+    return None if given is None else given[idx]
+
+
+def buffer(have: Optional[Array], dims: Optional[tuple], kind: str) -> Array:
+    """The array a sequential loop carries: the existing one, or zeros of the declared shape."""
+    if have is not None:
+        return have
+    return jnp.zeros(dims, DTYPES[kind])
+
+
+def put(buf: Array, i: Array, piece: Optional[Array]) -> Array:
+    if piece is None:
+        return buf
+    return buf.at[i].set(jnp.asarray(piece, buf.dtype))
+
+
+def scan(body: Callable, init: Any, xs: Any) -> Any:
+    """`lax.scan`, after promoting the initial carry to the dtypes and shapes the body produces
+    (a running sum that starts as the int 0 becomes a float array)."""
+    first = jax.tree.map(lambda x: x[0], xs)
+    for _ in range(4):
+        out, _ = jax.eval_shape(body, init, first)
+        if jax.tree.map(lambda a, b: (jnp.shape(a), jnp.result_type(a)) == (b.shape, b.dtype), init, out) \
+                == jax.tree.map(lambda _: True, init):
+            break
+        init = jax.tree.map(lambda a, b: jnp.broadcast_to(jnp.asarray(a, b.dtype), b.shape), init, out)
+    return lax.scan(body, init, xs)
+
+
+def size(x: Array) -> int:
+    return jnp.shape(x)[0]
+
+
+def to_real(x: Array) -> Array:
+    return jnp.asarray(x, float)
+
+
+def to_int(x: Array) -> Array:
+    return jnp.asarray(x).astype(jnp.int32)

@@ -1,0 +1,902 @@
+"""The distributions of the language: thin layers over jax.scipy.stats and jax.random.
+
+A distribution is a batch of independent distributions over values of shape
+`event_shape`; parameters broadcast against each other to give `batch_shape`.
+`sample(key, sample_shape)` has shape sample_shape + batch_shape + event_shape and
+`log_prob(value)` sums over the event dims only. Discrete conventions follow scipy:
+`geometric` and `negative_binomial` count failures (0, 1, 2, ...), not trials.
+
+`SIGNATURES` describes every constructor for the type checker; `describe` renders
+them for error messages.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax, nn
+from jax.scipy import special, stats
+
+from . import constraints
+from .constraints import Constraint
+
+Array = Any
+
+
+def _promote(*params: Array) -> list:
+    """Parameters as float arrays of one dtype, broadcast to the batch shape."""
+    arrays = [jnp.asarray(p) for p in params]
+    dtype = jnp.result_type(float, *arrays)
+    return jnp.broadcast_arrays(*(a.astype(dtype) for a in arrays))
+
+
+def _int_dtype() -> Any:
+    return jnp.asarray(0).dtype
+
+
+def _one_of(name: str, probs: Array | None, logits: Array | None) -> None:
+    if (probs is None) == (logits is None):
+        raise ValueError(f"{name}() takes exactly one of `probs` and `logits`")
+
+
+def _logit_term(k: Array, n: Array, logits: Array) -> Array:
+    """k log p + (n - k) log(1 - p) + n log 2 for p = sigmoid(logits).
+
+    scipy's pmfs take probabilities only. Evaluated at p = 1/2 they give the
+    combinatorial term and the support check, -n log 2 being their only p-dependent
+    part; adding this term swaps in the logits without rounding sigmoid to 0 or 1.
+    """
+    return k * nn.log_sigmoid(logits) + (n - k) * nn.log_sigmoid(-logits) + n * math.log(2.0)
+
+
+def _enumerate(values: Array, batch_shape: tuple) -> Array:
+    """`values` along a new leading axis, broadcast over the batch."""
+    values = values.reshape(values.shape + (1,) * len(batch_shape))
+    return jnp.broadcast_to(values, values.shape[:1] + batch_shape)
+
+
+class Distribution:
+    """Base class; subclasses set the class attributes and implement sample/log_prob."""
+
+    support: Constraint = constraints.real
+    reparameterized: bool = False
+    enumerable: bool = False
+    value_dtype: str = "real"
+
+    def __init__(self, batch_shape: tuple = (), event_shape: tuple = ()):
+        self._batch_shape = tuple(batch_shape)
+        self._event_shape = tuple(event_shape)
+
+    @property
+    def batch_shape(self) -> tuple:
+        return self._batch_shape
+
+    @property
+    def event_shape(self) -> tuple:
+        return self._event_shape
+
+    def shape(self, sample_shape: Sequence[int] = ()) -> tuple:
+        """sample_shape + batch_shape + event_shape."""
+        return tuple(sample_shape) + self._batch_shape + self._event_shape
+
+    def sample(self, key: Array, sample_shape: Sequence[int] = ()) -> Array:
+        raise NotImplementedError
+
+    def log_prob(self, value: Array) -> Array:
+        raise NotImplementedError
+
+    @property
+    def mean(self) -> Array:
+        raise NotImplementedError(f"{type(self).__name__} has no closed-form mean here")
+
+    @property
+    def variance(self) -> Array:
+        raise NotImplementedError(f"{type(self).__name__} has no closed-form variance here")
+
+    def enumerate_support(self) -> Array:
+        """All support values along a new leading axis: shape (n,) + batch_shape."""
+        raise TypeError(f"{type(self).__name__} has no finite support to enumerate")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(batch_shape={self._batch_shape}, event_shape={self._event_shape})"
+
+
+# ---------------------------------------------------------------- continuous, scalar
+
+
+class Normal(Distribution):
+    reparameterized = True
+
+    def __init__(self, loc: Array, scale: Array):
+        self.loc, self.scale = _promote(loc, scale)
+        super().__init__(self.loc.shape)
+
+    def sample(self, key: Array, sample_shape: Sequence[int] = ()) -> Array:
+        return self.loc + self.scale * jax.random.normal(key, self.shape(sample_shape), self.loc.dtype)
+
+    def log_prob(self, value: Array) -> Array:
+        return stats.norm.logpdf(value, self.loc, self.scale)
+
+    @property
+    def mean(self) -> Array:
+        return self.loc
+
+    @property
+    def variance(self) -> Array:
+        return jnp.square(self.scale)
+
+
+class HalfNormal(Distribution):
+    """|X| for X ~ normal(0, scale)."""
+
+    support = constraints.positive
+    reparameterized = True
+
+    def __init__(self, scale: Array):
+        (self.scale,) = _promote(scale)
+        super().__init__(self.scale.shape)
+
+    def sample(self, key: Array, sample_shape: Sequence[int] = ()) -> Array:
+        return self.scale * jnp.abs(jax.random.normal(key, self.shape(sample_shape), self.scale.dtype))
+
+    def log_prob(self, value: Array) -> Array:
+        return jnp.where(value >= 0, math.log(2.0) + stats.norm.logpdf(value, 0.0, self.scale), -jnp.inf)
+
+    @property
+    def mean(self) -> Array:
+        return self.scale * math.sqrt(2.0 / math.pi)
+
+    @property
+    def variance(self) -> Array:
+        return jnp.square(self.scale) * (1.0 - 2.0 / math.pi)
+
+
+class LogNormal(Distribution):
+    """exp(X) for X ~ normal(loc, scale)."""
+
+    support = constraints.positive
+    reparameterized = True
+
+    def __init__(self, loc: Array, scale: Array):
+        self.loc, self.scale = _promote(loc, scale)
+        super().__init__(self.loc.shape)
+
+    def sample(self, key: Array, sample_shape: Sequence[int] = ()) -> Array:
+        return jnp.exp(self.loc) * jax.random.lognormal(key, self.scale, self.shape(sample_shape), self.loc.dtype)
+
+    def log_prob(self, value: Array) -> Array:
+        inside = value > 0
+        log_x = jnp.log(jnp.where(inside, value, 1.0))
+        return jnp.where(inside, stats.norm.logpdf(log_x, self.loc, self.scale) - log_x, -jnp.inf)
+
+    @property
+    def mean(self) -> Array:
+        return jnp.exp(self.loc + 0.5 * jnp.square(self.scale))
+
+    @property
+    def variance(self) -> Array:
+        s2 = jnp.square(self.scale)
+        return jnp.expm1(s2) * jnp.exp(2.0 * self.loc + s2)
+
+
+class StudentT(Distribution):
+    reparameterized = True
+
+    def __init__(self, df: Array, loc: Array = 0.0, scale: Array = 1.0):
+        self.df, self.loc, self.scale = _promote(df, loc, scale)
+        super().__init__(self.df.shape)
+
+    def sample(self, key: Array, sample_shape: Sequence[int] = ()) -> Array:
+        return self.loc + self.scale * jax.random.t(key, self.df, self.shape(sample_shape), self.df.dtype)
+
+    def log_prob(self, value: Array) -> Array:
+        return stats.t.logpdf(value, self.df, self.loc, self.scale)
+
+    @property
+    def mean(self) -> Array:
+        return jnp.where(self.df > 1, self.loc, jnp.nan)
+
+    @property
+    def variance(self) -> Array:
+        finite = jnp.square(self.scale) * self.df / (self.df - 2)
+        return jnp.where(self.df > 2, finite, jnp.where(self.df > 1, jnp.inf, jnp.nan))
+
+
+class Cauchy(Distribution):
+    reparameterized = True
+
+    def __init__(self, loc: Array, scale: Array):
+        self.loc, self.scale = _promote(loc, scale)
+        super().__init__(self.loc.shape)
+
+    def sample(self, key: Array, sample_shape: Sequence[int] = ()) -> Array:
+        return self.loc + self.scale * jax.random.cauchy(key, self.shape(sample_shape), self.loc.dtype)
+
+    def log_prob(self, value: Array) -> Array:
+        return stats.cauchy.logpdf(value, self.loc, self.scale)
+
+
+class HalfCauchy(Distribution):
+    """|X| for X ~ cauchy(0, scale)."""
+
+    support = constraints.positive
+    reparameterized = True
+
+    def __init__(self, scale: Array):
+        (self.scale,) = _promote(scale)
+        super().__init__(self.scale.shape)
+
+    def sample(self, key: Array, sample_shape: Sequence[int] = ()) -> Array:
+        return self.scale * jnp.abs(jax.random.cauchy(key, self.shape(sample_shape), self.scale.dtype))
+
+    def log_prob(self, value: Array) -> Array:
+        return jnp.where(value >= 0, math.log(2.0) + stats.cauchy.logpdf(value, 0.0, self.scale), -jnp.inf)
+
+
+class Laplace(Distribution):
+    reparameterized = True
+
+    def __init__(self, loc: Array, scale: Array):
+        self.loc, self.scale = _promote(loc, scale)
+        super().__init__(self.loc.shape)
+
+    def sample(self, key: Array, sample_shape: Sequence[int] = ()) -> Array:
+        return self.loc + self.scale * jax.random.laplace(key, self.shape(sample_shape), self.loc.dtype)
+
+    def log_prob(self, value: Array) -> Array:
+        return stats.laplace.logpdf(value, self.loc, self.scale)
+
+    @property
+    def mean(self) -> Array:
+        return self.loc
+
+    @property
+    def variance(self) -> Array:
+        return 2.0 * jnp.square(self.scale)
+
+
+class Uniform(Distribution):
+    reparameterized = True
+
+    def __init__(self, low: Array, high: Array):
+        self.low, self.high = _promote(low, high)
+        super().__init__(self.low.shape)
+
+    @property
+    def support(self) -> Constraint:
+        return constraints.interval(self.low, self.high)
+
+    def sample(self, key: Array, sample_shape: Sequence[int] = ()) -> Array:
+        return jax.random.uniform(key, self.shape(sample_shape), self.low.dtype, self.low, self.high)
+
+    def log_prob(self, value: Array) -> Array:
+        return stats.uniform.logpdf(value, self.low, self.high - self.low)
+
+    @property
+    def mean(self) -> Array:
+        return 0.5 * (self.low + self.high)
+
+    @property
+    def variance(self) -> Array:
+        return jnp.square(self.high - self.low) / 12.0
+
+
+class Exponential(Distribution):
+    support = constraints.positive
+    reparameterized = True
+
+    def __init__(self, rate: Array):
+        (self.rate,) = _promote(rate)
+        super().__init__(self.rate.shape)
+
+    def sample(self, key: Array, sample_shape: Sequence[int] = ()) -> Array:
+        return jax.random.exponential(key, self.shape(sample_shape), self.rate.dtype) / self.rate
+
+    def log_prob(self, value: Array) -> Array:
+        return stats.expon.logpdf(value, scale=1.0 / self.rate)
+
+    @property
+    def mean(self) -> Array:
+        return 1.0 / self.rate
+
+    @property
+    def variance(self) -> Array:
+        return 1.0 / jnp.square(self.rate)
+
+
+class Gamma(Distribution):
+    """Shape/rate parameterization; jax.random.gamma is implicitly reparameterized."""
+
+    support = constraints.positive
+    reparameterized = True
+
+    def __init__(self, concentration: Array, rate: Array):
+        self.concentration, self.rate = _promote(concentration, rate)
+        super().__init__(self.rate.shape)
+
+    def sample(self, key: Array, sample_shape: Sequence[int] = ()) -> Array:
+        shape = self.shape(sample_shape)
+        return jax.random.gamma(key, self.concentration, shape, self.rate.dtype) / self.rate
+
+    def log_prob(self, value: Array) -> Array:
+        return stats.gamma.logpdf(value, self.concentration, scale=1.0 / self.rate)
+
+    @property
+    def mean(self) -> Array:
+        return self.concentration / self.rate
+
+    @property
+    def variance(self) -> Array:
+        return self.concentration / jnp.square(self.rate)
+
+
+class InverseGamma(Distribution):
+    """1/Y for Y ~ gamma(concentration, rate=scale)."""
+
+    support = constraints.positive
+    reparameterized = True
+
+    def __init__(self, concentration: Array, scale: Array):
+        self.concentration, self.scale = _promote(concentration, scale)
+        super().__init__(self.scale.shape)
+
+    def sample(self, key: Array, sample_shape: Sequence[int] = ()) -> Array:
+        shape = self.shape(sample_shape)
+        return self.scale / jax.random.gamma(key, self.concentration, shape, self.scale.dtype)
+
+    def log_prob(self, value: Array) -> Array:
+        inside = value > 0
+        x = jnp.where(inside, value, 1.0)
+        density = stats.gamma.logpdf(1.0 / x, self.concentration, scale=1.0 / self.scale) - 2.0 * jnp.log(x)
+        return jnp.where(inside, density, -jnp.inf)
+
+    @property
+    def mean(self) -> Array:
+        return jnp.where(self.concentration > 1, self.scale / (self.concentration - 1), jnp.inf)
+
+    @property
+    def variance(self) -> Array:
+        a = self.concentration
+        finite = jnp.square(self.scale) / (jnp.square(a - 1) * (a - 2))
+        return jnp.where(a > 2, finite, jnp.inf)
+
+
+class Beta(Distribution):
+    support = constraints.unit_interval
+    reparameterized = True
+
+    def __init__(self, a: Array, b: Array):
+        self.a, self.b = _promote(a, b)
+        super().__init__(self.a.shape)
+
+    def sample(self, key: Array, sample_shape: Sequence[int] = ()) -> Array:
+        return jax.random.beta(key, self.a, self.b, self.shape(sample_shape), self.a.dtype)
+
+    def log_prob(self, value: Array) -> Array:
+        return stats.beta.logpdf(value, self.a, self.b)
+
+    @property
+    def mean(self) -> Array:
+        return self.a / (self.a + self.b)
+
+    @property
+    def variance(self) -> Array:
+        total = self.a + self.b
+        return self.a * self.b / (jnp.square(total) * (total + 1))
+
+
+# ---------------------------------------------------------------- discrete
+
+
+class Bernoulli(Distribution):
+    """Values are booleans; log_prob also accepts 0/1 numbers."""
+
+    support = constraints.boolean
+    enumerable = True
+    value_dtype = "bool"
+
+    def __init__(self, probs: Array | None = None, *, logits: Array | None = None):
+        _one_of("bernoulli", probs, logits)
+        self.logits = None if logits is None else _promote(logits)[0]
+        self.probs = nn.sigmoid(self.logits) if probs is None else _promote(probs)[0]
+        super().__init__(self.probs.shape)
+
+    def sample(self, key: Array, sample_shape: Sequence[int] = ()) -> Array:
+        return jax.random.bernoulli(key, self.probs, self.shape(sample_shape))
+
+    def log_prob(self, value: Array) -> Array:
+        if self.logits is None:
+            return stats.bernoulli.logpmf(value, self.probs)
+        return stats.bernoulli.logpmf(value, 0.5) + _logit_term(value, 1.0, self.logits)
+
+    def enumerate_support(self) -> Array:
+        return _enumerate(jnp.array([False, True]), self.batch_shape)
+
+    @property
+    def mean(self) -> Array:
+        return self.probs
+
+    @property
+    def variance(self) -> Array:
+        return self.probs * (1 - self.probs)
+
+
+class BernoulliLogit(Bernoulli):
+    def __init__(self, logits: Array):
+        super().__init__(logits=logits)
+
+
+class Binomial(Distribution):
+    enumerable = True
+    value_dtype = "int"
+
+    def __init__(self, total_count: Array, probs: Array | None = None, *, logits: Array | None = None):
+        _one_of("binomial", probs, logits)
+        if logits is None:
+            self.total_count, self.probs = _promote(total_count, probs)
+            self.logits = None
+        else:
+            self.total_count, self.logits = _promote(total_count, logits)
+            self.probs = nn.sigmoid(self.logits)
+        self._concrete_count = total_count
+        super().__init__(self.probs.shape)
+
+    @property
+    def support(self) -> Constraint:
+        return constraints.integer_interval(0, self.total_count)
+
+    def sample(self, key: Array, sample_shape: Sequence[int] = ()) -> Array:
+        draws = jax.random.binomial(key, self.total_count, self.probs, self.shape(sample_shape), self.probs.dtype)
+        return draws.astype(_int_dtype())
+
+    def log_prob(self, value: Array) -> Array:
+        if self.logits is None:
+            return stats.binom.logpmf(value, self.total_count, self.probs)
+        return stats.binom.logpmf(value, self.total_count, 0.5) + _logit_term(value, self.total_count, self.logits)
+
+    def enumerate_support(self) -> Array:
+        """0 .. max(total_count); values above a batch member's own count get -inf."""
+        try:
+            n = int(np.max(np.asarray(self._concrete_count)))
+        except jax.errors.JAXTypeError:
+            raise ValueError("enumerating binomial() needs a concrete total_count, not a traced value") from None
+        return _enumerate(jnp.arange(n + 1, dtype=_int_dtype()), self.batch_shape)
+
+    @property
+    def mean(self) -> Array:
+        return self.total_count * self.probs
+
+    @property
+    def variance(self) -> Array:
+        return self.total_count * self.probs * (1 - self.probs)
+
+
+class Categorical(Distribution):
+    """Values 0 .. K-1; `probs` are normalized, so any non-negative weights work."""
+
+    enumerable = True
+    value_dtype = "int"
+
+    def __init__(self, probs: Array | None = None, *, logits: Array | None = None):
+        _one_of("categorical", probs, logits)
+        unnormalized = _promote(logits)[0] if probs is None else jnp.log(_promote(probs)[0])
+        self.logits = nn.log_softmax(unnormalized, axis=-1)
+        super().__init__(self.logits.shape[:-1])
+
+    @property
+    def probs(self) -> Array:
+        return jnp.exp(self.logits)
+
+    @property
+    def support(self) -> Constraint:
+        return constraints.integer_interval(0, self.logits.shape[-1] - 1)
+
+    def sample(self, key: Array, sample_shape: Sequence[int] = ()) -> Array:
+        return jax.random.categorical(key, self.logits, shape=self.shape(sample_shape))
+
+    def log_prob(self, value: Array) -> Array:
+        value = jnp.asarray(value)
+        k = self.logits.shape[-1]
+        logits = jnp.broadcast_to(self.logits, lax.broadcast_shapes(value.shape, self.batch_shape) + (k,))
+        index = jnp.clip(value, 0, k - 1).astype(_int_dtype())
+        index = jnp.broadcast_to(index, logits.shape[:-1])[..., None]
+        picked = jnp.take_along_axis(logits, index, axis=-1)[..., 0]
+        return jnp.where((value >= 0) & (value < k), picked, -jnp.inf)
+
+    def enumerate_support(self) -> Array:
+        return _enumerate(jnp.arange(self.logits.shape[-1], dtype=_int_dtype()), self.batch_shape)
+
+
+class CategoricalLogit(Categorical):
+    def __init__(self, logits: Array):
+        super().__init__(logits=logits)
+
+
+class Poisson(Distribution):
+    support = constraints.nonnegative_integer
+    value_dtype = "int"
+
+    def __init__(self, rate: Array):
+        (self.rate,) = _promote(rate)
+        super().__init__(self.rate.shape)
+
+    def sample(self, key: Array, sample_shape: Sequence[int] = ()) -> Array:
+        return jax.random.poisson(key, self.rate, self.shape(sample_shape))
+
+    def log_prob(self, value: Array) -> Array:
+        return stats.poisson.logpmf(value, self.rate)
+
+    @property
+    def mean(self) -> Array:
+        return self.rate
+
+    @property
+    def variance(self) -> Array:
+        return self.rate
+
+
+class Geometric(Distribution):
+    """Number of failures before the first success (0, 1, 2, ...), success chance `probs`."""
+
+    support = constraints.nonnegative_integer
+    value_dtype = "int"
+
+    def __init__(self, probs: Array):
+        (self.probs,) = _promote(probs)
+        super().__init__(self.probs.shape)
+
+    def sample(self, key: Array, sample_shape: Sequence[int] = ()) -> Array:
+        # jax.random.geometric counts trials (1, 2, ...).
+        return jax.random.geometric(key, self.probs, self.shape(sample_shape), _int_dtype()) - 1
+
+    def log_prob(self, value: Array) -> Array:
+        # scipy's geom counts trials; loc=-1 shifts it to failures.
+        return stats.geom.logpmf(value, self.probs, loc=-1)
+
+    @property
+    def mean(self) -> Array:
+        return (1 - self.probs) / self.probs
+
+    @property
+    def variance(self) -> Array:
+        return (1 - self.probs) / jnp.square(self.probs)
+
+
+class NegativeBinomial(Distribution):
+    """Number of failures before the `total_count`-th success, success chance `probs`
+    (scipy's nbinom; torch/numpyro swap the roles of success and failure).
+    `total_count` may be any positive real."""
+
+    support = constraints.nonnegative_integer
+    value_dtype = "int"
+
+    def __init__(self, total_count: Array, probs: Array):
+        self.total_count, self.probs = _promote(total_count, probs)
+        super().__init__(self.probs.shape)
+
+    def sample(self, key: Array, sample_shape: Sequence[int] = ()) -> Array:
+        # jax.random has no negative binomial: draw it as a gamma-Poisson mixture.
+        key_gamma, key_poisson = jax.random.split(key)
+        shape = self.shape(sample_shape)
+        odds = (1 - self.probs) / self.probs
+        rate = odds * jax.random.gamma(key_gamma, self.total_count, shape, self.probs.dtype)
+        return jax.random.poisson(key_poisson, rate, shape)
+
+    def log_prob(self, value: Array) -> Array:
+        return stats.nbinom.logpmf(value, self.total_count, self.probs)
+
+    @property
+    def mean(self) -> Array:
+        return self.total_count * (1 - self.probs) / self.probs
+
+    @property
+    def variance(self) -> Array:
+        return self.total_count * (1 - self.probs) / jnp.square(self.probs)
+
+
+class NegativeBinomial2(NegativeBinomial):
+    """Stan's neg_binomial_2: mean `mu`, variance mu + mu^2 / phi."""
+
+    def __init__(self, mu: Array, phi: Array):
+        self.mu, self.phi = _promote(mu, phi)
+        super().__init__(self.phi, self.phi / (self.mu + self.phi))
+
+    @property
+    def mean(self) -> Array:
+        return self.mu
+
+    @property
+    def variance(self) -> Array:
+        return self.mu + jnp.square(self.mu) / self.phi
+
+
+# ---------------------------------------------------------------- multivariate
+
+
+class Dirichlet(Distribution):
+    support = constraints.simplex
+    reparameterized = True
+
+    def __init__(self, concentration: Array):
+        (self.concentration,) = _promote(concentration)
+        super().__init__(self.concentration.shape[:-1], self.concentration.shape[-1:])
+
+    def sample(self, key: Array, sample_shape: Sequence[int] = ()) -> Array:
+        shape = tuple(sample_shape) + self.batch_shape
+        return jax.random.dirichlet(key, self.concentration, shape, self.concentration.dtype)
+
+    def log_prob(self, value: Array) -> Array:
+        # scipy's dirichlet takes one 1-d alpha; vectorize maps it over the batch.
+        return jnp.vectorize(stats.dirichlet.logpdf, signature="(k),(k)->()")(value, self.concentration)
+
+    @property
+    def mean(self) -> Array:
+        return self.concentration / jnp.sum(self.concentration, axis=-1, keepdims=True)
+
+    @property
+    def variance(self) -> Array:
+        total = jnp.sum(self.concentration, axis=-1, keepdims=True)
+        share = self.concentration / total
+        return share * (1 - share) / (total + 1)
+
+
+class MultivariateNormal(Distribution):
+    """Given a covariance or its Cholesky factor `scale_tril`; both go through the
+    covariance, the form that jax.scipy.stats and jax.random take."""
+
+    reparameterized = True
+
+    def __init__(self, loc: Array, covariance_matrix: Array | None = None, *, scale_tril: Array | None = None):
+        if (covariance_matrix is None) == (scale_tril is None):
+            raise ValueError("multivariate_normal() takes exactly one of `covariance_matrix` and `scale_tril`")
+        if covariance_matrix is None:
+            (scale_tril,) = _promote(scale_tril)
+            covariance_matrix = scale_tril @ jnp.swapaxes(scale_tril, -1, -2)
+        (self.loc,) = _promote(loc)
+        (self.covariance_matrix,) = _promote(covariance_matrix)
+        n = self.loc.shape[-1]
+        if self.covariance_matrix.shape[-2:] != (n, n):
+            raise ValueError(
+                f"multivariate_normal(): loc has {n} components but the covariance has shape "
+                f"{self.covariance_matrix.shape}"
+            )
+        batch = lax.broadcast_shapes(self.loc.shape[:-1], self.covariance_matrix.shape[:-2])
+        super().__init__(batch, (n,))
+
+    def sample(self, key: Array, sample_shape: Sequence[int] = ()) -> Array:
+        shape = tuple(sample_shape) + self.batch_shape
+        return jax.random.multivariate_normal(
+            key, self.loc, self.covariance_matrix, shape, self.loc.dtype, method="cholesky"
+        )
+
+    def log_prob(self, value: Array) -> Array:
+        return stats.multivariate_normal.logpdf(value, self.loc, self.covariance_matrix)
+
+    @property
+    def mean(self) -> Array:
+        return jnp.broadcast_to(self.loc, self.shape())
+
+    @property
+    def variance(self) -> Array:
+        diagonal = jnp.diagonal(self.covariance_matrix, axis1=-2, axis2=-1)
+        return jnp.broadcast_to(diagonal, self.shape())
+
+
+class LKJCholesky(Distribution):
+    """Cholesky factor L of a dim x dim correlation matrix with L @ L.T ~ LKJ(concentration).
+
+    The density is with respect to the strictly lower entries of L (Stan's
+    lkj_corr_cholesky). Sampling uses the onion method (Lewandowski, Kurowicka, Joe 2009).
+    """
+
+    support = constraints.corr_cholesky
+    reparameterized = True
+
+    def __init__(self, dim: int, concentration: Array = 1.0):
+        if not isinstance(dim, (int, np.integer)) or dim < 2:
+            raise ValueError(f"lkj_cholesky() needs an integer dim >= 2, got {dim!r}")
+        self.dim = int(dim)
+        (self.concentration,) = _promote(concentration)
+        super().__init__(self.concentration.shape, (self.dim, self.dim))
+
+    def sample(self, key: Array, sample_shape: Sequence[int] = ()) -> Array:
+        key_beta, key_normal = jax.random.split(key)
+        d, eta = self.dim, self.concentration[..., None]
+        offset = 0.5 * jnp.arange(d - 1, dtype=eta.dtype)
+        batch = tuple(sample_shape) + self.batch_shape
+        # Squared length of row i+1 of the strictly lower part, then a uniform direction.
+        radius2 = jax.random.beta(key_beta, offset + 0.5, eta + 0.5 * (d - 2) - offset, batch + (d - 1,), eta.dtype)
+        normals = jnp.tril(jax.random.normal(key_normal, batch + (d - 1, d - 1), eta.dtype))
+        direction = normals / jnp.linalg.norm(normals, axis=-1, keepdims=True)
+        lower = jnp.sqrt(radius2)[..., None] * direction
+        chol = jnp.zeros(batch + (d, d), eta.dtype).at[..., 1:, :-1].set(lower)
+        diagonal = jnp.sqrt(jnp.clip(1 - jnp.sum(jnp.square(chol), axis=-1), 0.0))
+        return chol + diagonal[..., None] * jnp.eye(d, dtype=eta.dtype)
+
+    def log_prob(self, value: Array) -> Array:
+        d, eta = self.dim, self.concentration
+        log_diagonal = jnp.log(jnp.diagonal(value, axis1=-2, axis2=-1)[..., 1:])
+        exponent = 2 * (eta[..., None] - 1) + d - jnp.arange(2, d + 1, dtype=eta.dtype)
+        alpha = eta + 0.5 * (d - 1)
+        log_normalizer = (
+            0.5 * (d - 1) * math.log(math.pi)
+            + special.multigammaln(alpha - 0.5, d - 1)
+            - (d - 1) * special.gammaln(alpha)
+        )
+        return jnp.sum(exponent * log_diagonal, axis=-1) - log_normalizer
+
+
+class Flat(Distribution):
+    """Improper uniform density on the reals: log_prob is 0 for every value."""
+
+    def sample(self, key: Array, sample_shape: Sequence[int] = ()) -> Array:
+        raise ValueError("flat() is improper and cannot be sampled; observe it or give it a guide")
+
+    def log_prob(self, value: Array) -> Array:
+        return jnp.zeros(jnp.shape(value), jnp.result_type(float, jnp.asarray(value)))
+
+
+normal = Normal
+half_normal = HalfNormal
+lognormal = LogNormal
+student_t = StudentT
+cauchy = Cauchy
+half_cauchy = HalfCauchy
+laplace = Laplace
+uniform = Uniform
+exponential = Exponential
+gamma = Gamma
+inverse_gamma = InverseGamma
+beta = Beta
+bernoulli = Bernoulli
+bernoulli_logit = BernoulliLogit
+binomial = Binomial
+categorical = Categorical
+categorical_logit = CategoricalLogit
+poisson = Poisson
+geometric = Geometric
+negative_binomial = NegativeBinomial
+negative_binomial_2 = NegativeBinomial2
+dirichlet = Dirichlet
+multivariate_normal = MultivariateNormal
+lkj_cholesky = LKJCholesky
+flat = Flat
+
+
+# ---------------------------------------------------------------- registry for the type checker
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One parameter. `kind` is the element constraint ("real", "positive", "unit", "int")
+    or the shape kind ("vector", "matrix", "simplex"); `event_rank` is how many trailing
+    dims belong to one distribution (more leading dims batch it). `default` None means
+    required."""
+
+    name: str
+    kind: str
+    event_rank: int = 0
+    default: float | None = None
+    keyword_only: bool = False
+
+    def __str__(self) -> str:
+        kind = self.kind
+        if self.event_rank == 1 and kind not in ("vector", "simplex"):
+            kind = f"{kind} vector"
+        text = f"{self.name}: {kind}"
+        return text if self.default is None else f"{text} = {self.default:g}"
+
+
+@dataclass(frozen=True)
+class Signature:
+    """One way to call a distribution: its parameters, what its values are
+    (`value_kind` "real" | "int" | "bool", `event_rank`) and the name of its support
+    constraint (see constraints; "interval", "int_interval" depend on parameters)."""
+
+    name: str
+    params: list[ParamSpec]
+    value_kind: str
+    event_rank: int
+    constructor: Callable[..., Distribution] = field(compare=False)
+    support: str
+
+    def __str__(self) -> str:
+        parts = []
+        for i, p in enumerate(self.params):
+            if p.keyword_only and (i == 0 or not self.params[i - 1].keyword_only):
+                parts.append("*")
+            parts.append(str(p))
+        return f"{self.name}({', '.join(parts)})"
+
+
+def _sig(name: str, params: list[ParamSpec], value_kind: str, support: str, event_rank: int = 0) -> Signature:
+    return Signature(name, params, value_kind, event_rank, DISTRIBUTIONS[name], support)
+
+
+DISTRIBUTIONS: dict[str, type] = {
+    "normal": Normal,
+    "half_normal": HalfNormal,
+    "lognormal": LogNormal,
+    "student_t": StudentT,
+    "cauchy": Cauchy,
+    "half_cauchy": HalfCauchy,
+    "laplace": Laplace,
+    "uniform": Uniform,
+    "exponential": Exponential,
+    "gamma": Gamma,
+    "inverse_gamma": InverseGamma,
+    "beta": Beta,
+    "bernoulli": Bernoulli,
+    "bernoulli_logit": BernoulliLogit,
+    "binomial": Binomial,
+    "categorical": Categorical,
+    "categorical_logit": CategoricalLogit,
+    "poisson": Poisson,
+    "geometric": Geometric,
+    "negative_binomial": NegativeBinomial,
+    "negative_binomial_2": NegativeBinomial2,
+    "dirichlet": Dirichlet,
+    "multivariate_normal": MultivariateNormal,
+    "lkj_cholesky": LKJCholesky,
+    "flat": Flat,
+}
+
+_P = ParamSpec
+_LOC, _SCALE = _P("loc", "real"), _P("scale", "positive")
+
+SIGNATURES: dict[str, list[Signature]] = {
+    "normal": [_sig("normal", [_LOC, _SCALE], "real", "real")],
+    "half_normal": [_sig("half_normal", [_SCALE], "real", "positive")],
+    "lognormal": [_sig("lognormal", [_LOC, _SCALE], "real", "positive")],
+    "student_t": [_sig("student_t", [_P("df", "positive"), _P("loc", "real", default=0.0),
+                                     _P("scale", "positive", default=1.0)], "real", "real")],
+    "cauchy": [_sig("cauchy", [_LOC, _SCALE], "real", "real")],
+    "half_cauchy": [_sig("half_cauchy", [_SCALE], "real", "positive")],
+    "laplace": [_sig("laplace", [_LOC, _SCALE], "real", "real")],
+    "uniform": [_sig("uniform", [_P("low", "real"), _P("high", "real")], "real", "interval")],
+    "exponential": [_sig("exponential", [_P("rate", "positive")], "real", "positive")],
+    "gamma": [_sig("gamma", [_P("concentration", "positive"), _P("rate", "positive")], "real", "positive")],
+    "inverse_gamma": [_sig("inverse_gamma", [_P("concentration", "positive"), _P("scale", "positive")],
+                           "real", "positive")],
+    "beta": [_sig("beta", [_P("a", "positive"), _P("b", "positive")], "real", "unit")],
+    "bernoulli": [
+        _sig("bernoulli", [_P("probs", "unit")], "bool", "bool"),
+        _sig("bernoulli", [_P("logits", "real", keyword_only=True)], "bool", "bool"),
+    ],
+    "bernoulli_logit": [_sig("bernoulli_logit", [_P("logits", "real")], "bool", "bool")],
+    "binomial": [
+        _sig("binomial", [_P("total_count", "int"), _P("probs", "unit")], "int", "int_interval"),
+        _sig("binomial", [_P("total_count", "int"), _P("logits", "real", keyword_only=True)], "int", "int_interval"),
+    ],
+    "categorical": [
+        _sig("categorical", [_P("probs", "simplex", 1)], "int", "int_interval"),
+        _sig("categorical", [_P("logits", "vector", 1, keyword_only=True)], "int", "int_interval"),
+    ],
+    "categorical_logit": [_sig("categorical_logit", [_P("logits", "vector", 1)], "int", "int_interval")],
+    "poisson": [_sig("poisson", [_P("rate", "positive")], "int", "nonnegative_int")],
+    "geometric": [_sig("geometric", [_P("probs", "unit")], "int", "nonnegative_int")],
+    "negative_binomial": [_sig("negative_binomial", [_P("total_count", "positive"), _P("probs", "unit")],
+                               "int", "nonnegative_int")],
+    "negative_binomial_2": [_sig("negative_binomial_2", [_P("mu", "positive"), _P("phi", "positive")],
+                                 "int", "nonnegative_int")],
+    "dirichlet": [_sig("dirichlet", [_P("concentration", "positive", 1)], "real", "simplex", 1)],
+    "multivariate_normal": [
+        _sig("multivariate_normal", [_P("loc", "vector", 1), _P("covariance_matrix", "matrix", 2)], "real", "real", 1),
+        _sig("multivariate_normal", [_P("loc", "vector", 1), _P("scale_tril", "matrix", 2, keyword_only=True)],
+             "real", "real", 1),
+    ],
+    "lkj_cholesky": [_sig("lkj_cholesky", [_P("dim", "int"), _P("concentration", "positive", default=1.0)],
+                          "real", "cholesky_corr", 2)],
+    "flat": [_sig("flat", [], "real", "real")],
+}
+
+
+def describe(name: str) -> str:
+    """The signatures of distribution `name`, one per line, for error messages."""
+    return "\n".join(str(s) for s in SIGNATURES[name])
