@@ -10,13 +10,13 @@
 
 from __future__ import annotations
 
-from typing import Iterator, Optional, Union
+from collections.abc import Iterator
 
 import networkx as nx
 
 from . import ir
 
-IndexKey = Optional[tuple]  # structural form of an index tuple; None for a whole-array read
+IndexKey = tuple | None  # structural form of an index tuple; None for a whole-array read
 
 
 # ---------------------------------------------------------------- walking
@@ -218,13 +218,13 @@ def dependency_graph(fn: ir.Function) -> nx.DiGraph:
 
 
 def _node_of(fn: ir.Function, var: str) -> str:
-    for addr, info in fn.sites.items():
+    for addr, _info in fn.sites.items():
         if addr.replace("/", "__") == var or addr.split("/")[-1] == var and "/" not in addr:
             return addr
     return var
 
 
-def _target(s: ir.Stmt, factors: int) -> Optional[tuple[str, dict]]:
+def _target(s: ir.Stmt, factors: int) -> tuple[str, dict] | None:
     if isinstance(s, ir.Sample):
         return s.address, {"kind": "sample", "label": f"{s.address} ~ {s.dist.name}"}
     if isinstance(s, (ir.Let, ir.Store)):
@@ -242,7 +242,7 @@ SHAPES = {"arg": "box", "sample": "ellipse", "value": "plaintext", "param": "dia
           "return": "doublecircle"}
 
 
-def to_dot(g: nx.DiGraph, name: str, observed: Union[set[str], frozenset[str]] = frozenset()) -> str:
+def to_dot(g: nx.DiGraph, name: str, observed: set[str] | frozenset[str] = frozenset()) -> str:
     """Graphviz DOT text; observed choices are shaded."""
     lines = [f'digraph "{name}" {{', "  rankdir=TB;"]
     for n, attrs in g.nodes(data=True):

@@ -15,10 +15,10 @@ module imports only `jax`, `pplang.runtime` and `pplang.stdlib`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+
+from pplang.stdlib.mathfns import FUNCTIONS
 
 from pplang.diagnostics import PplError, error
-from pplang.stdlib.mathfns import FUNCTIONS
 
 from . import ir
 from .analysis import expr_key, stmt_exprs, sub_exprs, walk, writes
@@ -40,17 +40,17 @@ class Level:
     depth: int  # enclosing loops
     key: str
     score: str
-    loop: Optional[ir.Loop] = None
+    loop: ir.Loop | None = None
     pieces: dict[str, str] = field(default_factory=dict)  # array -> piece variable of this iteration
     write_keys: dict[str, object] = field(default_factory=dict)  # array -> index key at this loop
     buffers: dict[str, str] = field(default_factory=dict)  # array -> carried buffer variable
     given: dict[str, str] = field(default_factory=dict)  # site array -> given view variable
     mapped: dict[tuple, str] = field(default_factory=dict)  # (array, index key) -> mapped row
     rename: dict[str, str] = field(default_factory=dict)
-    parent: Optional["Level"] = None
+    parent: Level | None = None
     allocated: set[str] = field(default_factory=set)
 
-    def chain(self) -> list["Level"]:
+    def chain(self) -> list[Level]:
         out, lv = [], self
         while lv is not None:
             out.append(lv)
@@ -186,7 +186,7 @@ class CodeGen:
         return f"rt.sub({base}, ({', '.join(self.ex(i, lv) for i in rest)},))"
 
     def view_level(self, name: str, lv: Level) -> Level:
-        cur: Optional[Level] = lv
+        cur: Level | None = lv
         while cur is not None:
             if name in cur.given:
                 return cur
@@ -528,7 +528,7 @@ class CodeGen:
                     return self.subscript(x.buffers[name], e.indices[x.depth - 1:], lv)
         return self.subscript(self.ex(e.base, lv), e.indices, lv)
 
-    def piece_read(self, name: str, indices: tuple, lv: Level) -> Optional[str]:
+    def piece_read(self, name: str, indices: tuple, lv: Level) -> str | None:
         """A read of an element this iteration wrote (`mu[i]` after `mu[i] = ...`, or `row[r]` in a
         loop nested in the one that wrote it) is that iteration's piece."""
         for x in reversed(lv.chain()):
@@ -564,7 +564,7 @@ def safe(text: str) -> str:
     return "".join(ch if ch.isprintable() else "?" for ch in text)
 
 
-def key_offset(key: object, var: str) -> Optional[int]:
+def key_offset(key: object, var: str) -> int | None:
     """c when `key` is the structural key of `var + c` (or `var`, `var - c`)."""
     if key == ("v", var):
         return 0

@@ -12,12 +12,11 @@ the declaration's arguments (for example `"N"` or `"x.shape[0]"`, valid in gener
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional, Union
 
 from pplang.syntax import NO_SPAN, Span
 
-Dim = Union[int, str, None]
-Shape = Optional[tuple[Dim, ...]]
+Dim = int | str | None
+Shape = tuple[Dim, ...] | None
 
 
 @dataclass(frozen=True)
@@ -40,7 +39,7 @@ class Ty:
         return f"{self.kind}[{', '.join('?' if d is None else str(d) for d in self.shape)}]"
 
     @property
-    def rank(self) -> Optional[int]:
+    def rank(self) -> int | None:
         return None if self.shape is None else len(self.shape)
 
 
@@ -56,7 +55,7 @@ UNKNOWN = Ty("unknown", None)
 
 @dataclass(frozen=True)
 class Const:
-    value: Union[int, float, bool]
+    value: int | float | bool
     ty: Ty
 
 
@@ -71,7 +70,7 @@ class Op:
     """Operators: + - * / // % ** @ neg pos not < <= > >= == != and or."""
 
     op: str
-    args: tuple["Expr", ...]
+    args: tuple[Expr, ...]
     ty: Ty
 
 
@@ -80,7 +79,7 @@ class Call:
     """A standard-library math function (`fn` is its name in `pplang.stdlib.mathfns`)."""
 
     fn: str
-    args: tuple["Expr", ...]
+    args: tuple[Expr, ...]
     ty: Ty
 
 
@@ -89,35 +88,35 @@ class HostCall:
     """A caller-bound JAX-traceable callable, opaque to the compiler."""
 
     name: str
-    args: tuple["Expr", ...]
-    kwargs: tuple[tuple[str, "Expr"], ...]
+    args: tuple[Expr, ...]
+    kwargs: tuple[tuple[str, Expr], ...]
     ty: Ty
 
 
 @dataclass(frozen=True)
 class SliceIx:
-    lo: Optional["Expr"]
-    hi: Optional["Expr"]
+    lo: Expr | None
+    hi: Expr | None
 
 
 @dataclass(frozen=True)
 class Index:
-    base: "Expr"
-    indices: tuple[Union["Expr", SliceIx], ...]
+    base: Expr
+    indices: tuple[Expr | SliceIx, ...]
     ty: Ty
 
 
 @dataclass(frozen=True)
 class Vec:
-    items: tuple["Expr", ...]
+    items: tuple[Expr, ...]
     ty: Ty
 
 
 @dataclass(frozen=True)
 class Select:
-    cond: "Expr"
-    then: "Expr"
-    orelse: "Expr"
+    cond: Expr
+    then: Expr
+    orelse: Expr
     ty: Ty
 
 
@@ -125,12 +124,12 @@ class Select:
 class Shape_:
     """`x.shape[k]`-style size of a value, static while tracing."""
 
-    value: "Expr"
+    value: Expr
     axis: int
     ty: Ty = STATIC_INT
 
 
-Expr = Union[Const, Var, Op, Call, HostCall, Index, Vec, Select, Shape_]
+Expr = Const | Var | Op | Call | HostCall | Index | Vec | Select | Shape_
 
 
 @dataclass(frozen=True)
@@ -169,9 +168,9 @@ class Sample:
 
     address: str
     name: str
-    index: Optional[tuple[Expr, ...]]
+    index: tuple[Expr, ...] | None
     dist: Dist
-    strategy: Optional[str]
+    strategy: str | None
     span: Span = NO_SPAN
 
 
@@ -199,7 +198,7 @@ class Loop:
     var: str
     start: Expr
     stop: Expr
-    body: list["Stmt"]
+    body: list[Stmt]
     span: Span = NO_SPAN
     mode: str = "vector"
     carried: list[str] = field(default_factory=list)
@@ -211,19 +210,19 @@ class Branch:
     """`if`; `static` conditions become Python `if`, others evaluate both arms and select."""
 
     cond: Expr
-    then: list["Stmt"]
-    orelse: list["Stmt"]
+    then: list[Stmt]
+    orelse: list[Stmt]
     static: bool
     span: Span = NO_SPAN
 
 
 @dataclass
 class Ret:
-    value: Optional[Expr]
+    value: Expr | None
     span: Span = NO_SPAN
 
 
-Stmt = Union[Let, Store, Sample, Factor, ParamDef, Loop, Branch, Ret]
+Stmt = Let | Store | Sample | Factor | ParamDef | Loop | Branch | Ret
 
 
 @dataclass
@@ -233,7 +232,7 @@ class ArrayInfo:
     name: str
     shape: Shape
     kind: str
-    address: Optional[str] = None  # set when the pieces are random choices
+    address: str | None = None  # set when the pieces are random choices
 
 
 @dataclass
@@ -244,12 +243,12 @@ class Function:
     name: str
     args: list[tuple[str, Ty]]
     body: list[Stmt]
-    sites: dict[str, "SiteInfo"]
+    sites: dict[str, SiteInfo]
     arrays: dict[str, ArrayInfo]
     params: dict[str, ParamDef]
-    returns: Optional[Ty]
+    returns: Ty | None
     span: Span = NO_SPAN
-    arg_constraints: dict[str, Optional[str]] = field(default_factory=dict)
+    arg_constraints: dict[str, str | None] = field(default_factory=dict)
     arg_spans: dict[str, Span] = field(default_factory=dict)
     arg_types: dict[str, str] = field(default_factory=dict)  # as declared, for messages
 
@@ -266,4 +265,4 @@ class SiteInfo:
     enumerable: bool
     dist: str
     span: Span
-    strategy: Optional[str] = None
+    strategy: str | None = None

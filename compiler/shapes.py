@@ -7,8 +7,6 @@ compatible here and checked against real shapes when data is bound.
 
 from __future__ import annotations
 
-from typing import Optional
-
 from .ir import Dim, Shape
 
 
@@ -107,5 +105,5 @@ def dim_max(a: Dim, b: Dim) -> Dim:
     return f"max({a}, {b})"
 
 
-def same_known(a: Optional[Shape], b: Optional[Shape]) -> bool:
+def same_known(a: Shape | None, b: Shape | None) -> bool:
     return a is not None and b is not None and a == b

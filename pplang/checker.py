@@ -7,12 +7,11 @@ known. All user errors raise `PplError` with the location of the offending sourc
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional, Union
 
 from pplang import syntax as S
 from pplang.compiler import ir
 from pplang.compiler import shapes as sh
-from pplang.compiler.ir import BOOL, INT, REAL, UNKNOWN, Ty
+from pplang.compiler.ir import INT, UNKNOWN, Ty
 from pplang.diagnostics import PplError, did_you_mean, error
 from pplang.stdlib import distributions as dists
 from pplang.stdlib.mathfns import FUNCTIONS
@@ -36,8 +35,8 @@ class ArgSpec:
 
     name: str
     ty: Ty
-    constraint: Optional[str]
-    declared: Optional[S.TypeExpr]
+    constraint: str | None
+    declared: S.TypeExpr | None
 
 
 @dataclass
@@ -51,10 +50,10 @@ class LoopCtx:
 @dataclass
 class Scope:
     vars: dict[str, Ty] = field(default_factory=dict)
-    parent: Optional["Scope"] = None
+    parent: Scope | None = None
 
-    def lookup(self, name: str) -> Optional[Ty]:
-        s: Optional[Scope] = self
+    def lookup(self, name: str) -> Ty | None:
+        s: Scope | None = self
         while s is not None:
             if name in s.vars:
                 return s.vars[name]
@@ -63,7 +62,7 @@ class Scope:
 
     def names(self) -> set[str]:
         out: set[str] = set()
-        s: Optional[Scope] = self
+        s: Scope | None = self
         while s is not None:
             out |= set(s.vars)
             s = s.parent
@@ -71,7 +70,7 @@ class Scope:
 
     def assign(self, name: str, ty: Ty) -> None:
         """Rebind in the scope that owns the name, else define here."""
-        s: Optional[Scope] = self
+        s: Scope | None = self
         while s is not None:
             if name in s.vars:
                 s.vars[name] = ty
@@ -88,7 +87,7 @@ def py_name(name: str) -> str:
 class Checker:
     """Checks one program; `lower(name)` returns the IR of one declaration."""
 
-    def __init__(self, program: S.Program, hosts: Optional[dict[str, object]] = None):
+    def __init__(self, program: S.Program, hosts: dict[str, object] | None = None):
         self.program = program
         self.src = program.source
         self.hosts = dict(hosts or {})
@@ -101,7 +100,7 @@ class Checker:
 
     # ------------------------------------------------------------ helpers
 
-    def err(self, message: str, span: S.Span, **kw: Optional[str]) -> PplError:
+    def err(self, message: str, span: S.Span, **kw: str | None) -> PplError:
         return error(message, span, self.src, **kw)
 
     def check_all(self) -> dict[str, ir.Function]:
@@ -125,7 +124,7 @@ class Checker:
         return DeclLowering(self, decl).run()
 
 
-def expr_span(e: Union[S.Expr, S.Slice]) -> S.Span:
+def expr_span(e: S.Expr | S.Slice) -> S.Span:
     return getattr(e, "span", S.NO_SPAN)
 
 
@@ -140,12 +139,12 @@ class DeclLowering:
         self.params: dict[str, ir.ParamDef] = {}
         self.args: dict[str, ArgSpec] = {}
         self.loops: list[LoopCtx] = []
-        self.returns: Optional[Ty] = None
+        self.returns: Ty | None = None
         self.site_vars: set[str] = set()
         self.inlining: list[str] = []
         self.prefix = ""  # address prefix of the submodel being inlined
 
-    def err(self, message: str, span: S.Span, **kw: Optional[str]) -> PplError:
+    def err(self, message: str, span: S.Span, **kw: str | None) -> PplError:
         return self.c.err(message, span, **kw)
 
     def run(self) -> ir.Function:
@@ -330,7 +329,7 @@ class DeclLowering:
         return tuple(out)
 
     def note_array(self, name: str, index: tuple[ir.Expr, ...], elem: Ty, target: S.Index,
-                   scope: Scope, address: Optional[str]) -> None:
+                   scope: Scope, address: str | None) -> None:
         extent = self.write_extent(index)
         cur = scope.lookup(name)
         info = self.arrays.get(name)
@@ -407,7 +406,7 @@ class DeclLowering:
                 dist_flag(sig, "enumerable"), call.func, prev.span if prev else s.span, strategy)
         return [ir.Sample(address, name, index, dist, strategy, s.span)]
 
-    def strategy(self, s: S.Sample, sig: object) -> Optional[str]:
+    def strategy(self, s: S.Sample, sig: object) -> str | None:
         if s.via is None:
             return None
         if s.via not in STRATEGIES:
@@ -756,7 +755,7 @@ class DeclLowering:
                            expected=f"at most {len(shape)} index(es)", found=f"{len(e.indices)}",
                            hint="a scalar cannot be indexed" if not shape else None)
         out_dims: list[ir.Dim] = []
-        idx: list[Union[ir.Expr, ir.SliceIx]] = []
+        idx: list[ir.Expr | ir.SliceIx] = []
         static = base.ty.static
         for k, ix in enumerate(e.indices):
             dim = shape[k] if shape is not None else None
@@ -882,7 +881,7 @@ def dist_flag(sig: object, flag: str) -> bool:
     return bool(getattr(sig.constructor, flag, getattr(sig, flag, False)))
 
 
-def bind_signature(sig: object, args: list, kwargs: dict) -> Optional[dict]:
+def bind_signature(sig: object, args: list, kwargs: dict) -> dict | None:
     """Bind call arguments to a signature's parameters, or None if they do not fit."""
     params = sig.params
     positional = [p for p in params if not getattr(p, "keyword_only", False)]
@@ -899,7 +898,7 @@ def bind_signature(sig: object, args: list, kwargs: dict) -> Optional[dict]:
     return bound
 
 
-def loop_offset(v: ir.Expr, loop_vars: list[str]) -> Optional[tuple[str, int]]:
+def loop_offset(v: ir.Expr, loop_vars: list[str]) -> tuple[str, int] | None:
     """`(var, c)` if `v` is `var + c`/`var - c`/`var` for one of the loop variables."""
     if isinstance(v, ir.Var) and v.name in loop_vars:
         return v.name, 0

@@ -9,9 +9,10 @@ the model does not have) is a located `PplError` that names the declaration and 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
@@ -169,7 +170,7 @@ def convert_obs(addr: str, info: ir.SiteInfo, value: Any, env: dict[str, Any], s
     return jnp.asarray(arr, float)
 
 
-def reshape_hint(shape: tuple, rank: int) -> Optional[str]:
+def reshape_hint(shape: tuple, rank: int) -> str | None:
     if len(shape) == rank + 1 and shape[-1] == 1:
         return "the data has a trailing axis of size 1: flatten it, e.g. a list of numbers rather than of 1-lists"
     if len(shape) + 1 == rank:
@@ -177,7 +178,7 @@ def reshape_hint(shape: tuple, rank: int) -> Optional[str]:
     return None
 
 
-def show(shape: Optional[tuple]) -> str:
+def show(shape: tuple | None) -> str:
     if shape is None:
         return "(?)"
     return "(" + ", ".join("?" if d is None else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"

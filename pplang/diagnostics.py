@@ -7,8 +7,8 @@ exit code 1. Anything else escaping is an internal error (exit code 2).
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable, Optional
 
 from pplang.syntax import NO_SPAN, Span
 
@@ -18,9 +18,9 @@ class Diagnostic:
     message: str
     span: Span = NO_SPAN
     source: str = ""
-    expected: Optional[str] = None
-    found: Optional[str] = None
-    hint: Optional[str] = None
+    expected: str | None = None
+    found: str | None = None
+    hint: str | None = None
 
     def render(self) -> str:
         """`file:line:col: error: ...`, the source line, a caret under the span, then details."""
@@ -42,7 +42,7 @@ class Diagnostic:
         return "\n".join(lines)
 
 
-def source_line(source: str, line: int) -> Optional[str]:
+def source_line(source: str, line: int) -> str | None:
     if not source or line <= 0:
         return None
     rows = source.splitlines()
@@ -52,7 +52,7 @@ def source_line(source: str, line: int) -> Optional[str]:
 class PplError(Exception):
     """A user error: one or more diagnostics. Never shown with a traceback."""
 
-    def __init__(self, diagnostics: "Diagnostic | list[Diagnostic]"):
+    def __init__(self, diagnostics: Diagnostic | list[Diagnostic]):
         self.diagnostics = diagnostics if isinstance(diagnostics, list) else [diagnostics]
         super().__init__(self.render())
 
@@ -64,13 +64,13 @@ class PplError(Exception):
         return self.diagnostics[0].span
 
 
-def error(message: str, span: Span = NO_SPAN, source: str = "", *, expected: Optional[str] = None,
-          found: Optional[str] = None, hint: Optional[str] = None) -> PplError:
+def error(message: str, span: Span = NO_SPAN, source: str = "", *, expected: str | None = None,
+          found: str | None = None, hint: str | None = None) -> PplError:
     """Build (not raise) a one-diagnostic error; callers write `raise error(...)`."""
     return PplError(Diagnostic(message, span, source, expected, found, hint))
 
 
-def did_you_mean(name: str, candidates: Iterable[str]) -> Optional[str]:
+def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
     """A `did you mean x?` hint for a near-miss name, or None."""
     close = difflib.get_close_matches(name, sorted(set(candidates)), n=3, cutoff=0.6)
     if not close:

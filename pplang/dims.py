@@ -4,12 +4,13 @@ arguments, without `eval`: model files are data, so nothing here executes arbitr
 from __future__ import annotations
 
 import ast
-from typing import Any, Mapping, Optional, Union
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
 
-def eval_dim(dim: Union[int, str, None], env: Mapping[str, Any]) -> Optional[int]:
+def eval_dim(dim: int | str | None, env: Mapping[str, Any]) -> int | None:
     if dim is None or isinstance(dim, int):
         return dim
     try:
@@ -18,7 +19,7 @@ def eval_dim(dim: Union[int, str, None], env: Mapping[str, Any]) -> Optional[int
         return None
 
 
-def eval_shape(shape: Optional[tuple], env: Mapping[str, Any]) -> Optional[tuple]:
+def eval_shape(shape: tuple | None, env: Mapping[str, Any]) -> tuple | None:
     if shape is None:
         return None
     return tuple(eval_dim(d, env) for d in shape)

@@ -7,8 +7,9 @@ traceable callable) and to other decorated models, which can be called as submod
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Optional
+from typing import Any
 
 from pplang import syntax as S
 from pplang.diagnostics import did_you_mean, error
@@ -50,13 +51,13 @@ class Module:
         return self[name]
 
 
-def load(path: str, hosts: Optional[Mapping[str, Any]] = None) -> Module:
+def load(path: str, hosts: Mapping[str, Any] | None = None) -> Module:
     """Parse, check and compile a model file. `hosts` binds the only Python callables the file may
     call, by name; a file cannot import or run anything else."""
     return Module(compile_program(parse_file(path), dict(hosts or {})))
 
 
-def loads(source: str, hosts: Optional[Mapping[str, Any]] = None, file: str = "<string>") -> Module:
+def loads(source: str, hosts: Mapping[str, Any] | None = None, file: str = "<string>") -> Module:
     """Like `load`, from a string."""
     from pplang.parser import parse_program
 

@@ -8,8 +8,9 @@ estimate `log mean(w)` (whose exponential is unbiased for the marginal likelihoo
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -61,7 +62,7 @@ class ImportanceResult:
     def mean(self, address: str) -> np.ndarray:
         return np.tensordot(self.weights, self.samples[address], axes=1)
 
-    def resample(self, num: Optional[int] = None, seed: int = 0) -> dict[str, np.ndarray]:
+    def resample(self, num: int | None = None, seed: int = 0) -> dict[str, np.ndarray]:
         """Unweighted draws by multinomial resampling."""
         num = num or self.num_samples
         idx = np.asarray(jax.random.choice(jax.random.key(seed), self.num_samples, (num,), p=self.weights))
@@ -76,9 +77,9 @@ class ImportanceResult:
         return head + "\n" + summarize(self.samples, self.weights)
 
 
-def importance_sampling(model: Model, data: Optional[Mapping[str, Any]] = None, *, num_samples: int = 1000,
-                        seed: Any = 0, proposal: Optional[Model] = None, params: Optional[Mapping] = None,
-                        proposal_params: Optional[Mapping] = None) -> ImportanceResult:
+def importance_sampling(model: Model, data: Mapping[str, Any] | None = None, *, num_samples: int = 1000,
+                        seed: Any = 0, proposal: Model | None = None, params: Mapping | None = None,
+                        proposal_params: Mapping | None = None) -> ImportanceResult:
     """Posterior draws with weights. The proposal is the prior, or a guide whose random choices
     have the model's addresses (the model draws any latent the guide leaves out from its prior)."""
     bound = model.bind(data)
@@ -109,15 +110,15 @@ def importance_sampling(model: Model, data: Optional[Mapping[str, Any]] = None, 
     return ImportanceResult(latents, np.asarray(log_w), observed)
 
 
-def prior_predictive(model: Model, data: Optional[Mapping[str, Any]] = None, *, num_samples: int = 1000,
+def prior_predictive(model: Model, data: Mapping[str, Any] | None = None, *, num_samples: int = 1000,
                      seed: Any = 0) -> dict[str, np.ndarray]:
     """Draws of every random choice from the prior."""
     tr = model.simulate(data, seed=seed, num_samples=num_samples)
     return {a: np.asarray(v) for a, v in tr.values.items()}
 
 
-def posterior_predictive(model: Model, posterior: ImportanceResult, data: Optional[Mapping[str, Any]] = None,
-                         *, num_samples: Optional[int] = None, seed: int = 0) -> dict[str, np.ndarray]:
+def posterior_predictive(model: Model, posterior: ImportanceResult, data: Mapping[str, Any] | None = None,
+                         *, num_samples: int | None = None, seed: int = 0) -> dict[str, np.ndarray]:
     """Replicated observations: resample the posterior, then draw the observed choices anew
     given each draw of the latent ones."""
     draws = posterior.resample(num_samples, seed=seed)

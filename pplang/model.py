@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Optional
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -63,7 +64,7 @@ class Model:
     def params(self) -> dict[str, ir.ParamDef]:
         return {p.address: p for p in self.fn.params.values()}
 
-    def bind(self, data: Optional[Mapping[str, Any]] = None, *, observations: bool = True,
+    def bind(self, data: Mapping[str, Any] | None = None, *, observations: bool = True,
              strict: bool = True, **kwargs: Any) -> Bound:
         return bind(self.fn, {**(data or {}), **kwargs}, self.source, observations=observations, strict=strict)
 
@@ -90,8 +91,8 @@ class Model:
             self._jitted[cache_key] = jax.jit(run)
         return self._jitted[cache_key]
 
-    def _call(self, key: Any, bound: Bound, given: Mapping[str, Any], params: Optional[Mapping] = None,
-              unconstrained: frozenset = frozenset(), num_samples: Optional[int] = None) -> tuple:
+    def _call(self, key: Any, bound: Bound, given: Mapping[str, Any], params: Mapping | None = None,
+              unconstrained: frozenset = frozenset(), num_samples: int | None = None) -> tuple:
         params = dict(params or {})
         self.check_addresses(given, params)
         fn = self.runner(bound, frozenset(given), unconstrained, frozenset(params), num_samples is not None)
@@ -112,16 +113,16 @@ class Model:
 
     # ------------------------------------------------------------ transformations
 
-    def simulate(self, data: Optional[Mapping[str, Any]] = None, *, seed: Any = 0,
-                 num_samples: Optional[int] = None, params: Optional[Mapping] = None, **kwargs: Any) -> Trace:
+    def simulate(self, data: Mapping[str, Any] | None = None, *, seed: Any = 0,
+                 num_samples: int | None = None, params: Mapping | None = None, **kwargs: Any) -> Trace:
         """Draw every random choice from the prior (entries of the data that name choices are not
         used). With `num_samples`, a batch of independent traces."""
         bound = self.bind(data, observations=False, **kwargs)
         ret, tr, s = self._call(seed, bound, {}, params, num_samples=num_samples)
         return Trace(tr, s.lp, s.lw, ret)
 
-    def log_density(self, values: Mapping[str, Any], data: Optional[Mapping[str, Any]] = None, *,
-                    unconstrained: bool = False, params: Optional[Mapping] = None, **kwargs: Any) -> Any:
+    def log_density(self, values: Mapping[str, Any], data: Mapping[str, Any] | None = None, *,
+                    unconstrained: bool = False, params: Mapping | None = None, **kwargs: Any) -> Any:
         """Log joint density of a complete trace (`values` holds every random choice; data may add
         observations). With `unconstrained=True`, the latent values are unconstrained coordinates and
         the log-Jacobian of each support's bijection is included."""
@@ -136,15 +137,44 @@ class Model:
         _, _, s = self._call(jax.random.key(0), bound, given, params, unc)
         return s.lp
 
-    def importance(self, data: Optional[Mapping[str, Any]] = None, *, seed: Any = 0,
-                   num_samples: Optional[int] = None, params: Optional[Mapping] = None,
-                   given: Optional[Mapping[str, Any]] = None, **kwargs: Any) -> Trace:
+    def importance(self, data: Mapping[str, Any] | None = None, *, seed: Any = 0,
+                   num_samples: int | None = None, params: Mapping | None = None,
+                   given: Mapping[str, Any] | None = None, **kwargs: Any) -> Trace:
         """Constrain the observed choices to the data, draw the rest from the prior; the trace's
         `log_weight` is the log density of the constrained choices (the importance weight)."""
         bound = self.bind(data, **kwargs)
         fixed = {**bound.observed, **dict(given or {})}
         ret, tr, s = self._call(seed, bound, fixed, params, num_samples=num_samples)
         return Trace(tr, s.lp, s.lw, ret)
+
+    def log_density_fn(self, data: Mapping[str, Any] | None = None, *, unconstrained: bool = False,
+                       params: Mapping | None = None, **kwargs: Any) -> Callable[[Mapping[str, Any]], Any]:
+        """A pure function `values -> log density` of the latent choices, with the data bound: jit
+        it, differentiate it, vmap it. Data is checked once, here."""
+        bound = self.bind(data, **kwargs)
+        latents = frozenset(self.latent_addresses(bound))
+        unc = latents if unconstrained else frozenset()
+        params = dict(params or {})
+        run = self.runner(bound, latents | frozenset(bound.observed), unc, frozenset(params))
+        key = jax.random.key(0)
+
+        def log_density(values: Mapping[str, Any]) -> Any:
+            return run(key, {**bound.observed, **values}, params, bound.arrays)[2].lp
+
+        return log_density
+
+    def simulate_fn(self, data: Mapping[str, Any] | None = None, *, params: Mapping | None = None,
+                    **kwargs: Any) -> Callable[[Any], tuple[dict[str, Any], Any]]:
+        """A pure function `key -> (values, log density)` drawing every choice from the prior."""
+        bound = self.bind(data, observations=False, **kwargs)
+        params = dict(params or {})
+        run = self.runner(bound, frozenset(), frozenset(), frozenset(params))
+
+        def simulate(key: Any) -> tuple[dict[str, Any], Any]:
+            _, tr, s = run(key, {}, params, bound.arrays)
+            return tr, s.lp
+
+        return simulate
 
     def latent_addresses(self, bound: Bound) -> list[str]:
         return [a for a in self.fn.sites if a not in bound.observed]

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 from pplang import syntax as S
 from pplang.checker import Checker
@@ -50,8 +51,8 @@ class Compiled:
         return self.namespace[name]
 
 
-def compile_program(program: S.Program, hosts: Optional[dict[str, Any]] = None,
-                    only: Optional[list[str]] = None) -> Compiled:
+def compile_program(program: S.Program, hosts: dict[str, Any] | None = None,
+                    only: list[str] | None = None) -> Compiled:
     hosts = dict(hosts or {})
     checker = Checker(program, hosts)
     if only is None:

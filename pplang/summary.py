@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Mapping, Optional
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -16,7 +16,7 @@ def weighted_quantile(x: np.ndarray, w: np.ndarray, q: float) -> float:
     return float(x[order][min(np.searchsorted(cdf, q), len(x) - 1)])
 
 
-def rows(samples: Mapping[str, np.ndarray], weights: Optional[np.ndarray] = None) -> list[tuple]:
+def rows(samples: Mapping[str, np.ndarray], weights: np.ndarray | None = None) -> list[tuple]:
     """(name, mean, sd, q05, q50, q95) for every scalar element of every address."""
     out = []
     for addr in sorted(samples):
@@ -34,7 +34,7 @@ def rows(samples: Mapping[str, np.ndarray], weights: Optional[np.ndarray] = None
     return out
 
 
-def summarize(samples: Mapping[str, np.ndarray], weights: Optional[np.ndarray] = None, max_rows: int = 40) -> str:
+def summarize(samples: Mapping[str, np.ndarray], weights: np.ndarray | None = None, max_rows: int = 40) -> str:
     table = rows(samples, weights)
     if not table:
         return "(no latent random choices)"

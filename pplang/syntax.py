@@ -7,7 +7,6 @@ whether that is a `.ppl` file or a Python file holding `@pp.model` functions.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional, Union
 
 
 @dataclass(frozen=True)
@@ -32,7 +31,7 @@ NO_SPAN = Span("<generated>", 0, 0, 0, 0)
 
 @dataclass
 class Num:
-    value: Union[int, float]
+    value: int | float
     span: Span = NO_SPAN
 
 
@@ -53,8 +52,8 @@ class BinOp:
     """Arithmetic: + - * / // % ** @ ."""
 
     op: str
-    left: "Expr"
-    right: "Expr"
+    left: Expr
+    right: Expr
     span: Span = NO_SPAN
 
 
@@ -63,7 +62,7 @@ class UnaryOp:
     """`-x`, `+x` or `not x`."""
 
     op: str
-    operand: "Expr"
+    operand: Expr
     span: Span = NO_SPAN
 
 
@@ -72,16 +71,16 @@ class Compare:
     """A single comparison `left op right`; chains are rejected by the front-ends."""
 
     op: str  # one of < <= > >= == !=
-    left: "Expr"
-    right: "Expr"
+    left: Expr
+    right: Expr
     span: Span = NO_SPAN
 
 
 @dataclass
 class BoolOp:
     op: str  # "and" | "or"
-    left: "Expr"
-    right: "Expr"
+    left: Expr
+    right: Expr
     span: Span = NO_SPAN
 
 
@@ -89,16 +88,16 @@ class BoolOp:
 class IfExp:
     """`a if cond else b`."""
 
-    cond: "Expr"
-    then: "Expr"
-    orelse: "Expr"
+    cond: Expr
+    then: Expr
+    orelse: Expr
     span: Span = NO_SPAN
 
 
 @dataclass
 class Keyword:
     name: str
-    value: "Expr"
+    value: Expr
     span: Span = NO_SPAN
 
 
@@ -107,7 +106,7 @@ class Call:
     """A call of a math function, a distribution, a host function or a model."""
 
     func: str
-    args: list["Expr"]
+    args: list[Expr]
     kwargs: list[Keyword] = field(default_factory=list)
     span: Span = NO_SPAN
     func_span: Span = NO_SPAN
@@ -117,8 +116,8 @@ class Call:
 class Slice:
     """`lo:hi` inside an index; either bound may be missing."""
 
-    lo: Optional["Expr"]
-    hi: Optional["Expr"]
+    lo: Expr | None
+    hi: Expr | None
     span: Span = NO_SPAN
 
 
@@ -126,8 +125,8 @@ class Slice:
 class Index:
     """`value[i, j]`; each index is an expression or a `Slice`."""
 
-    value: "Expr"
-    indices: list[Union["Expr", Slice]]
+    value: Expr
+    indices: list[Expr | Slice]
     span: Span = NO_SPAN
 
 
@@ -135,7 +134,7 @@ class Index:
 class VectorLit:
     """`[a, b, c]`: a vector (or, of vectors, a matrix)."""
 
-    items: list["Expr"]
+    items: list[Expr]
     span: Span = NO_SPAN
 
 
@@ -143,12 +142,12 @@ class VectorLit:
 class Attribute:
     """`x.shape` style access; only a few attributes are allowed by the checker."""
 
-    value: "Expr"
+    value: Expr
     attr: str
     span: Span = NO_SPAN
 
 
-Expr = Union[Num, Bool, Name, BinOp, UnaryOp, Compare, BoolOp, IfExp, Call, Index, VectorLit, Attribute]
+Expr = Num | Bool | Name | BinOp | UnaryOp | Compare | BoolOp | IfExp | Call | Index | VectorLit | Attribute
 
 
 # ---------------------------------------------------------------- types
@@ -167,7 +166,7 @@ class TypeExpr:
 # ---------------------------------------------------------------- statements
 
 
-Target = Union[Name, Index]
+Target = Name | Index
 
 
 @dataclass
@@ -183,7 +182,7 @@ class Sample:
 
     target: Target
     dist: Call
-    via: Optional[str] = None
+    via: str | None = None
     span: Span = NO_SPAN
 
 
@@ -192,7 +191,7 @@ class Param:
     """`param name: constraint = init` (a learnable parameter)."""
 
     name: str
-    constraint: Optional[TypeExpr]
+    constraint: TypeExpr | None
     init: Expr
     span: Span = NO_SPAN
 
@@ -212,25 +211,25 @@ class For:
     var: str
     start: Expr
     stop: Expr
-    body: list["Stmt"]
+    body: list[Stmt]
     span: Span = NO_SPAN
 
 
 @dataclass
 class If:
     cond: Expr
-    then: list["Stmt"]
-    orelse: list["Stmt"]
+    then: list[Stmt]
+    orelse: list[Stmt]
     span: Span = NO_SPAN
 
 
 @dataclass
 class Return:
-    value: Optional[Expr]
+    value: Expr | None
     span: Span = NO_SPAN
 
 
-Stmt = Union[Assign, Sample, Param, Factor, For, If, Return]
+Stmt = Assign | Sample | Param | Factor | For | If | Return
 
 
 # ---------------------------------------------------------------- declarations
@@ -239,7 +238,7 @@ Stmt = Union[Assign, Sample, Param, Factor, For, If, Return]
 @dataclass
 class Arg:
     name: str
-    type: Optional[TypeExpr]
+    type: TypeExpr | None
     span: Span = NO_SPAN
 
 

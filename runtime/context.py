@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any
 
 import jax.numpy as jnp
-
 from pplang.stdlib.constraints import CONSTRAINTS
 
 from .ops import Score
@@ -20,20 +20,20 @@ class Context:
     `params` holds unconstrained values of `param` declarations; `hosts` the caller-bound functions.
     """
 
-    def __init__(self, given: Optional[Mapping[str, Any]] = None, params: Optional[Mapping[str, Any]] = None,
-                 hosts: Optional[Mapping[str, Any]] = None, unconstrained: frozenset = frozenset()):
+    def __init__(self, given: Mapping[str, Any] | None = None, params: Mapping[str, Any] | None = None,
+                 hosts: Mapping[str, Any] | None = None, unconstrained: frozenset = frozenset()):
         self._given = dict(given or {})
         self._params = dict(params or {})
         self._hosts = dict(hosts or {})
         self._unconstrained = unconstrained
 
-    def given(self, address: str) -> Optional[Any]:
+    def given(self, address: str) -> Any | None:
         return self._given.get(address)
 
     def host(self, name: str) -> Any:
         return self._hosts[name]
 
-    def site(self, address: str, dist: Any, key: Any, score: Score, given: Optional[Any]) -> tuple[Any, Score]:
+    def site(self, address: str, dist: Any, key: Any, score: Score, given: Any | None) -> tuple[Any, Score]:
         if given is None:
             value = dist.sample(key)
             return value, Score(score.lp + jnp.sum(dist.log_prob(value)), score.lw)

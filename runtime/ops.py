@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple, Optional, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -52,7 +53,7 @@ def select(cond: Array, a: Any, b: Any) -> Any:
     return jax.tree.map(lambda x, y: jnp.where(cond, x, y), a, b)
 
 
-def store(arr: Optional[Array], idx: tuple, value: Array, lead: Sequence[Any]) -> Array:
+def store(arr: Array | None, idx: tuple, value: Array, lead: Sequence[Any]) -> Array:
     """Write one element (or row) at constant `idx`, allocating the array on first write."""
     value = jnp.asarray(value)
     if arr is None:
@@ -61,7 +62,7 @@ def store(arr: Optional[Array], idx: tuple, value: Array, lead: Sequence[Any]) -
     return arr.at[idx].set(value)
 
 
-def place(arr: Optional[Array], block: Optional[Array], start: int, size: int) -> Optional[Array]:
+def place(arr: Array | None, block: Array | None, start: int, size: int) -> Array | None:
     """Put the stacked pieces of a loop at positions start, start+1, ... of `arr`."""
     if block is None:
         return arr
@@ -73,23 +74,23 @@ def place(arr: Optional[Array], block: Optional[Array], start: int, size: int) -
     return lax.dynamic_update_slice_in_dim(arr, block, start, axis=0)
 
 
-def rows(given: Optional[Array], lo: int, hi: int) -> Optional[Array]:
+def rows(given: Array | None, lo: int, hi: int) -> Array | None:
     """The rows of an observed array that a loop's iterations see."""
     return None if given is None else given[lo:hi]
 
 
-def sub(given: Optional[Array], idx: tuple) -> Optional[Array]:
+def sub(given: Array | None, idx: tuple) -> Array | None:
     return None if given is None else given[idx]
 
 
-def buffer(have: Optional[Array], dims: Optional[tuple], kind: str) -> Array:
+def buffer(have: Array | None, dims: tuple | None, kind: str) -> Array:
     """The array a sequential loop carries: the existing one, or zeros of the declared shape."""
     if have is not None:
         return have
     return jnp.zeros(dims, DTYPES[kind])
 
 
-def put(buf: Array, i: Array, piece: Optional[Array]) -> Array:
+def put(buf: Array, i: Array, piece: Array | None) -> Array:
     if piece is None:
         return buf
     return buf.at[i].set(jnp.asarray(piece, buf.dtype))

@@ -1,0 +1,232 @@
+"""The `pplang` command line.
+
+Exit codes: 0 success, 1 a user error (printed as a located diagnostic), 2 an internal error
+(printed with a request to report it). No user error is shown as a Python traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+from pplang.diagnostics import PplError, error
+
+EPILOG = "Data files use Stan's JSON data format: one object mapping argument and choice names to values."
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pplang", description="Compile and run pplang model files.", epilog=EPILOG)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    c = sub.add_parser("check", help="parse and check a model file (names, types, shapes)")
+    c.add_argument("file")
+
+    c = sub.add_parser("compile", help="show a compilation stage or write the generated module")
+    c.add_argument("file")
+    c.add_argument("--emit", choices=["ast", "ir", "jax"], default="jax", help="stage to print (default: jax)")
+    c.add_argument("--model", help="only this model or guide (ir)")
+    c.add_argument("-o", "--output", help="write the generated JAX module to this file")
+
+    c = sub.add_parser("simulate", help="draw from the prior (prior predictive simulation)")
+    add_run_args(c)
+    c.add_argument("-n", "--num-samples", type=int, default=1000)
+    c.add_argument("--output", help="write the draws to this JSON file")
+
+    c = sub.add_parser("infer", help="posterior by importance sampling, with log marginal likelihood")
+    add_run_args(c)
+    c.add_argument("-n", "--num-samples", type=int, default=10_000)
+    c.add_argument("--proposal", help="a guide in the same file to propose from (default: the prior)")
+    c.add_argument("--predictive", action="store_true", help="also summarize posterior predictive draws")
+    c.add_argument("--output", help="write the weighted draws to this JSON file")
+
+    c = sub.add_parser("graph", help="print the dependency graph of a model (Graphviz DOT)")
+    c.add_argument("file")
+    c.add_argument("--model", help="model or guide (default: the first)")
+    c.add_argument("--data", help="shade the choices this data observes")
+
+    c = sub.add_parser("info", help="list declarations, their arguments and random choices")
+    c.add_argument("file")
+    return p
+
+
+def add_run_args(c: argparse.ArgumentParser) -> None:
+    c.add_argument("file")
+    c.add_argument("--model", help="model to run (default: the first model in the file)")
+    c.add_argument("--data", help="JSON data file (arguments and observations)")
+    c.add_argument("--seed", type=int, default=0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        COMMANDS[args.command](args)
+        return 0
+    except PplError as e:
+        print(e.render(), file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception:  # noqa: BLE001 - anything else is our bug, not the user's
+        print("internal error in pplang; please report it with the input that caused it:\n", file=sys.stderr)
+        traceback.print_exc()
+        return 2
+
+
+# ---------------------------------------------------------------- commands
+
+
+def cmd_check(args: argparse.Namespace) -> None:
+    import pplang as pp
+
+    module = pp.load(args.file)
+    decls = module.compiled.program.decls
+    print(f"{args.file}: ok ({len(decls)} declaration{'s' if len(decls) != 1 else ''}: "
+          + ", ".join(f"{d.kind} {d.name}" for d in decls) + ")")
+
+
+def cmd_compile(args: argparse.Namespace) -> None:
+    from pplang.compiler import printer
+    from pplang.program import compile_program, parse_file
+
+    program = parse_file(args.file)
+    if args.emit == "ast":
+        print(show_ast(program))
+        return
+    compiled = compile_program(program)
+    if args.emit == "ir":
+        names = [args.model] if args.model else list(compiled.functions)
+        for n in names:
+            if n not in compiled.functions:
+                raise error(f"no model or guide named `{n}`", hint=f"declared: {', '.join(compiled.functions)}")
+            print(printer.function(compiled.functions[n]) + "\n")
+        return
+    if args.output:
+        Path(args.output).write_text(compiled.source_code)
+        print(f"wrote {args.output}")
+    else:
+        print(compiled.source_code)
+
+
+def pick_model(module: Any, name: str | None) -> Any:
+    if name is None:
+        models = [d.name for d in module.compiled.program.decls if d.kind == "model"]
+        if not models:
+            raise error(f"{module.compiled.program.file} declares no model")
+        name = models[0]
+    return module[name]
+
+
+def read_data(path: str | None) -> dict[str, Any]:
+    from pplang.data import load_json
+
+    return load_json(path) if path else {}
+
+
+def cmd_simulate(args: argparse.Namespace) -> None:
+    import pplang as pp
+    from pplang.summary import summarize
+
+    module = pp.load(args.file)
+    model = pick_model(module, args.model)
+    draws = pp.prior_predictive(model, read_data(args.data), num_samples=args.num_samples, seed=args.seed)
+    print(f"prior simulation of {model.name}: {args.num_samples} draws")
+    print(summarize(draws))
+    if args.output:
+        write_json(args.output, {a: v.tolist() for a, v in draws.items()})
+
+
+def cmd_infer(args: argparse.Namespace) -> None:
+    import pplang as pp
+    from pplang.summary import summarize
+
+    module = pp.load(args.file)
+    model = pick_model(module, args.model)
+    data = read_data(args.data)
+    proposal = module[args.proposal] if args.proposal else None
+    post = pp.importance_sampling(model, data, num_samples=args.num_samples, seed=args.seed, proposal=proposal)
+    print(f"posterior of {model.name} ({'proposal ' + args.proposal if proposal else 'prior proposal'})")
+    print(post.summary())
+    if post.ess < 100:
+        print(f"warning: effective sample size {post.ess:.1f} is small; the estimates are unreliable. "
+              "Draw more samples or use a better proposal.", file=sys.stderr)
+    if args.predictive:
+        rep = pp.posterior_predictive(model, post, data, seed=args.seed)
+        print("\nposterior predictive")
+        print(summarize({a: v for a, v in rep.items() if a in post.observed}))
+    if args.output:
+        write_json(args.output, {"log_weights": post.log_weights.tolist(),
+                                 "log_marginal_likelihood": post.log_marginal_likelihood,
+                                 "ess": post.ess, "samples": {a: v.tolist() for a, v in post.samples.items()}})
+
+
+def cmd_graph(args: argparse.Namespace) -> None:
+    import pplang as pp
+    from pplang.compiler.analysis import dependency_graph, to_dot
+
+    module = pp.load(args.file)
+    model = pick_model(module, args.model)
+    observed = set(model.bind(read_data(args.data)).observed) if args.data else set()
+    print(to_dot(dependency_graph(model.fn), model.name, observed))
+
+
+def cmd_info(args: argparse.Namespace) -> None:
+    import pplang as pp
+
+    module = pp.load(args.file)
+    for d in module.compiled.program.decls:
+        print(f"{d.kind} {d.name}({', '.join(a.name for a in d.args)})")
+        if d.name in module.compiled.functions:
+            fn = module.compiled.functions[d.name]
+            for a, _ in fn.args:
+                print(f"  argument {a}: {fn.arg_types.get(a)}")
+            for addr, info in fn.sites.items():
+                shape = "scalar" if info.shape == () else "shape (" + ", ".join(
+                    "?" if x is None else str(x) for x in (info.shape or ())) + ")"
+                print(f"  choice {addr}: {info.dist}, {shape}, support {info.support}"
+                      + (", reparameterizable" if info.reparameterized else "")
+                      + (", enumerable" if info.enumerable else ""))
+            for p in fn.params.values():
+                print(f"  param {p.address}: {p.constraint}")
+
+
+COMMANDS = {"check": cmd_check, "compile": cmd_compile, "simulate": cmd_simulate, "infer": cmd_infer,
+            "graph": cmd_graph, "info": cmd_info}
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def write_json(path: str, obj: Any) -> None:
+    Path(path).write_text(json.dumps(obj))
+    print(f"wrote {path}")
+
+
+def show_ast(node: Any, depth: int = 0) -> str:
+    """An indented dump of the surface syntax tree (spans as line:col)."""
+    pad = "  " * depth
+    if isinstance(node, list):
+        return "\n".join(show_ast(n, depth) for n in node)
+    if not dataclasses.is_dataclass(node):
+        return pad + repr(node)
+    fields = [f for f in dataclasses.fields(node) if f.name not in ("span", "func_span", "source")]
+    simple = [f"{f.name}={getattr(node, f.name)!r}" for f in fields
+              if not dataclasses.is_dataclass(getattr(node, f.name)) and not isinstance(getattr(node, f.name), list)]
+    span = getattr(node, "span", None)
+    at = f" @{span.line}:{span.col}" if span is not None and span.line else ""
+    lines = [f"{pad}{type(node).__name__}({', '.join(simple)}){at}"]
+    for f in fields:
+        v = getattr(node, f.name)
+        if dataclasses.is_dataclass(v) or (isinstance(v, list) and v):
+            lines.append(f"{pad}  {f.name}:")
+            lines.append(show_ast(v, depth + 2))
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
