@@ -251,6 +251,20 @@ class Function:
     arg_constraints: dict[str, str | None] = field(default_factory=dict)
     arg_spans: dict[str, Span] = field(default_factory=dict)
     arg_types: dict[str, str] = field(default_factory=dict)  # as declared, for messages
+    checks: list["SizeCheck"] = field(default_factory=list)
+
+
+@dataclass
+class SizeCheck:
+    """A size relation the checker could not decide without data: `lhs == rhs` (two symbolic sizes
+    that must agree), or `lhs <= rhs` (the last index a loop reads must fit the array). Verified
+    when data is bound, so the mismatch is reported here rather than silently clamped by JAX."""
+
+    op: str
+    lhs: Dim
+    rhs: Dim
+    message: str
+    span: Span
 
 
 @dataclass

@@ -143,6 +143,7 @@ class DeclLowering:
         self.site_vars: set[str] = set()
         self.inlining: list[str] = []
         self.prefix = ""  # address prefix of the submodel being inlined
+        self.checks: list[ir.SizeCheck] = []
 
     def err(self, message: str, span: S.Span, **kw: str | None) -> PplError:
         return self.c.err(message, span, **kw)
@@ -166,6 +167,7 @@ class DeclLowering:
             fn.arg_constraints[a.name] = spec.constraint
             fn.arg_spans[a.name] = a.span
             fn.arg_types[a.name] = type_text(a.type) if a.type is not None else "any"
+        fn.checks = self.checks
         return fn
 
     def check_new_name(self, name: str, span: S.Span) -> None:
@@ -443,6 +445,7 @@ class DeclLowering:
             batch.append(v.ty.shape[:cut])
             if sig.event_rank and spec.event_rank:
                 event = v.ty.shape[cut:cut + sig.event_rank] if spec.event_rank >= sig.event_rank else event
+        self.assume_equal(tuple(batch), call.span, f"the arguments of `{call.func}`")
         try:
             bshape = sh.broadcast(*batch) if batch else ()
         except sh.ShapeError as e:
@@ -628,7 +631,21 @@ class DeclLowering:
         raise self.err(f"unknown name `{e.id}`", e.span,
                        hint=hint or "define it before use, or pass it as an argument of the declaration")
 
+    def assume_equal(self, shapes: tuple, span: S.Span, what: str) -> None:
+        """Record pairs of different symbolic sizes that broadcasting assumed equal."""
+        known = [s for s in shapes if s is not None]
+        if len(known) < 2:
+            return
+        n = max(len(s) for s in known)
+        padded = [(1,) * (n - len(s)) + tuple(s) for s in known]
+        for k in range(n):
+            dims = {d for d in (p[k] for p in padded) if isinstance(d, str)}
+            first = sorted(dims)
+            for other in first[1:]:
+                self.checks.append(ir.SizeCheck("==", first[0], other, f"sizes in {what} must match", span))
+
     def bcast(self, e: S.Expr, *shapes: ir.Shape) -> ir.Shape:
+        self.assume_equal(shapes, e.span, "this expression")
         try:
             return sh.broadcast(*shapes)
         except sh.ShapeError as err:
@@ -772,6 +789,8 @@ class DeclLowering:
                 idx.append(ir.SliceIx(lo, hi))
                 continue
             v = self.index_expr(ix, scope)
+            if not (isinstance(base, ir.Var) and base.name in self.arrays):  # built piecewise: size grows
+                self.check_loop_index(v, dim, e.value, ix)
             if v.ty.shape:
                 out_dims.extend(v.ty.shape)
             elif v.ty.shape is None:
@@ -781,6 +800,27 @@ class DeclLowering:
         rest = shape[len(e.indices):] if shape is not None else None
         out = None if rest is None else tuple(out_dims) + rest
         return ir.Index(base, tuple(idx), Ty(base.ty.kind, out, static and out == ()))
+
+    def check_loop_index(self, v: ir.Expr, dim: ir.Dim, base: S.Expr, ix: S.Expr) -> None:
+        """`x[i + c]` in `for i in range(a, b)` reads up to `b - 1 + c`: record that it must fit."""
+        off = loop_offset(v, [lp.var for lp in self.loops])
+        if off is None or dim is None:
+            return
+        loop = next(lp for lp in reversed(self.loops) if lp.var == off[0])
+        last = sh.dim_add(dim_code(loop.stop), off[1])
+        first = sh.dim_add(dim_code(loop.start), off[1])
+        what = show_expr(v)
+        if isinstance(last, int) and isinstance(dim, int):
+            if last > dim:
+                raise self.err(f"index `{what}` runs past the end of an axis of size {dim}", expr_span(ix),
+                               expected=f"at most {dim - 1}", found=f"up to {last - 1}",
+                               hint="check the loop's range against the array's size")
+        else:
+            self.checks.append(ir.SizeCheck("<=", last, dim, f"index `{what}` must stay within the array",
+                                            expr_span(ix)))
+        if isinstance(first, int) and first < 0:
+            raise self.err(f"index `{what}` starts at {first}, before the start of the array", expr_span(ix),
+                           hint="start the loop later, e.g. range(1, T) for x[t - 1]")
 
     def index_expr(self, ix: S.Expr, scope: Scope) -> ir.Expr:
         v = self.expr(ix, scope)

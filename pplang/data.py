@@ -19,7 +19,7 @@ import numpy as np
 
 from pplang.compiler import ir
 from pplang.diagnostics import PplError, did_you_mean, error
-from pplang.dims import eval_shape
+from pplang.dims import eval_dim, eval_shape
 from pplang.syntax import Span
 
 CONSTRAINT_CHECKS = {
@@ -95,6 +95,7 @@ def bind(fn: ir.Function, data: Mapping[str, Any], source: str, *, observations:
             arrays[name] = value
     env = {**static, **arrays}
     check_declared_shapes(fn, env, source)
+    check_sizes(fn, env, source)
     if observations:
         for addr, info in fn.sites.items():
             if addr in data:
@@ -154,6 +155,23 @@ def check_declared_shapes(fn: ir.Function, env: dict[str, Any], source: str) -> 
             raise error(f"data for `{name}` has shape {have} but its declaration needs {show(want)}", span, source,
                         expected=f"{name}: {fn.arg_types.get(name)} = {show(want)}", found=str(have),
                         hint="check the sizes given in the data against this array")
+
+
+def check_sizes(fn: ir.Function, env: dict[str, Any], source: str) -> None:
+    """Verify the size relations the checker recorded, now that the sizes are known."""
+    for c in fn.checks:
+        lhs, rhs = eval_dim(c.lhs, env), eval_dim(c.rhs, env)
+        if lhs is None or rhs is None:
+            continue
+        ok = lhs == rhs if c.op == "==" else lhs <= rhs
+        if not ok:
+            if c.op == "==":
+                found = f"{c.lhs} = {lhs} but {c.rhs} = {rhs}"
+                hint = "the data gives these two sizes different values"
+            else:
+                found = f"the loop reaches {lhs - 1} but the size is {rhs}"
+                hint = "check the loop's range against the array's size in the data"
+            raise error(f"{c.message} (with this data)", c.span, source, found=found, hint=hint)
 
 
 def convert_obs(addr: str, info: ir.SiteInfo, value: Any, env: dict[str, Any], source: str) -> Any:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +15,7 @@ from pplang import runtime as rt
 from pplang.compiler import ir
 from pplang.data import Bound, bind
 from pplang.diagnostics import did_you_mean, error
+from pplang.syntax import Span
 
 
 @dataclass
@@ -28,6 +30,23 @@ class Trace:
 
     def __getitem__(self, address: str) -> Any:
         return self.values[address]
+
+
+def source_line_of(code: str, lineno: int) -> int | None:
+    """The model line of a generated line: the nearest `# file:line` comment above it."""
+    rows = code.splitlines()
+    for k in range(min(lineno, len(rows)) - 1, -1, -1):
+        m = re.match(r"\s*# [^:]*:(\d+)  ", rows[k])
+        if m:
+            return int(m.group(1))
+    return None
+
+
+def first_code_col(source: str, line: int) -> int:
+    rows = source.splitlines()
+    if not 0 < line <= len(rows):
+        return 1
+    return len(rows[line - 1]) - len(rows[line - 1].lstrip()) + 1
 
 
 def as_key(seed: Any) -> Any:
@@ -99,7 +118,29 @@ class Model:
         key = as_key(key)
         if num_samples is not None:
             key = jax.random.split(key, num_samples)
-        return fn(key, dict(given), params, bound.arrays)
+        try:
+            return fn(key, dict(given), params, bound.arrays)
+        except (TypeError, ValueError, IndexError, ZeroDivisionError) as e:
+            raise self.located(e) from None
+
+    def located(self, exc: Exception) -> Exception:
+        """An error raised while JAX traced the generated code, pointed at the model line whose
+        code raised it (generated code carries `# file:line` comments). Other errors pass through."""
+        line = None
+        tb = exc.__traceback__
+        while tb is not None:
+            code = tb.tb_frame.f_globals.get("__pplang_code__")
+            if code is not None and tb.tb_frame.f_code.co_filename.startswith("<pplang"):
+                line = source_line_of(code, tb.tb_lineno) or line
+            tb = tb.tb_next
+        if line is None:
+            return exc
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        span = Span(self.fn.span.file, line, 1, line, 1)
+        col = first_code_col(self.source, line)
+        span = Span(span.file, line, col, line, len(self.source.splitlines()[line - 1]) + 1 if col > 1 else 2)
+        return error(f"while running {self.kind} `{self.name}`: {type(exc).__name__}: {text}", span, self.source,
+                     hint="check the shapes and values that reach this line (host functions included)")
 
     def check_addresses(self, given: Mapping[str, Any], params: Mapping[str, Any]) -> None:
         for a in given:

@@ -71,7 +71,7 @@ def exec_module(code: str) -> dict[str, Any]:
     digest = hashlib.sha256(code.encode()).hexdigest()
     if digest not in _MODULES:
         enable_compilation_cache()
-        ns: dict[str, Any] = {"__name__": f"pplang_generated_{digest[:12]}"}
+        ns: dict[str, Any] = {"__name__": f"pplang_generated_{digest[:12]}", "__pplang_code__": code}
         exec(compile(code, f"<pplang {digest[:12]}>", "exec"), ns)  # noqa: S102 - generated code
         _MODULES[digest] = ns
     return _MODULES[digest]
