@@ -251,7 +251,7 @@ class Function:
     arg_constraints: dict[str, str | None] = field(default_factory=dict)
     arg_spans: dict[str, Span] = field(default_factory=dict)
     arg_types: dict[str, str] = field(default_factory=dict)  # as declared, for messages
-    checks: list["SizeCheck"] = field(default_factory=list)
+    checks: list[SizeCheck] = field(default_factory=list)
 
 
 @dataclass

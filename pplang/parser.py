@@ -426,7 +426,7 @@ def _bracket_hint(text: str, token: Token | None, line: int) -> str | None:
                 stack.append((char, number, col))
             elif char in _CLOSERS and stack and stack[-1][0] == _CLOSERS[char]:
                 stack.pop()
-    if stack and (stack[-1][1] < line or token is None or token.type == "$END"):
+    if stack and (stack[-1][1] < line or (token is not None and token.type in {"$END", "_NL", "_DEDENT"})):
         char, number, col = stack[-1]
         return f"the '{char}' opened on line {number}, column {col} is never closed"
     return None

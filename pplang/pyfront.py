@@ -7,9 +7,9 @@ node by node, and every span points at the user's own Python file.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import inspect
 import linecache
-import textwrap
 from collections.abc import Callable
 from typing import NoReturn
 
@@ -129,9 +129,11 @@ def parse_function(fn: Callable[..., object], kind: str) -> tuple[Decl, str, str
         raise error(f"cannot read the source of '{fn.__name__}'", Span(file, code.co_firstlineno, 1,
                     code.co_firstlineno, 1), hint=f"define @pp.{kind} functions in a .py file") from None
     source = "".join(linecache.getlines(file, fn.__globals__))
-    dedented = textwrap.dedent("".join(lines))
-    indent = len(lines[0]) - len(dedented.splitlines(keepends=True)[0])
-    front = _Front(file, source, dedented, first - 1, indent)
+    # Dedent by the `def` block's own indentation (textwrap.dedent would give up when a string inside
+    # the function has lines further left); code lines always carry this prefix.
+    prefix = lines[0][: len(lines[0]) - len(lines[0].lstrip(" \t"))]
+    dedented = "".join(line.removeprefix(prefix) for line in lines)
+    front = _Front(file, source, dedented, first - 1, len(prefix))
     try:
         module = ast.parse(dedented)
     except SyntaxError as e:
@@ -163,6 +165,19 @@ def _environment(fn: Callable[..., object], names: set[str]) -> dict[str, object
     return env
 
 
+def _names_in(node: object) -> set[str]:
+    """Names (and first components of called names) read anywhere inside a syntax tree."""
+    if isinstance(node, list):
+        return set().union(*map(_names_in, node))
+    if isinstance(node, Name):
+        return {node.id}
+    found = {node.func.split(".", 1)[0]} if isinstance(node, Call) else set()
+    if dataclasses.is_dataclass(node):
+        for f in dataclasses.fields(node):
+            found |= _names_in(getattr(node, f.name))
+    return found
+
+
 def _syntax_call(node: ast.expr, name: str) -> bool:
     """Whether `node` calls one of the statement forms (`sample`, `param`, `factor`)."""
     if not isinstance(node, ast.Call):
@@ -189,7 +204,7 @@ class _Front:
 
     def __init__(self, file: str, source: str, dedented: str, line_offset: int, indent: int):
         self.file, self.source = file, source
-        self.rows = dedented.splitlines()
+        self.rows = dedented.split("\n")
         self.line_offset, self.indent = line_offset, indent
         self.used: set[str] = set()
 
@@ -240,8 +255,7 @@ class _Front:
         if node is None:
             return None
         if isinstance(node, ast.Constant) and isinstance(node.value, str):
-            line, col = self.string_start(node)
-            return parse_type(node.value, self.file, line, col, self.source)
+            return self.type_string(node)
         if isinstance(node, ast.Name) and (node.id in _ANNOTATION_BASES or node.id in TYPE_ARITY):
             return validate_type(TypeExpr(_ANNOTATION_BASES.get(node.id, node.id), [], self.span(node)),
                                  self.source)
@@ -252,6 +266,13 @@ class _Front:
                                           self.span(node)), self.source)
         raise self.fail("unsupported type annotation", node,
                         hint='use int, float, bool or a pplang type as a string, e.g. "vector[N]"')
+
+    def type_string(self, node: ast.Constant) -> TypeExpr:
+        """A type written as a string, parsed in place; names in its sizes count as used."""
+        line, col = self.string_start(node)
+        t = parse_type(node.value, self.file, line, col, self.source)
+        self.used.update(_names_in(t.dims))
+        return t
 
     def string_start(self, node: ast.Constant) -> tuple[int, int]:
         """Real line and column where a string literal's text (after prefix and quotes) begins."""
@@ -360,8 +381,7 @@ class _Front:
         if not (isinstance(constraint, ast.Constant) and isinstance(constraint.value, str)):
             raise self.fail("a param constraint must be a string naming a type", constraint,
                             hint='e.g. constraint="positive" or "simplex[K]"')
-        line, col = self.string_start(constraint)
-        return self.expr(given["init"]), parse_type(constraint.value, self.file, line, col, self.source)
+        return self.expr(given["init"]), self.type_string(constraint)
 
     def expr_stmt(self, node: ast.Expr) -> Stmt:
         value = node.value

@@ -77,7 +77,7 @@ SCALAR_CASES = {
 def test_scalar_log_prob_matches_scipy(case):
     dist, reference, x = SCALAR_CASES[case]
     assert dist.batch_shape == (2, 3) and dist.event_shape == ()
-    actual = dist.log_prob(x)
+    actual = jax.jit(dist.log_prob)(x)
     assert actual.shape == (x.shape[0], 2, 3)
     _close(actual, reference(x))
 
@@ -175,7 +175,7 @@ def test_lkj_cholesky_samples():
     d, eta = 4, np.array([0.8, 3.0])
     dist = D.lkj_cholesky(d, eta)
     assert dist.batch_shape == (2,) and dist.event_shape == (4, 4)
-    chol = dist.sample(jax.random.key(3), (N_DRAWS,))
+    chol = jax.jit(dist.sample, static_argnums=1)(jax.random.key(3), (N_DRAWS,))
     assert chol.shape == (N_DRAWS, 2, 4, 4)
     assert bool(jnp.all(C.corr_cholesky.check(chol)))
     corr = np.asarray(chol @ jnp.swapaxes(chol, -1, -2))
@@ -193,14 +193,6 @@ def test_lkj_cholesky_samples():
 
 
 # ---------------------------------------------------------------- sampling
-
-
-@pytest.mark.parametrize("case", sorted(SCALAR_CASES))
-def test_scalar_sample_shape_and_support(case):
-    dist = SCALAR_CASES[case][0]
-    x = dist.sample(jax.random.key(0), (4,))
-    assert x.shape == (4, 2, 3)
-    assert bool(jnp.all(dist.support.check(x)))
 
 
 # (distribution, exact mean and variance from scipy's `stats`), batch shape (2, 3).
@@ -243,7 +235,10 @@ def test_exact_and_sample_moments(case):
     mean, var = (np.broadcast_to(m, (2, 3)) for m in frozen.stats("mv"))
     _close(dist.mean, mean)
     _close(dist.variance, var)
-    _assert_moments(dist.sample(jax.random.key(7), (N_DRAWS,)), mean, var)
+    x = dist.sample(jax.random.key(7), (N_DRAWS,))
+    assert x.shape == (N_DRAWS, 2, 3)
+    assert bool(jnp.all(dist.support.check(x)))
+    _assert_moments(x, mean, var)
 
 
 @pytest.mark.parametrize("case", ["cauchy", "half_cauchy", "student_t"])
@@ -251,7 +246,9 @@ def test_heavy_tailed_samples_match_cdf(case):
     dist = SCALAR_CASES[case][0]
     frozen = {"cauchy": ss.cauchy(REAL_ROW, COL), "half_cauchy": ss.halfcauchy(scale=COL * ROW),
               "student_t": ss.t(ROW, REAL_ROW, COL)}[case]
-    x = np.asarray(dist.sample(jax.random.key(11), (N_DRAWS,)))
+    x = dist.sample(jax.random.key(11), (N_DRAWS,))
+    assert x.shape == (N_DRAWS, 2, 3)
+    assert bool(jnp.all(dist.support.check(x)))
     # The fraction of draws below each quartile is binomial(N, q).
     for q in (0.25, 0.5, 0.75):
         below = np.mean(x < frozen.ppf(q), axis=0)
@@ -306,7 +303,6 @@ def test_multivariate_normal_samples():
     (lambda a: D.gamma(a, 2.0), lambda a: 0.5),
     (lambda a: D.beta(a, 2.0), lambda a: 2.0 / (a + 2.0) ** 2),
     (lambda a: D.dirichlet(jnp.stack([a, 1.0, 2.0])), lambda a: 3.0 / (a + 3.0) ** 2),
-    (lambda a: D.student_t(a + 3.0, 0.0, 1.0), lambda a: 0.0),
 ])
 def test_implicit_reparameterization_gradients(make, dmean):
     # d/da E[x] estimated pathwise through the sampler.
@@ -334,7 +330,7 @@ def test_enumerate_support(dist, n):
     assert dist.enumerable and not dist.reparameterized
     values = dist.enumerate_support()
     assert values.shape == (n, 3)
-    _close(jnp.sum(jnp.exp(dist.log_prob(values)), 0), np.ones(3), rtol=1e-12)
+    _close(jnp.sum(jnp.exp(jax.jit(dist.log_prob)(values)), 0), np.ones(3), rtol=1e-12)
 
 
 def test_enumerate_support_values():
@@ -396,11 +392,11 @@ def test_signature_matches_constructor(name, i):
     assert len(dist.event_shape) == sig.event_rank
     if name == "flat":
         return
-    x = dist.sample(jax.random.key(0), (2,))
+    # Shapes and dtypes only (tracing, no compilation); sampled values are checked above.
+    x = jax.eval_shape(lambda key: dist.sample(key, (2,)), jax.random.key(0))
     assert x.shape == (2,) + dist.batch_shape + dist.event_shape
     assert np.issubdtype(x.dtype, VALUE_DTYPES[sig.value_kind])
-    assert bool(jnp.all(dist.support.check(x)))
-    assert dist.log_prob(x).shape == (2,) + dist.batch_shape
+    assert jax.eval_shape(dist.log_prob, x).shape == (2,) + dist.batch_shape
 
 
 def test_describe():

@@ -368,3 +368,22 @@ def test_span_type_is_real_file_position(tmp_path: Path) -> None:
     decl, _, _, _ = parse_function(module.m, "model")
     line, col = position(source, "normal(x")
     assert decl.body[0].dist.span == Span(module.__file__, line, col, line, col + len("normal(x, 1.0)"))
+
+
+def test_nested_function_with_outdented_string_and_annotation_names(tmp_path: Path) -> None:
+    module, source = load(tmp_path, '''\
+        N = 4
+
+
+        def build():
+            @pp.model
+            def m(x: "vector[N]", k: int):
+                """A docstring whose second line
+starts in column 1."""
+                y = sample(normal(x, 1.0))
+
+            return m
+    ''')
+    decl, _, _, env = parse_function(module.build(), "model")
+    assert env == {"N": 4}
+    assert (decl.body[0].span.line, decl.body[0].span.col) == position(source, "y = sample")
