@@ -162,7 +162,10 @@ class CodeGen:
     def sample(self, s: ir.Sample, lv: Level) -> None:
         self.where(s)
         self.counter += 1
-        key = f"rt.key({lv.key}, {self.counter})"
+        if lv.loop is None or lv.parent is None:
+            key = f"rt.key({lv.key}, {self.counter})"
+        else:  # the inner fold_in does not depend on the index: vmap computes it once
+            key = f"rt.key(rt.key({lv.parent.key}, {self.counter}), {lv.loop.var})"
         dist = self.dist(s.dist, lv)
         if s.index is None:
             target = self.bind(s.name, lv)
@@ -280,10 +283,12 @@ class CodeGen:
 
     def body_level(self, loop: ir.Loop, lv: Level, kind: str) -> Level:
         lid = self.fresh("k")
-        self.w(f"{lid} = rt.key({lv.key}, {self.counter})")
+        body_nests = any(isinstance(x, ir.Loop) for x in walk(loop.body))
+        if body_nests:  # nested loops draw their keys from this loop's per-iteration key
+            self.w(f"{lid} = rt.key({lv.key}, {self.counter})")
         body = Level(kind, lv.depth + 1, f"_kb{lv.depth + 1}", f"_sb{lv.depth + 1}", loop, parent=lv)
         body.rename = {k: v for k, v in lv.rename.items() if k != "_arm"}
-        body.loop_key = lid  # type: ignore[attr-defined]
+        body.loop_key = lid if body_nests else None  # type: ignore[attr-defined]
         return body
 
     def vector_loop(self, loop: ir.Loop, lv: Level) -> None:
@@ -306,7 +311,8 @@ class CodeGen:
             inputs.append(f"{self.ex(ir.Var(arr, ir.UNKNOWN), lv)}[{start} + {off}:{stop} + {off}]")
         self.w(f"def {fname}({', '.join(params)}):")
         self.ind += 1
-        self.w(f"{body.key} = rt.key({body.loop_key}, {loop.var})")  # type: ignore[attr-defined]
+        if body.loop_key:  # type: ignore[attr-defined]
+            self.w(f"{body.key} = rt.key({body.loop_key}, {loop.var})")  # type: ignore[attr-defined]
         self.w(f"{body.score} = rt.ZERO")
         for name in arrays:
             self.w(f"{name}__p{body.depth} = None")
@@ -386,7 +392,8 @@ class CodeGen:
         self.ind += 1
         self.w(f"{', '.join(carry)}, = _carry")
         self.w(f"{', '.join(xparams)}, = _xs")
-        self.w(f"{body.key} = rt.key({body.loop_key}, {loop.var})")  # type: ignore[attr-defined]
+        if body.loop_key:  # type: ignore[attr-defined]
+            self.w(f"{body.key} = rt.key({body.loop_key}, {loop.var})")  # type: ignore[attr-defined]
         for name in arrays:
             self.w(f"{name}__p{body.depth} = None")
             body.pieces[name] = f"{name}__p{body.depth}"

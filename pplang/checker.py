@@ -472,6 +472,14 @@ class DeclLowering:
         if v.ty.kind not in ("int", "real", "bool"):
             raise self.err(f"argument `{spec.name}` of `{call.func}` must be a number", call.span,
                            found=str(v.ty))
+        if isinstance(v, (ir.Const, ir.Op)) and literal(v) is not None:
+            x = literal(v)
+            bad = (spec.kind == "positive" and x <= 0) or (spec.kind == "unit" and not 0 <= x <= 1)
+            if bad:
+                want = "> 0" if spec.kind == "positive" else "between 0 and 1"
+                raise self.err(f"argument `{spec.name}` of `{call.func}` must be {want}", call.span,
+                               expected=f"{spec.name}: {spec.kind}", found=repr(x),
+                               hint=f"signatures: {dists.describe(call.func)}")
         if spec.kind == "int" and v.ty.kind == "real":
             raise self.err(f"argument `{spec.name}` of `{call.func}` must be an int", call.span,
                            expected="int", found=str(v.ty), hint="use an int value or to_int(...)")
@@ -936,6 +944,15 @@ def bind_signature(sig: object, args: list, kwargs: dict) -> dict | None:
         if p.name not in bound and p.default is None:
             return None
     return bound
+
+
+def literal(v: ir.Expr) -> float | None:
+    """The value of a number literal, possibly negated; None for anything else."""
+    if isinstance(v, ir.Const) and not isinstance(v.value, bool):
+        return float(v.value)
+    if isinstance(v, ir.Op) and v.op == "neg" and isinstance(v.args[0], ir.Const):
+        return -float(v.args[0].value)
+    return None
 
 
 def loop_offset(v: ir.Expr, loop_vars: list[str]) -> tuple[str, int] | None:
