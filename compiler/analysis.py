@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import networkx as nx
 
 from . import ir
+from .names import py_name
 
 IndexKey = tuple | None  # structural form of an index tuple; None for a whole-array read
 
@@ -136,7 +137,7 @@ def classify_loops(fn: ir.Function) -> None:
 
 
 def fn_args(fn: ir.Function) -> list[str]:
-    return [a for a, _ in fn.args]
+    return [py_name(a) for a, _ in fn.args]
 
 
 def _classify(stmts: list[ir.Stmt], defined: set[str], depth: int) -> None:

@@ -12,6 +12,7 @@ from pplang import syntax as S
 from pplang.compiler import ir
 from pplang.compiler import shapes as sh
 from pplang.compiler.ir import INT, UNKNOWN, Ty
+from pplang.compiler.names import py_name
 from pplang.diagnostics import PplError, did_you_mean, error
 from pplang.stdlib import distributions as dists
 from pplang.stdlib.mathfns import FUNCTIONS
@@ -20,13 +21,15 @@ STRATEGIES = ("reparam", "reinforce", "mvd", "enum")
 SCALAR_TYPES = {"int": "int", "real": "real", "bool": "bool", "positive": "real", "unit": "real"}
 VECTOR_TYPES = {"vector": "real", "simplex": "real", "ordered": "real", "positive_ordered": "real"}
 ARRAY_TYPES = {"int": "int", "real": "real", "bool": "bool"}
-CONSTRAINT_OF = {"positive": "positive", "unit": "unit", "simplex": "simplex", "ordered": "ordered",
-                 "positive_ordered": "positive_ordered", "cholesky_corr": "cholesky_corr"}
+CONSTRAINT_OF = {
+    "positive": "positive",
+    "unit": "unit",
+    "simplex": "simplex",
+    "ordered": "ordered",
+    "positive_ordered": "positive_ordered",
+    "cholesky_corr": "cholesky_corr",
+}
 PARAM_CONSTRAINTS = ("real", "positive", "unit", "simplex", "ordered", "positive_ordered", "cholesky_corr")
-RESERVED_PY = {"jnp", "jax", "rt", "D", "lax", "None", "True", "False", "lambda", "class", "def", "is",
-               "import", "from", "as", "with", "while", "try", "except", "finally", "raise", "del",
-               "global", "nonlocal", "assert", "yield", "async", "await", "break", "continue", "range",
-               "max", "min", "len"}
 
 
 @dataclass
@@ -79,11 +82,6 @@ class Scope:
         self.vars[name] = ty
 
 
-def py_name(name: str) -> str:
-    """The Python identifier generated code uses for a pplang variable."""
-    return name + "_" if name in RESERVED_PY else name
-
-
 class Checker:
     """Checks one program; `lower(name)` returns the IR of one declaration."""
 
@@ -94,8 +92,9 @@ class Checker:
         self.decls: dict[str, S.Decl] = {}
         for d in program.decls:
             if d.name in self.decls:
-                raise self.err(f"`{d.name}` is declared twice", d.span,
-                               hint=f"first declared at {self.decls[d.name].span}")
+                raise self.err(
+                    f"`{d.name}` is declared twice", d.span, hint=f"first declared at {self.decls[d.name].span}"
+                )
             self.decls[d.name] = d
 
     # ------------------------------------------------------------ helpers
@@ -115,12 +114,17 @@ class Checker:
 
     def lower(self, name: str) -> ir.Function:
         if name not in self.decls:
-            raise error(f"no model or guide named `{name}` in {self.program.file}",
-                        hint=did_you_mean(name, self.decls) or
-                        f"declared here: {', '.join(self.decls) or 'nothing'}")
+            raise error(
+                f"no model or guide named `{name}` in {self.program.file}",
+                hint=did_you_mean(name, self.decls) or f"declared here: {', '.join(self.decls) or 'nothing'}",
+            )
         decl = self.decls[name]
         if decl.kind == "objective":
-            raise self.err(f"`{name}` is an objective, not a model or guide", decl.span)
+            raise self.err(
+                f"`{name}` is an objective, not a model or guide",
+                decl.span,
+                hint="objectives are used when fitting; name a model or guide here",
+            )
         return DeclLowering(self, decl).run()
 
 
@@ -141,6 +145,9 @@ class DeclLowering:
         self.loops: list[LoopCtx] = []
         self.returns: Ty | None = None
         self.site_vars: set[str] = set()
+        self.arm: list[tuple[int, str]] = []  # the branch arms enclosing the current statement
+        self.site_arms: dict[str, list[tuple]] = {}  # choice variable -> arm paths that bind it
+        self.site_spans: dict[str, S.Span] = {}
         self.inlining: list[str] = []
         self.prefix = ""  # address prefix of the submodel being inlined
         self.checks: list[ir.SizeCheck] = []
@@ -152,16 +159,27 @@ class DeclLowering:
         scope = Scope()
         arg_list = []
         for a in self.decl.args:
+            if py_name(a.name) in scope.vars:
+                raise self.err(f"argument `{a.name}` is declared twice", a.span, hint="rename one of them")
             spec = self.arg_spec(a, scope)
             self.check_new_name(a.name, a.span)
             self.args[a.name] = spec
-            scope.vars[a.name] = spec.ty
+            scope.vars[py_name(a.name)] = spec.ty
             arg_list.append((a.name, spec.ty))
         body = self.block(self.decl.body, scope, prefix="", top=True)
         for info in self.arrays.values():
             info.shape = scope.lookup(info.name).shape if scope.lookup(info.name) else info.shape
-        fn = ir.Function(self.decl.kind, self.decl.name, arg_list, body, self.sites, self.arrays,
-                         self.params, self.returns, self.decl.span)
+        fn = ir.Function(
+            self.decl.kind,
+            self.decl.name,
+            arg_list,
+            body,
+            self.sites,
+            self.arrays,
+            self.params,
+            self.returns,
+            self.decl.span,
+        )
         for a in self.decl.args:
             spec = self.args[a.name]
             fn.arg_constraints[a.name] = spec.constraint
@@ -172,8 +190,9 @@ class DeclLowering:
 
     def check_new_name(self, name: str, span: S.Span) -> None:
         if name.startswith("_"):
-            raise self.err(f"names starting with `_` are reserved: `{name}`", span,
-                           hint="rename it without the leading underscore")
+            raise self.err(
+                f"names starting with `_` are reserved: `{name}`", span, hint="rename it without the leading underscore"
+            )
 
     # ------------------------------------------------------------ types
 
@@ -181,8 +200,13 @@ class DeclLowering:
         """A declared size: an int literal or an expression over static int arguments."""
         v = self.expr(e, scope)
         if v.ty.kind != "int" or not v.ty.static or v.ty.shape != ():
-            raise self.err("a size must be a number or an `int` argument", expr_span(e),
-                           expected="a static int", found=str(v.ty))
+            raise self.err(
+                "a size must be a number or an `int` argument",
+                expr_span(e),
+                expected="a static int",
+                found=str(v.ty),
+                hint="declare the size as an int argument, e.g. `N: int`, and write vector[N]",
+            )
         return dim_code(v)
 
     def arg_spec(self, a: S.Arg, scope: Scope) -> ArgSpec:
@@ -207,8 +231,11 @@ class DeclLowering:
             d0 = dims[0] if dims else f"{n}.shape[0]"
             return ArgSpec(a.name, Ty("real", (d0, d0)), "cholesky_corr", t)
         known = sorted(set(SCALAR_TYPES) | set(VECTOR_TYPES) | {"matrix", "cholesky_corr"})
-        raise self.err(f"unknown type `{base}` with {len(dims)} size(s)", t.span,
-                       hint=did_you_mean(base, known) or "types: " + ", ".join(known))
+        raise self.err(
+            f"unknown type `{base}` with {len(dims)} size(s)",
+            t.span,
+            hint=did_you_mean(base, known) or "types: " + ", ".join(known),
+        )
 
     # ------------------------------------------------------------ statements
 
@@ -217,8 +244,11 @@ class DeclLowering:
         for k, s in enumerate(stmts):
             if isinstance(s, S.Return):
                 if not top or k != len(stmts) - 1:
-                    raise self.err("`return` must be the last statement of the declaration", s.span,
-                                   hint="compute the value into a variable and return it at the end")
+                    raise self.err(
+                        "`return` must be the last statement of the declaration",
+                        s.span,
+                        hint="compute the value into a variable and return it at the end",
+                    )
             out.extend(self.stmt(s, scope, prefix))
         return out
 
@@ -242,7 +272,11 @@ class DeclLowering:
             if not self.inlining:
                 self.returns = v.ty if v is not None else None
             return [ir.Ret(v, s.span)]
-        raise self.err(f"unsupported statement {type(s).__name__}", getattr(s, "span", S.NO_SPAN))
+        raise self.err(
+            f"unsupported statement {type(s).__name__}",
+            getattr(s, "span", S.NO_SPAN),
+            hint="see docs/language.md for the statements pplang supports",
+        )
 
     def var_name(self, name: str, prefix: str) -> str:
         return py_name(prefix.replace("/", "__") + name)
@@ -250,7 +284,11 @@ class DeclLowering:
     def assign(self, s: S.Assign, scope: Scope, prefix: str) -> ir.Stmt:
         value = self.expr(s.value, scope)
         if value.ty.kind in ("dist",):
-            raise self.err("a distribution can only be used on the right of `~`", s.value.span)
+            raise self.err(
+                "a distribution can only be used on the right of `~`",
+                s.value.span,
+                hint="draw from it: `x ~ dist(...)`",
+            )
         if isinstance(s.target, S.Name):
             name = self.var_name(s.target.id, prefix)
             self.check_assignable(s.target.id, name, s.target.span, scope)
@@ -260,16 +298,30 @@ class DeclLowering:
         self.note_array(name, index, value.ty, s.target, scope, None)
         return ir.Store(name, index, value, s.span)
 
+    def exclusive(self, name: str) -> bool:
+        """Whether every earlier binding of choice `name` is in another arm of a branch enclosing
+        this one (`if c: b ~ ... else: b ~ ...` binds `b` once, whichever arm runs)."""
+        here = dict(self.arm)
+        return all(any(bid in here and here[bid] != arm for bid, arm in path) for path in self.site_arms.get(name, []))
+
     def check_assignable(self, user: str, name: str, span: S.Span, scope: Scope) -> None:
         self.check_new_name(user, span)
-        if name in self.args:
-            raise self.err(f"`{user}` is an argument and cannot be reassigned", span,
-                           hint="assign the new value to a new name")
-        if name in self.site_vars:
-            raise self.err(f"`{user}` is a random choice and cannot be reassigned", span,
-                           hint="assign the new value to a new name")
+        if name in {py_name(a) for a in self.args}:
+            raise self.err(
+                f"`{user}` is an argument and cannot be reassigned", span, hint="assign the new value to a new name"
+            )
+        if name in self.site_vars and not self.exclusive(name):
+            first = self.site_spans.get(name)
+            where = f"`{user}` is first drawn at {first}; " if first is not None else ""
+            raise self.err(
+                f"`{user}` is a random choice and cannot be reassigned",
+                span,
+                hint=where + "give the new value a new name",
+            )
         if name in self.params:
-            raise self.err(f"`{user}` is a parameter and cannot be reassigned", span)
+            raise self.err(
+                f"`{user}` is a parameter and cannot be reassigned", span, hint="assign the new value to a new name"
+            )
 
     def indexed_target(self, t: S.Index, scope: Scope, prefix: str) -> tuple[str, tuple[ir.Expr, ...]]:
         if not isinstance(t.value, S.Name):
@@ -277,16 +329,21 @@ class DeclLowering:
         user = t.value.id
         name = self.var_name(user, prefix)
         self.check_new_name(user, t.value.span)
-        if name in self.args:
-            raise self.err(f"`{user}` is an argument and cannot be assigned", t.span,
-                           hint="assign to a new array name")
+        if name in {py_name(a) for a in self.args}:
+            raise self.err(f"`{user}` is an argument and cannot be assigned", t.span, hint="assign to a new array name")
         index = []
         for ix in t.indices:
             if isinstance(ix, S.Slice):
                 raise self.err("slices cannot be assigned to", ix.span, hint="assign element by element in a loop")
             v = self.expr(ix, scope)
             if v.ty.kind != "int" or v.ty.shape != ():
-                raise self.err("an index must be an int", expr_span(ix), expected="int", found=str(v.ty))
+                raise self.err(
+                    "an index must be an int",
+                    expr_span(ix),
+                    expected="int",
+                    found=str(v.ty),
+                    hint="convert with to_int(...)",
+                )
             index.append(v)
         self.check_write_index(index, t)
         return name, tuple(index)
@@ -297,23 +354,37 @@ class DeclLowering:
         if not self.loops:
             for v, ix in zip(index, t.indices):
                 if not v.ty.static:
-                    raise self.err("outside a loop, an array piece must be written at a constant index",
-                                   expr_span(ix), found=show_expr(v))
+                    raise self.err(
+                        "outside a loop, an array piece must be written at a constant index",
+                        expr_span(ix),
+                        found=show_expr(v),
+                        hint="write it inside a loop over that index, or at a number such as x[0]",
+                    )
             return
         want = ", ".join(lp.var for lp in self.loops)
         hint = f"write `{t.value.id}[{want}]` (each loop variable in order, plus a constant if needed)"
         if len(index) < len(self.loops):
-            raise self.err(f"inside {len(self.loops)} nested loop(s), `{t.value.id}` needs at least "
-                           f"{len(self.loops)} index(es), one per loop", t.span, found=f"{len(index)} index(es)",
-                           hint=hint)
+            raise self.err(
+                f"inside {len(self.loops)} nested loop(s), `{t.value.id}` needs at least "
+                f"{len(self.loops)} index(es), one per loop",
+                t.span,
+                found=f"{len(index)} index(es)",
+                hint=hint,
+            )
         for v, ix, lp in zip(index, t.indices, self.loops):
             if loop_offset(v, [lp.var]) is None:
-                raise self.err("an array piece must be written at its loop variable plus a constant",
-                               expr_span(ix), expected=f"{lp.var} or {lp.var} + c", found=show_expr(v), hint=hint)
-        for v, ix in zip(index[len(self.loops):], t.indices[len(self.loops):]):
+                raise self.err(
+                    "an array piece must be written at its loop variable plus a constant",
+                    expr_span(ix),
+                    expected=f"{lp.var} or {lp.var} + c",
+                    found=show_expr(v),
+                    hint=hint,
+                )
+        for v, ix in zip(index[len(self.loops) :], t.indices[len(self.loops) :]):
             if not v.ty.static:
-                raise self.err("indices after the loop variables must be constants", expr_span(ix),
-                               found=show_expr(v), hint=hint)
+                raise self.err(
+                    "indices after the loop variables must be constants", expr_span(ix), found=show_expr(v), hint=hint
+                )
 
     def write_extent(self, index: tuple[ir.Expr, ...]) -> tuple[ir.Dim, ...]:
         """The size each index position needs: `stop + c` of its loop, or `constant + 1`."""
@@ -330,15 +401,19 @@ class DeclLowering:
                 out.append(sh.dim_add(dim_code(v), 1))
         return tuple(out)
 
-    def note_array(self, name: str, index: tuple[ir.Expr, ...], elem: Ty, target: S.Index,
-                   scope: Scope, address: str | None) -> None:
+    def note_array(
+        self, name: str, index: tuple[ir.Expr, ...], elem: Ty, target: S.Index, scope: Scope, address: str | None
+    ) -> None:
         extent = self.write_extent(index)
         cur = scope.lookup(name)
         info = self.arrays.get(name)
         if info is None:
             if cur is not None:
-                raise self.err(f"`{target.value.id}` already holds a value and cannot be written piece by piece",
-                               target.span, hint="use a new name for the array")
+                raise self.err(
+                    f"`{target.value.id}` already holds a value and cannot be written piece by piece",
+                    target.span,
+                    hint="use a new name for the array",
+                )
             shape = extent + (elem.shape if elem.shape is not None else ())
             if elem.shape is None:
                 shape = None
@@ -350,18 +425,29 @@ class DeclLowering:
             root.vars[name] = Ty(elem.kind, shape)
             return
         if (info.address is None) != (address is None):
-            raise self.err(f"`{target.value.id}` mixes random choices and assignments", target.span,
-                           hint="use one array for the choices and another for computed values")
+            raise self.err(
+                f"`{target.value.id}` mixes random choices and assignments",
+                target.span,
+                hint="use one array for the choices and another for computed values",
+            )
         old = cur.shape if cur is not None else None
         if old is not None and len(old) < len(extent):
-            raise self.err(f"`{target.value.id}` is written with {len(extent)} indices here but has "
-                           f"{len(old)} dimensions", target.span)
+            raise self.err(
+                f"`{target.value.id}` is written with {len(extent)} indices here but has {len(old)} dimensions",
+                target.span,
+                hint="write every piece with the same number of indices",
+            )
         if old is not None:
-            lead = tuple(sh.dim_max(a, b) for a, b in zip(old[:len(extent)], extent))
-            rest = old[len(extent):]
+            lead = tuple(sh.dim_max(a, b) for a, b in zip(old[: len(extent)], extent))
+            rest = old[len(extent) :]
             if elem.shape is not None and len(rest) != len(elem.shape):
-                raise self.err(f"pieces of `{target.value.id}` have different shapes", target.span,
-                               expected=sh.show(rest), found=sh.show(elem.shape))
+                raise self.err(
+                    f"pieces of `{target.value.id}` have different shapes",
+                    target.span,
+                    expected=sh.show(rest),
+                    found=sh.show(elem.shape),
+                    hint="every piece of an array must have the same shape",
+                )
             new = lead + rest
             info.shape = new
             root = scope
@@ -375,7 +461,11 @@ class DeclLowering:
             return self.submodel(s, scope, prefix)
         if call.func not in dists.SIGNATURES:
             names = list(dists.SIGNATURES) + [d for d, x in self.c.decls.items() if x.kind == "model"]
-            hint = did_you_mean(call.func, names) or "distributions: " + ", ".join(sorted(dists.SIGNATURES))
+            hint = did_you_mean(call.func, names)
+            close = [n for n in dists.SIGNATURES if hint and f"`{n}`" in hint]
+            if close:
+                hint += "\n        " + "\n        ".join(dists.describe(n) for n in close)
+            hint = hint or "distributions: " + ", ".join(sorted(dists.SIGNATURES))
             raise self.err(f"unknown distribution `{call.func}`", call.func_span or call.span, hint=hint)
         dist, sig = self.dist_call(call, scope)
         user = s.target.id if isinstance(s.target, S.Name) else s.target.value.id  # type: ignore[union-attr]
@@ -383,8 +473,11 @@ class DeclLowering:
         strategy = self.strategy(s, sig)
         if isinstance(s.target, S.Name):
             if self.loops:
-                raise self.err(f"random choice `{user}` inside a loop needs an index", s.target.span,
-                               hint=f"write `{user}[{self.loops[-1].var}] ~ ...` so each iteration has its own address")
+                raise self.err(
+                    f"random choice `{user}` inside a loop needs an index",
+                    s.target.span,
+                    hint=f"write `{user}[{self.loops[-1].var}] ~ ...` so each iteration has its own address",
+                )
             name = self.var_name(user, prefix)
             self.check_assignable(user, name, s.target.span, scope)
             if scope.lookup(name) is not None:
@@ -395,31 +488,53 @@ class DeclLowering:
         else:
             name, index = self.indexed_target(s.target, scope, prefix)
             if name in self.site_vars and name not in self.arrays:
-                raise self.err(f"`{user}` is a random choice and cannot be reassigned", s.target.span)
+                raise self.err(
+                    f"`{user}` is a random choice and cannot be reassigned",
+                    s.target.span,
+                    hint="use a new name for the new values",
+                )
             self.note_array(name, index, dist.value_ty, s.target, scope, address)
             shape = self.arrays[name].shape
+        exclusive = self.exclusive(name)
         self.site_vars.add(name)
+        self.site_arms.setdefault(name, []).append(tuple(self.arm))
+        self.site_spans.setdefault(name, s.span)
         prev = self.sites.get(address)
-        if prev is not None and index is None:
+        if prev is not None and index is None and not exclusive:
             raise self.err(f"address `{address}` is used twice", s.span, hint=f"first used at {prev.span}")
         if prev is None or index is not None:
             self.sites[address] = ir.SiteInfo(
-                address, shape, sig.value_kind, sig.support, dist_flag(sig, "reparameterized"),
-                dist_flag(sig, "enumerable"), call.func, prev.span if prev else s.span, strategy)
+                address,
+                shape,
+                sig.value_kind,
+                sig.support,
+                dist_flag(sig, "reparameterized"),
+                dist_flag(sig, "enumerable"),
+                call.func,
+                prev.span if prev else s.span,
+                strategy,
+            )
         return [ir.Sample(address, name, index, dist, strategy, s.span)]
 
     def strategy(self, s: S.Sample, sig: object) -> str | None:
         if s.via is None:
             return None
         if s.via not in STRATEGIES:
-            raise self.err(f"unknown gradient strategy `{s.via}`", s.span,
-                           hint=did_you_mean(s.via, STRATEGIES) or "strategies: " + ", ".join(STRATEGIES))
+            raise self.err(
+                f"unknown gradient strategy `{s.via}`",
+                s.span,
+                hint=did_you_mean(s.via, STRATEGIES) or "strategies: " + ", ".join(STRATEGIES),
+            )
         if s.via == "reparam" and not dist_flag(sig, "reparameterized"):
-            raise self.err(f"`{s.dist.func}` cannot be reparameterized", s.span,
-                           hint="use `via reinforce`, `via mvd` or (for finite supports) `via enum`")
+            raise self.err(
+                f"`{s.dist.func}` cannot be reparameterized",
+                s.span,
+                hint="use `via reinforce`, `via mvd` or (for finite supports) `via enum`",
+            )
         if s.via == "enum" and not dist_flag(sig, "enumerable"):
-            raise self.err(f"`{s.dist.func}` has no finite support to enumerate", s.span,
-                           hint="use `via reinforce` or `via mvd`")
+            raise self.err(
+                f"`{s.dist.func}` has no finite support to enumerate", s.span, hint="use `via reinforce` or `via mvd`"
+            )
         return s.via
 
     def dist_call(self, call: S.Call, scope: Scope) -> tuple[ir.Dist, object]:
@@ -438,19 +553,26 @@ class DeclLowering:
                 batch.append(None)
                 continue
             if len(v.ty.shape) < spec.event_rank:
-                raise self.err(f"argument `{spec.name}` of `{call.func}` must have at least {spec.event_rank} "
-                               f"dimension(s)", call.span, expected=spec.kind, found=str(v.ty),
-                               hint=f"signatures: {dists.describe(call.func)}")
+                raise self.err(
+                    f"argument `{spec.name}` of `{call.func}` must have at least {spec.event_rank} dimension(s)",
+                    call.span,
+                    expected=spec.kind,
+                    found=str(v.ty),
+                    hint=f"signatures: {dists.describe(call.func)}",
+                )
             cut = len(v.ty.shape) - spec.event_rank
             batch.append(v.ty.shape[:cut])
             if sig.event_rank and spec.event_rank:
-                event = v.ty.shape[cut:cut + sig.event_rank] if spec.event_rank >= sig.event_rank else event
+                event = v.ty.shape[cut : cut + sig.event_rank] if spec.event_rank >= sig.event_rank else event
         self.assume_equal(tuple(batch), call.span, f"the arguments of `{call.func}`")
         try:
             bshape = sh.broadcast(*batch) if batch else ()
         except sh.ShapeError as e:
-            raise self.err(f"the arguments of `{call.func}` have shapes that do not fit together: {e}",
-                           call.span, hint=f"signatures: {dists.describe(call.func)}") from None
+            raise self.err(
+                f"the arguments of `{call.func}` have shapes that do not fit together: {e}",
+                call.span,
+                hint=f"signatures: {dists.describe(call.func)}",
+            ) from None
         vshape = None if bshape is None or event is None else bshape + event
         value_ty = Ty(sig.value_kind, vshape)
         dist = ir.Dist(call.func, tuple(args), tuple(kwargs.items()), value_ty)
@@ -462,42 +584,74 @@ class DeclLowering:
             if bind_signature(sig, args, kwargs) is not None:
                 return sig
         found = ", ".join([str(a.ty) for a in args] + [f"{k}={v.ty}" for k, v in kwargs.items()])
-        raise self.err(f"no form of `{call.func}` takes these arguments", call.span,
-                       expected=dists.describe(call.func), found=f"{call.func}({found})",
-                       hint="check the number and names of the arguments")
+        raise self.err(
+            f"no form of `{call.func}` takes these arguments",
+            call.span,
+            expected=dists.describe(call.func),
+            found=f"{call.func}({found})",
+            hint="check the number and names of the arguments",
+        )
 
     def check_param_kind(self, call: S.Call, spec: object, v: ir.Expr) -> None:
         if v.ty.kind in ("unknown",):
             return
         if v.ty.kind not in ("int", "real", "bool"):
-            raise self.err(f"argument `{spec.name}` of `{call.func}` must be a number", call.span,
-                           found=str(v.ty))
+            raise self.err(
+                f"argument `{spec.name}` of `{call.func}` must be a number",
+                call.span,
+                found=str(v.ty),
+                hint=f"signatures: {dists.describe(call.func)}",
+            )
         if isinstance(v, (ir.Const, ir.Op)) and literal(v) is not None:
             x = literal(v)
             bad = (spec.kind == "positive" and x <= 0) or (spec.kind == "unit" and not 0 <= x <= 1)
             if bad:
                 want = "> 0" if spec.kind == "positive" else "between 0 and 1"
-                raise self.err(f"argument `{spec.name}` of `{call.func}` must be {want}", call.span,
-                               expected=f"{spec.name}: {spec.kind}", found=repr(x),
-                               hint=f"signatures: {dists.describe(call.func)}")
+                raise self.err(
+                    f"argument `{spec.name}` of `{call.func}` must be {want}",
+                    call.span,
+                    expected=f"{spec.name}: {spec.kind}",
+                    found=repr(x),
+                    hint=f"signatures: {dists.describe(call.func)}",
+                )
         if spec.kind == "int" and v.ty.kind == "real":
-            raise self.err(f"argument `{spec.name}` of `{call.func}` must be an int", call.span,
-                           expected="int", found=str(v.ty), hint="use an int value or to_int(...)")
+            raise self.err(
+                f"argument `{spec.name}` of `{call.func}` must be an int",
+                call.span,
+                expected="int",
+                found=str(v.ty),
+                hint="use an int value or to_int(...)",
+            )
 
     def submodel(self, s: S.Sample, scope: Scope, prefix: str) -> list[ir.Stmt]:
         call = s.dist
         callee = self.c.decls[call.func]
         if callee.kind != "model":
-            raise self.err(f"`{call.func}` is a {callee.kind}; only models can be called with `~`", call.span)
+            raise self.err(
+                f"`{call.func}` is a {callee.kind}; only models can be called with `~`",
+                call.span,
+                hint="a submodel must be declared with `model`",
+            )
         if not isinstance(s.target, S.Name) or self.loops:
-            raise self.err("a submodel call must have a plain name as target, outside loops", s.span,
-                           hint="call the submodel at the top level of the model")
+            raise self.err(
+                "a submodel call must have a plain name as target, outside loops",
+                s.span,
+                hint="call the submodel at the top level of the model",
+            )
         if call.func in self.inlining or call.func == self.decl.name:
-            raise self.err(f"`{call.func}` calls itself; recursive models are not supported", call.span)
+            raise self.err(
+                f"`{call.func}` calls itself; recursive models are not supported",
+                call.span,
+                hint="write the repetition as a loop",
+            )
         if call.kwargs or len(call.args) != len(callee.args):
-            raise self.err(f"`{call.func}` takes {len(callee.args)} argument(s)", call.span,
-                           expected=f"{call.func}({', '.join(a.name for a in callee.args)})",
-                           found=f"{len(call.args) + len(call.kwargs)} argument(s)")
+            raise self.err(
+                f"`{call.func}` takes {len(callee.args)} argument(s)",
+                call.span,
+                expected=f"{call.func}({', '.join(a.name for a in callee.args)})",
+                found=f"{len(call.args) + len(call.kwargs)} argument(s)",
+                hint=f"pass one value for each argument of `{call.func}`, by position",
+            )
         user = s.target.id
         name = self.var_name(user, prefix)
         self.check_assignable(user, name, s.target.span, scope)
@@ -537,9 +691,11 @@ class DeclLowering:
         if s.constraint is not None:
             constraint = s.constraint.base
             if constraint not in PARAM_CONSTRAINTS:
-                raise self.err(f"unknown parameter constraint `{constraint}`", s.constraint.span,
-                               hint=did_you_mean(constraint, PARAM_CONSTRAINTS) or
-                               "constraints: " + ", ".join(PARAM_CONSTRAINTS))
+                raise self.err(
+                    f"unknown parameter constraint `{constraint}`",
+                    s.constraint.span,
+                    hint=did_you_mean(constraint, PARAM_CONSTRAINTS) or "constraints: " + ", ".join(PARAM_CONSTRAINTS),
+                )
         self.require_numeric(init, s.init, "a parameter's initial value")
         name = self.var_name(s.name, prefix)
         self.check_assignable(s.name, name, s.span, scope)
@@ -553,25 +709,38 @@ class DeclLowering:
         stop = self.expr(s.stop, scope)
         for e, v in ((s.start, start), (s.stop, stop)):
             if v.ty.kind != "int" or v.ty.shape != () or not v.ty.static:
-                raise self.err("loop bounds must be ints known before the model runs", expr_span(e),
-                               expected="an int argument, a number or a size such as size(x)", found=str(v.ty),
-                               hint="declare the bound as an `int` argument")
+                raise self.err(
+                    "loop bounds must be ints known before the model runs",
+                    expr_span(e),
+                    expected="an int argument, a number or a size such as size(x)",
+                    found=str(v.ty),
+                    hint="declare the bound as an `int` argument",
+                )
         self.check_new_name(s.var, s.span)
         inner = Scope(parent=scope)
-        inner.vars[s.var] = INT
-        self.loops.append(LoopCtx(s.var, start, stop, s.span))
+        inner.vars[py_name(s.var)] = INT
+        self.loops.append(LoopCtx(py_name(s.var), start, stop, s.span))
         body = self.block(s.body, inner, prefix)
         self.loops.pop()
-        return ir.Loop(s.var, start, stop, body, s.span)
+        return ir.Loop(py_name(s.var), start, stop, body, s.span)
 
     def branch(self, s: S.If, scope: Scope, prefix: str) -> ir.Stmt:
         cond = self.expr(s.cond, scope)
         if cond.ty.kind not in ("bool", "int", "unknown") or cond.ty.shape not in ((), None):
-            raise self.err("an `if` condition must be a single bool", s.cond.span, expected="bool", found=str(cond.ty),
-                           hint="for elementwise choices use where(cond, a, b)")
+            raise self.err(
+                "an `if` condition must be a single bool",
+                s.cond.span,
+                expected="bool",
+                found=str(cond.ty),
+                hint="for elementwise choices use where(cond, a, b)",
+            )
         a, b = Scope(parent=scope), Scope(parent=scope)
+        bid = id(s)
+        self.arm.append((bid, "then"))
         then = self.block(s.then, a, prefix)
+        self.arm[-1] = (bid, "else")
         orelse = self.block(s.orelse, b, prefix)
+        self.arm.pop()
         for nm in set(a.vars) & set(b.vars):
             ta, tb = a.vars[nm], b.vars[nm]
             scope.vars[nm] = Ty(ta.kind if ta.kind == tb.kind else "real", ta.shape, ta.static and tb.static)
@@ -581,10 +750,18 @@ class DeclLowering:
 
     def require_numeric(self, v: ir.Expr, e: S.Expr, what: str) -> None:
         if v.ty.kind not in ("int", "real", "bool", "unknown"):
-            raise self.err(f"{what} must be a number", e.span, found=str(v.ty))
+            raise self.err(f"{what} must be a number", e.span, found=str(v.ty), hint="use an int, real or bool value")
 
     def expr(self, e: S.Expr, scope: Scope) -> ir.Expr:
         if isinstance(e, S.Num):
+            if isinstance(e.value, int) and abs(e.value) > 2**31 - 1:
+                raise self.err(
+                    "integer literal is too large",
+                    e.span,
+                    expected="at most 2147483647 in size",
+                    found=str(e.value),
+                    hint="integers are 32-bit; write a real number such as 1e12",
+                )
             return ir.Const(e.value, Ty("int" if isinstance(e.value, int) else "real", (), True))
         if isinstance(e, S.Bool):
             return ir.Const(e.value, Ty("bool", (), True))
@@ -615,10 +792,16 @@ class DeclLowering:
         if isinstance(e, S.VectorLit):
             return self.vector(e, scope)
         if isinstance(e, S.Attribute):
-            raise self.err(f"attribute `.{e.attr}` is not supported", e.span,
-                           hint="use size(x) or x.shape[k] for sizes" if e.attr != "shape" else
-                           "index it: x.shape[0]")
-        raise self.err(f"unsupported expression {type(e).__name__}", expr_span(e))
+            raise self.err(
+                f"attribute `.{e.attr}` is not supported",
+                e.span,
+                hint="use size(x) or x.shape[k] for sizes" if e.attr != "shape" else "index it: x.shape[0]",
+            )
+        raise self.err(
+            f"unsupported expression {type(e).__name__}",
+            expr_span(e),
+            hint="see docs/language.md for the expressions pplang supports",
+        )
 
     def name(self, e: S.Name, scope: Scope) -> ir.Expr:
         cand = self.var_name(e.id, self.prefix)
@@ -628,16 +811,25 @@ class DeclLowering:
         if e.id in FUNCTIONS:
             raise self.err(f"`{e.id}` is a function; call it", e.span, hint=f"{e.id}(...)")
         if e.id in dists.SIGNATURES:
-            raise self.err(f"`{e.id}` is a distribution; use it on the right of `~`", e.span,
-                           hint=f"x ~ {dists.describe(e.id).splitlines()[0]}")
+            raise self.err(
+                f"`{e.id}` is a distribution; use it on the right of `~`",
+                e.span,
+                hint=f"x ~ {dists.describe(e.id).splitlines()[0]}",
+            )
         if e.id in self.c.decls:
-            raise self.err(f"`{e.id}` is a {self.c.decls[e.id].kind}; call it with `~`", e.span)
+            raise self.err(
+                f"`{e.id}` is a {self.c.decls[e.id].kind}; call it with `~`", e.span, hint=f"`x ~ {e.id}(...)`"
+            )
         if e.id in self.c.hosts:
-            raise self.err(f"`{e.id}` is a host function; call it", e.span)
-        hint = did_you_mean(e.id, [n.split("__")[-1] for n in scope.names() if n.startswith(
-            self.prefix.replace("/", "__"))])
-        raise self.err(f"unknown name `{e.id}`", e.span,
-                       hint=hint or "define it before use, or pass it as an argument of the declaration")
+            raise self.err(f"`{e.id}` is a host function; call it", e.span, hint=f"`{e.id}(...)`")
+        hint = did_you_mean(
+            e.id, [n.split("__")[-1] for n in scope.names() if n.startswith(self.prefix.replace("/", "__"))]
+        )
+        raise self.err(
+            f"unknown name `{e.id}`",
+            e.span,
+            hint=hint or "define it before use, or pass it as an argument of the declaration",
+        )
 
     def assume_equal(self, shapes: tuple, span: S.Span, what: str) -> None:
         """Record pairs of different symbolic sizes that broadcasting assumed equal."""
@@ -657,9 +849,12 @@ class DeclLowering:
         try:
             return sh.broadcast(*shapes)
         except sh.ShapeError as err:
-            raise self.err(f"shapes do not match: {err}", e.span,
-                           found=" and ".join(sh.show(s) for s in shapes),
-                           hint="index or reshape one side so both have the same shape") from None
+            raise self.err(
+                f"shapes do not match: {err}",
+                e.span,
+                found=" and ".join(sh.show(s) for s in shapes),
+                hint="index or reshape one side so both have the same shape",
+            ) from None
 
     def binop(self, e: S.BinOp, scope: Scope) -> ir.Expr:
         a, b = self.expr(e.left, scope), self.expr(e.right, scope)
@@ -670,8 +865,13 @@ class DeclLowering:
             try:
                 shape = sh.matmul(a.ty.shape, b.ty.shape)
             except sh.ShapeError as err:
-                raise self.err(f"cannot multiply these: {err}", e.span,
-                               found=f"{sh.show(a.ty.shape)} @ {sh.show(b.ty.shape)}") from None
+                raise self.err(
+                    f"cannot multiply these: {err}",
+                    e.span,
+                    found=f"{sh.show(a.ty.shape)} @ {sh.show(b.ty.shape)}",
+                    hint="the last size on the left must equal the first (vector) "
+                    "or second-to-last (matrix) size on the right",
+                ) from None
             return ir.Op("@", (a, b), Ty("real", shape))
         shape = self.bcast(e, a.ty.shape, b.ty.shape)
         kinds = {a.ty.kind, b.ty.kind}
@@ -689,26 +889,40 @@ class DeclLowering:
             kwargs = tuple((k.name, self.expr(k.value, scope)) for k in e.kwargs)
             return ir.HostCall(fn, args, kwargs, UNKNOWN)
         if fn in dists.SIGNATURES:
-            raise self.err(f"`{fn}` is a distribution; it can only appear on the right of `~`", e.span,
-                           hint=f"draw it: `x ~ {fn}(...)`; for its density use factor(...) with a math function")
+            raise self.err(
+                f"`{fn}` is a distribution; it can only appear on the right of `~`",
+                e.span,
+                hint=f"draw it: `x ~ {fn}(...)`; for its density use factor(...) with a math function",
+            )
         if fn in self.c.decls:
-            raise self.err(f"`{fn}` is a {self.c.decls[fn].kind}; call it as a random choice", e.span,
-                           hint=f"`x ~ {fn}(...)`")
+            raise self.err(
+                f"`{fn}` is a {self.c.decls[fn].kind}; call it as a random choice", e.span, hint=f"`x ~ {fn}(...)`"
+            )
         if fn == "factor":
             raise self.err("`factor` is a statement, not a value", e.span, hint="write `factor(expr)` on its own line")
         if fn not in FUNCTIONS:
             known = list(FUNCTIONS) + list(self.c.hosts) + list(dists.SIGNATURES)
-            raise self.err(f"unknown function `{fn}`", e.func_span if e.func_span.line else e.span,
-                           hint=did_you_mean(fn, known) or
-                           "host functions must be bound by the caller: pp.load(file, hosts={...})")
+            raise self.err(
+                f"unknown function `{fn}`",
+                e.func_span if e.func_span.line else e.span,
+                hint=did_you_mean(fn, known)
+                or "host functions must be bound by the caller: pp.load(file, hosts={...})",
+            )
         spec = FUNCTIONS[fn]
         if e.kwargs:
-            raise self.err(f"`{fn}` takes no keyword arguments", e.kwargs[0].span)
+            raise self.err(
+                f"`{fn}` takes no keyword arguments", e.kwargs[0].span, hint="pass the arguments by position"
+            )
         lo, hi = spec.arity
         if not lo <= len(e.args) <= hi:
             want = str(lo) if lo == hi else f"{lo} to {hi}"
-            raise self.err(f"`{fn}` takes {want} argument(s)", e.span, expected=f"{fn}: {spec.doc}",
-                           found=f"{len(e.args)} argument(s)")
+            raise self.err(
+                f"`{fn}` takes {want} argument(s)",
+                e.span,
+                expected=f"{want} argument(s)",
+                found=f"{len(e.args)} argument(s)",
+                hint=f"{fn}: {spec.doc}",
+            )
         args = tuple(self.expr(a, scope) for a in e.args)
         return ir.Call(fn, args, self.call_type(e, spec, args))
 
@@ -747,8 +961,12 @@ class DeclLowering:
                 dims = []
                 for a, src in zip(args, e.args):
                     if a.ty.kind != "int" or not a.ty.static or a.ty.shape != ():
-                        raise self.err(f"the sizes given to `{e.func}` must be ints known before running",
-                                       expr_span(src), found=str(a.ty))
+                        raise self.err(
+                            f"the sizes given to `{e.func}` must be ints known before running",
+                            expr_span(src),
+                            found=str(a.ty),
+                            hint="use int arguments or numbers",
+                        )
                     dims.append(dim_code(a))
                 if rule == "sized_square":
                     dims = dims * 2
@@ -761,24 +979,36 @@ class DeclLowering:
             if rule == "size":
                 return Ty("int", (), True)
         except sh.ShapeError as err:
-            raise self.err(f"shapes do not fit `{e.func}`: {err}", e.span) from None
+            raise self.err(
+                f"shapes do not fit `{e.func}`: {err}", e.span, hint="check the sizes of the arguments"
+            ) from None
         raise AssertionError(f"unknown shape rule {rule}")
 
     def index(self, e: S.Index, scope: Scope) -> ir.Expr:
         if isinstance(e.value, S.Attribute) and e.value.attr == "shape":
             base = self.expr(e.value.value, scope)
             if len(e.indices) != 1 or not isinstance(e.indices[0], S.Num):
-                raise self.err("use x.shape[k] with a number k", e.span)
+                raise self.err("use x.shape[k] with a number k", e.span, hint="for example x.shape[0]")
             k = int(e.indices[0].value)
             if base.ty.shape is not None and not 0 <= k < len(base.ty.shape):
-                raise self.err(f"axis {k} is out of range for a value of shape {sh.show(base.ty.shape)}", e.span)
+                raise self.err(
+                    f"axis {k} is out of range for a value of shape {sh.show(base.ty.shape)}",
+                    e.span,
+                    hint="axes are numbered from 0",
+                )
             return ir.Shape_(base, k)
         base = self.expr(e.value, scope)
         shape = base.ty.shape
         if shape is not None and len(e.indices) > len(shape):
-            raise self.err(f"too many indices: the value has {len(shape)} dimension(s)", e.span,
-                           expected=f"at most {len(shape)} index(es)", found=f"{len(e.indices)}",
-                           hint="a scalar cannot be indexed" if not shape else None)
+            raise self.err(
+                f"too many indices: the value has {len(shape)} dimension(s)",
+                e.span,
+                expected=f"at most {len(shape)} index(es)",
+                found=f"{len(e.indices)}",
+                hint="a scalar cannot be indexed"
+                if not shape
+                else f"index each of its {len(shape)} dimension(s) at most once, e.g. x[i, j]",
+            )
         out_dims: list[ir.Dim] = []
         idx: list[ir.Expr | ir.SliceIx] = []
         static = base.ty.static
@@ -789,8 +1019,11 @@ class DeclLowering:
                 hi = self.index_expr(ix.hi, scope) if ix.hi is not None else None
                 for part, src in ((lo, ix.lo), (hi, ix.hi)):
                     if part is not None and not part.ty.static:
-                        raise self.err("slice bounds must be ints known before running", expr_span(src),
-                                       hint="use an int argument or a number")
+                        raise self.err(
+                            "slice bounds must be ints known before running",
+                            expr_span(src),
+                            hint="use an int argument or a number",
+                        )
                 hi_d = dim_code(hi) if hi is not None else dim
                 lo_d = dim_code(lo) if lo is not None else 0
                 out_dims.append(sh.dim_sub(hi_d, lo_d))
@@ -805,7 +1038,7 @@ class DeclLowering:
                 return ir.Index(base, tuple(idx) + (v,), Ty(base.ty.kind, None))
             static = static and v.ty.static
             idx.append(v)
-        rest = shape[len(e.indices):] if shape is not None else None
+        rest = shape[len(e.indices) :] if shape is not None else None
         out = None if rest is None else tuple(out_dims) + rest
         return ir.Index(base, tuple(idx), Ty(base.ty.kind, out, static and out == ()))
 
@@ -820,21 +1053,34 @@ class DeclLowering:
         what = show_expr(v)
         if isinstance(last, int) and isinstance(dim, int):
             if last > dim:
-                raise self.err(f"index `{what}` runs past the end of an axis of size {dim}", expr_span(ix),
-                               expected=f"at most {dim - 1}", found=f"up to {last - 1}",
-                               hint="check the loop's range against the array's size")
+                raise self.err(
+                    f"index `{what}` runs past the end of an axis of size {dim}",
+                    expr_span(ix),
+                    expected=f"at most {dim - 1}",
+                    found=f"up to {last - 1}",
+                    hint="check the loop's range against the array's size",
+                )
         else:
-            self.checks.append(ir.SizeCheck("<=", last, dim, f"index `{what}` must stay within the array",
-                                            expr_span(ix)))
+            self.checks.append(
+                ir.SizeCheck("<=", last, dim, f"index `{what}` must stay within the array", expr_span(ix))
+            )
         if isinstance(first, int) and first < 0:
-            raise self.err(f"index `{what}` starts at {first}, before the start of the array", expr_span(ix),
-                           hint="start the loop later, e.g. range(1, T) for x[t - 1]")
+            raise self.err(
+                f"index `{what}` starts at {first}, before the start of the array",
+                expr_span(ix),
+                hint="start the loop later, e.g. range(1, T) for x[t - 1]",
+            )
 
     def index_expr(self, ix: S.Expr, scope: Scope) -> ir.Expr:
         v = self.expr(ix, scope)
         if v.ty.kind not in ("int", "unknown"):
-            raise self.err("an index must be an int", expr_span(ix), expected="int", found=str(v.ty),
-                           hint="convert with to_int(...)" if v.ty.kind == "real" else None)
+            raise self.err(
+                "an index must be an int",
+                expr_span(ix),
+                expected="int",
+                found=str(v.ty),
+                hint="convert with to_int(...)" if v.ty.kind == "real" else None,
+            )
         return v
 
     def vector(self, e: S.VectorLit, scope: Scope) -> ir.Expr:
@@ -843,13 +1089,18 @@ class DeclLowering:
         items = tuple(self.expr(x, scope) for x in e.items)
         shapes = {x.ty.shape for x in items}
         if len(shapes) > 1:
-            raise self.err("the items of a vector must all have the same shape", e.span,
-                           found=", ".join(sh.show(s) for s in shapes))
+            raise self.err(
+                "the items of a vector must all have the same shape",
+                e.span,
+                found=", ".join(sh.show(s) for s in shapes),
+                hint="give every item the same shape",
+            )
         inner = items[0].ty.shape
         kinds = {x.ty.kind for x in items}
         kind = "real" if "real" in kinds or len(kinds) > 1 else kinds.pop()
-        return ir.Vec(items, Ty(kind, None if inner is None else (len(items),) + inner,
-                                all(x.ty.static for x in items)))
+        return ir.Vec(
+            items, Ty(kind, None if inner is None else (len(items),) + inner, all(x.ty.static for x in items))
+        )
 
 
 class ObjectiveChecker:
@@ -893,11 +1144,19 @@ class ObjectiveChecker:
 
     def expr(self, e: object, known: set[str]) -> None:
         if isinstance(e, S.Name) and e.id not in known:
-            raise self.c.err(f"unknown name `{e.id}`", e.span, hint=did_you_mean(e.id, known))
+            raise self.c.err(
+                f"unknown name `{e.id}`",
+                e.span,
+                hint=did_you_mean(e.id, known) or "define it before use or make it an argument",
+            )
         if isinstance(e, S.Call):
             head = e.func.split(".")[0]
             if head not in known:
-                raise self.c.err(f"unknown function `{e.func}`", e.span, hint=did_you_mean(e.func, known))
+                raise self.c.err(
+                    f"unknown function `{e.func}`",
+                    e.span,
+                    hint=did_you_mean(e.func, known) or "see docs/language.md for the functions",
+                )
         for f in ("left", "right", "operand", "cond", "then", "orelse", "value", "lo", "hi"):
             sub = getattr(e, f, None)
             if sub is not None and not isinstance(sub, (str, int, float, bool)):
@@ -963,8 +1222,13 @@ def loop_offset(v: ir.Expr, loop_vars: list[str]) -> tuple[str, int] | None:
         a, b = v.args
         if isinstance(a, ir.Var) and a.name in loop_vars and isinstance(b, ir.Const) and isinstance(b.value, int):
             return a.name, b.value if v.op == "+" else -b.value
-        if v.op == "+" and isinstance(b, ir.Var) and b.name in loop_vars and isinstance(a, ir.Const) \
-                and isinstance(a.value, int):
+        if (
+            v.op == "+"
+            and isinstance(b, ir.Var)
+            and b.name in loop_vars
+            and isinstance(a, ir.Const)
+            and isinstance(a.value, int)
+        ):
             return b.name, a.value
     return None
 

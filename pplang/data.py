@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pplang.compiler import ir
+from pplang.compiler.names import py_name
 from pplang.diagnostics import PplError, did_you_mean, error
 from pplang.dims import eval_dim, eval_shape
 from pplang.syntax import Span
@@ -93,7 +94,7 @@ def bind(fn: ir.Function, data: Mapping[str, Any], source: str, *, observations:
             static[name] = value
         else:
             arrays[name] = value
-    env = {**static, **arrays}
+    env = {py_name(k): v for k, v in {**static, **arrays}.items()}
     check_declared_shapes(fn, env, source)
     check_sizes(fn, env, source)
     if observations:
@@ -149,7 +150,7 @@ def check_declared_shapes(fn: ir.Function, env: dict[str, Any], source: str) -> 
         if ty.shape is None or not ty.shape:
             continue
         want = eval_shape(ty.shape, env)
-        have = np.shape(env[name])
+        have = np.shape(env[py_name(name)])
         if want is not None and any(w is not None and w != h for w, h in zip(want, have)):
             span = fn.arg_spans.get(name, fn.span)
             raise error(f"data for `{name}` has shape {have} but its declaration needs {show(want)}", span, source,

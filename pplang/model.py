@@ -90,18 +90,18 @@ class Model:
     # ------------------------------------------------------------ compiled runners
 
     def runner(self, bound: Bound, given_addrs: frozenset, unconstrained: frozenset = frozenset(),
-               param_addrs: frozenset = frozenset(), batch: bool = False) -> Callable:
+               param_addrs: frozenset = frozenset(), batch: bool = False, complete: bool = False) -> Callable:
         """A jitted `(key, given, params, arrays) -> (retval, trace, score)`, cached per static
         configuration; JAX retraces it only when array shapes change."""
         static = tuple(sorted(bound.static.items()))
-        cache_key = (static, given_addrs, unconstrained, param_addrs, batch)
+        cache_key = (static, given_addrs, unconstrained, param_addrs, batch, complete)
         if cache_key not in self._jitted:
             order = [a for a, _ in self.fn.args]
             hosts, impl, statics = self.hosts, self.impl, dict(static)
 
             def run(key: Any, given: dict, params: dict, arrays: dict) -> tuple:
                 self.traces += 1
-                ctx = rt.Context(given, params, hosts, unconstrained)
+                ctx = rt.Context(given, params, hosts, unconstrained, complete)
                 env = {**statics, **arrays}
                 return impl(ctx, key, *[env[a] for a in order])
 
@@ -111,15 +111,21 @@ class Model:
         return self._jitted[cache_key]
 
     def _call(self, key: Any, bound: Bound, given: Mapping[str, Any], params: Mapping | None = None,
-              unconstrained: frozenset = frozenset(), num_samples: int | None = None) -> tuple:
+              unconstrained: frozenset = frozenset(), num_samples: int | None = None,
+              complete: bool = False) -> tuple:
         params = dict(params or {})
         self.check_addresses(given, params)
-        fn = self.runner(bound, frozenset(given), unconstrained, frozenset(params), num_samples is not None)
+        fn = self.runner(bound, frozenset(given), unconstrained, frozenset(params), num_samples is not None,
+                         complete)
         key = as_key(key)
         if num_samples is not None:
             key = jax.random.split(key, num_samples)
         try:
             return fn(key, dict(given), params, bound.arrays)
+        except rt.MissingValue as e:
+            raise error(f"no value for random choice `{e.address}` of {self.kind} `{self.name}`", self.fn.span,
+                        self.source, hint="log_density scores a complete trace: pass every choice the model "
+                        "makes, e.g. model.simulate(...).values") from None
         except (TypeError, ValueError, IndexError, ZeroDivisionError) as e:
             raise self.located(e) from None
 
@@ -169,13 +175,9 @@ class Model:
         the log-Jacobian of each support's bijection is included."""
         bound = self.bind(data, **kwargs)
         given = {**bound.observed, **{a: jnp.asarray(v) for a, v in values.items()}}
-        missing = [a for a in self.fn.sites if a not in given]
-        if missing:
-            raise error(f"log_density needs a value for every random choice of `{self.name}`", self.fn.span,
-                        self.source, found=f"no value for {', '.join(missing)}",
-                        hint="pass a complete trace, e.g. model.simulate(...).values")
+        self.check_addresses(given, params or {})
         unc = frozenset(values) - frozenset(bound.observed) if unconstrained else frozenset()
-        _, _, s = self._call(jax.random.key(0), bound, given, params, unc)
+        _, _, s = self._call(jax.random.key(0), bound, given, params, unc, complete=True)
         return s.lp
 
     def importance(self, data: Mapping[str, Any] | None = None, *, seed: Any = 0,
@@ -196,7 +198,7 @@ class Model:
         latents = frozenset(self.latent_addresses(bound))
         unc = latents if unconstrained else frozenset()
         params = dict(params or {})
-        run = self.runner(bound, latents | frozenset(bound.observed), unc, frozenset(params))
+        run = self.runner(bound, latents | frozenset(bound.observed), unc, frozenset(params), complete=True)
         key = jax.random.key(0)
 
         def log_density(values: Mapping[str, Any]) -> Any:

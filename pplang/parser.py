@@ -51,21 +51,10 @@ from pplang.syntax import (
     VectorLit,
 )
 
-# Type bases and how many size dimensions each takes: (min, max); max None means any number
-# (`int[N]`, `real[N, M]` are arrays of scalars).
-TYPE_ARITY: dict[str, tuple[int, int | None]] = {
-    "int": (0, None),
-    "real": (0, None),
-    "bool": (0, None),
-    "positive": (0, None),
-    "unit": (0, None),
-    "vector": (1, 1),
-    "simplex": (1, 1),
-    "ordered": (1, 1),
-    "positive_ordered": (1, 1),
-    "cholesky_corr": (1, 1),
-    "matrix": (2, 2),
-}
+# The type names a declaration may use. How many sizes each takes (`vector` or `vector[N]`,
+# `matrix` or `matrix[N, K]`, arrays `int[N]`, ...) is the checker's to judge.
+TYPE_BASES = frozenset({"int", "real", "bool", "positive", "unit", "vector", "simplex", "ordered",
+                        "positive_ordered", "cholesky_corr", "matrix"})
 
 _STATEMENT_WORDS = {"param", "factor", "for", "if", "return", "pass"}
 _HEADER_WORDS = {"model", "guide", "objective", "for", "if", "elif", "else"}
@@ -142,19 +131,22 @@ class _Indenter(Indenter):
     DEDENT_type = "_DEDENT"
     tab_len = 8
 
-    def _process(self, stream: Iterator[Token]) -> Iterator[Token]:
+    def process(self, stream: Iterator[Token]) -> Iterator[Token]:
+        """Like lark's Indenter, but with all state local, so one parser can serve several threads."""
         end = (1, 1, 0)  # line, column, offset just after the last real token
         style: str | None = None  # the indentation character the file uses
+        parens = 0
+        levels = [0]
         for token in stream:
             if token.type != self.NL_type:
                 yield token
                 end = (token.end_line, token.end_column, token.end_pos)
                 if token.type in self.OPEN_PAREN_types:
-                    self.paren_level += 1
+                    parens += 1
                 elif token.type in self.CLOSE_PAREN_types:
-                    self.paren_level = max(0, self.paren_level - 1)
+                    parens = max(0, parens - 1)
                 continue
-            if self.paren_level > 0:
+            if parens > 0:
                 continue
             at = (token.end_line, token.end_column)
             indent_str = token.rsplit("\n", 1)[-1].rsplit("\f", 1)[-1]  # a form feed resets the column
@@ -165,19 +157,18 @@ class _Indenter(Indenter):
             if kinds:
                 style = indent_str[0]
             yield self._layout(self.NL_type, token, end, at, "end of line")
-            indent = indent_str.count(" ") + indent_str.count("\t") * self.tab_len
-            if indent > self.indent_level[-1]:
-                self.indent_level.append(indent)
+            indent = len(indent_str)  # a single kind of character, so its count is the depth
+            if indent > levels[-1]:
+                levels.append(indent)
                 yield self._layout(self.INDENT_type, indent_str, (*at, token.end_pos), at, "indentation")
                 continue
-            while indent < self.indent_level[-1]:
-                self.indent_level.pop()
+            while indent < levels[-1]:
+                levels.pop()
                 yield self._layout(self.DEDENT_type, indent_str, end, at, "end of block")
-            if indent != self.indent_level[-1]:
+            if indent != levels[-1]:
                 raise _IndentError("unindent does not match any outer indentation level", *at,
                                    "line up this line with the block it belongs to")
-        while len(self.indent_level) > 1:
-            self.indent_level.pop()
+        for _ in levels[1:]:
             yield self._layout(self.DEDENT_type, "", end, end[:2], "end of file")
 
     @staticmethod
@@ -215,15 +206,10 @@ def parse_type(text: str, file: str, line: int, col: int, source: str = "") -> T
 
 
 def validate_type(t: TypeExpr, source: str) -> TypeExpr:
-    """Check a type's base name and number of dimensions (shared with the Python front-end)."""
-    if t.base not in TYPE_ARITY:
+    """Reject unknown type names where they are written (shared with the Python front-end)."""
+    if t.base not in TYPE_BASES:
         raise error(f"unknown type '{t.base}'", t.span, source, expected="a type such as real, int, "
-                    "vector[N], matrix[N, K], simplex[K]", hint=did_you_mean(t.base, TYPE_ARITY))
-    lo, hi = TYPE_ARITY[t.base]
-    if len(t.dims) < lo or (hi is not None and len(t.dims) > hi):
-        sizes = ", ".join("NK"[:lo])
-        raise error(f"type '{t.base}' takes {lo} size{'s' if lo > 1 else ''}, got {len(t.dims)}", t.span,
-                    source, hint=f"write {t.base}[{sizes}]")
+                    "vector[N], matrix[N, K], simplex[K]", hint=did_you_mean(t.base, TYPE_BASES))
     return t
 
 
@@ -290,7 +276,7 @@ def _check_first_indent(text: str, file: str, source: str) -> None:
     for number, row in enumerate(_rows(text), 1):
         stripped = row.lstrip(" \t\f")
         if stripped and not stripped.startswith("#"):
-            if stripped != row:
+            if row[: len(row) - len(stripped)].rsplit("\f", 1)[-1]:  # a form feed resets the column
                 col = len(row) - len(stripped) + 1
                 raise error("unexpected indentation", Span(file, number, col, number, col + 1), source,
                             hint="top-level declarations start at column 1")
@@ -516,7 +502,7 @@ class _Builder(Transformer):
 
     def decl(self, meta: Meta, children: list) -> Decl:
         kind, name, args, body = children
-        return Decl(kind, str(name), args or [], body, self._block_span(meta, body))
+        return Decl(kind, str(name), args or [], body, self.span(meta))
 
     def decl_kind(self, meta: Meta, children: list) -> str:
         return str(children[0])
@@ -564,12 +550,12 @@ class _Builder(Transformer):
     def for_stmt(self, meta: Meta, children: list) -> For:
         var, iterable, body = children
         start, stop = self._range(iterable)
-        return For(str(var), start, stop, body, self._block_span(meta, body))
+        return For(str(var), start, stop, body, self.span(meta))
 
     def if_stmt(self, meta: Meta, children: list) -> If:
         cond, then, *elifs, orelse = children
         orelse = orelse or []
-        end = self._block_span(meta, orelse or then)
+        end = self.span(meta)  # layout tokens sit at the end of the last real token, so this is exact
         for clause_span, clause_cond, clause_body in reversed(elifs):
             orelse = [If(clause_cond, clause_body, orelse, Span(
                 self.file, clause_span.line, clause_span.col, end.end_line, end.end_col))]
@@ -577,14 +563,6 @@ class _Builder(Transformer):
 
     def elif_clause(self, meta: Meta, children: list) -> tuple[Span, Expr, list[Stmt]]:
         return self.span(meta), children[0], children[1]
-
-    def _block_span(self, meta: Meta, body: list[Stmt]) -> Span:
-        """From the header to the end of the last statement (layout tokens may run further)."""
-        start = self.span(meta)
-        if not body:
-            return start
-        last = body[-1].span
-        return Span(self.file, start.line, start.col, last.end_line, last.end_col)
 
     def _range(self, node: Expr) -> tuple[Expr, Expr]:
         """`range(stop)` or `range(start, stop)`, the only loops pplang has."""

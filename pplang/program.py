@@ -17,6 +17,7 @@ from typing import Any
 from pplang import syntax as S
 from pplang.checker import Checker
 from pplang.compiler import analysis, codegen, ir
+from pplang.compiler.names import py_name
 from pplang.diagnostics import error
 from pplang.parser import parse_program
 
@@ -48,7 +49,7 @@ class Compiled:
     namespace: dict[str, Any]
 
     def function(self, name: str) -> Callable:
-        return self.namespace[name]
+        return self.namespace[py_name(name)]
 
 
 def compile_program(program: S.Program, hosts: dict[str, Any] | None = None,

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import NoReturn
 
 from pplang.diagnostics import PplError, error
-from pplang.parser import TYPE_ARITY, check_target, parse_type, validate_type
+from pplang.parser import TYPE_BASES, check_target, parse_type, validate_type
 from pplang.syntax import (
     Arg,
     Assign,
@@ -134,14 +134,17 @@ def parse_function(fn: Callable[..., object], kind: str) -> tuple[Decl, str, str
     prefix = lines[0][: len(lines[0]) - len(lines[0].lstrip(" \t"))]
     dedented = "".join(line.removeprefix(prefix) for line in lines)
     front = _Front(file, source, dedented, first - 1, len(prefix))
+    not_def = error(f"@{kind} needs a function defined with `def`", front.point(1, 1), source,
+                    hint="lambdas and async functions cannot be models, guides or objectives")
+    if code.co_name == "<lambda>":
+        raise not_def
     try:
         module = ast.parse(dedented)
     except SyntaxError as e:
         raise error(f"invalid Python: {e.msg}", front.point(e.lineno or 1, e.offset or 1), source) from None
-    node = module.body[0] if module.body else None
-    if not isinstance(node, ast.FunctionDef):
-        raise error(f"@{kind} needs a function defined with `def`", front.point(1, 1), source,
-                    hint="lambdas and async functions cannot be models, guides or objectives")
+    if not module.body or not isinstance(module.body[0], ast.FunctionDef):
+        raise not_def
+    node = module.body[0]
     try:
         decl = front.decl(node, kind)
     except RecursionError:
@@ -256,7 +259,7 @@ class _Front:
             return None
         if isinstance(node, ast.Constant) and isinstance(node.value, str):
             return self.type_string(node)
-        if isinstance(node, ast.Name) and (node.id in _ANNOTATION_BASES or node.id in TYPE_ARITY):
+        if isinstance(node, ast.Name) and (node.id in _ANNOTATION_BASES or node.id in TYPE_BASES):
             return validate_type(TypeExpr(_ANNOTATION_BASES.get(node.id, node.id), [], self.span(node)),
                                  self.source)
         if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name):

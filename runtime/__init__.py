@@ -1,6 +1,6 @@
 """What generated code and the user API call at run time. Never imports the compiler."""
 
-from .context import Context
+from .context import Context, MissingValue
 from .ops import (
     ZERO,
     Score,
@@ -21,5 +21,5 @@ from .ops import (
     total,
 )
 
-__all__ = ["Context", "ZERO", "Score", "add", "buffer", "factor", "key", "place", "put", "rows", "scan",
+__all__ = ["Context", "MissingValue", "ZERO", "Score", "add", "buffer", "factor", "key", "place", "put", "rows", "scan",
            "select", "size", "store", "sub", "to_int", "to_real", "total"]

@@ -11,6 +11,14 @@ from pplang.stdlib.constraints import CONSTRAINTS
 from .ops import Score
 
 
+class MissingValue(LookupError):
+    """A choice the program reached has no given value where a complete trace was required."""
+
+    def __init__(self, address: str):
+        super().__init__(address)
+        self.address = address
+
+
 class Context:
     """Which choices are given and how.
 
@@ -18,10 +26,14 @@ class Context:
     given is sampled from its distribution. Addresses in `unconstrained` are given in unconstrained
     coordinates: the value is mapped through the support's bijection and the log-Jacobian is added.
     `params` holds unconstrained values of `param` declarations; `hosts` the caller-bound functions.
+    With `complete`, every choice the program reaches must be given (scoring a whole trace); the
+    choices of branches not taken need no value.
     """
 
     def __init__(self, given: Mapping[str, Any] | None = None, params: Mapping[str, Any] | None = None,
-                 hosts: Mapping[str, Any] | None = None, unconstrained: frozenset = frozenset()):
+                 hosts: Mapping[str, Any] | None = None, unconstrained: frozenset = frozenset(),
+                 complete: bool = False):
+        self._complete = complete
         self._given = dict(given or {})
         self._params = dict(params or {})
         self._hosts = dict(hosts or {})
@@ -35,6 +47,8 @@ class Context:
 
     def site(self, address: str, dist: Any, key: Any, score: Score, given: Any | None) -> tuple[Any, Score]:
         if given is None:
+            if self._complete:
+                raise MissingValue(address)
             value = dist.sample(key)
             return value, Score(score.lp + jnp.sum(dist.log_prob(value)), score.lw)
         if address in self._unconstrained and not dist.support.is_discrete:

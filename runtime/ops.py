@@ -99,7 +99,7 @@ def put(buf: Array, i: Array, piece: Array | None) -> Array:
 def scan(body: Callable, init: Any, xs: Any) -> Any:
     """`lax.scan`, after promoting the initial carry to the dtypes and shapes the body produces
     (a running sum that starts as the int 0 becomes a float array)."""
-    first = jax.tree.map(lambda x: x[0], xs)
+    first = jax.tree.map(lambda x: jnp.zeros(x.shape[1:], x.dtype), xs)  # works for zero iterations too
     for _ in range(4):
         out, _ = jax.eval_shape(body, init, first)
         if jax.tree.map(lambda a, b: (jnp.shape(a), jnp.result_type(a)) == (b.shape, b.dtype), init, out) \

@@ -26,6 +26,12 @@ def _to_float(x: Array) -> Array:
     return x.astype(jnp.result_type(float, x))
 
 
+def _exclusive_cumsum(x: Array) -> Array:
+    """Sums of the strictly earlier entries along the last axis (no cancellation from
+    subtracting each entry back off an inclusive cumsum)."""
+    return jnp.cumsum(jnp.concatenate([jnp.zeros_like(x[..., :1]), x[..., :-1]], axis=-1), axis=-1)
+
+
 def _log1m_tanh_sq(u: Array) -> Array:
     """log(1 - tanh(u)^2) without the cancellation of computing tanh first."""
     return 2.0 * (math.log(2.0) - u - nn.softplus(-2.0 * u))
@@ -207,8 +213,7 @@ class Simplex(Constraint):
         """log z_k, log(1 - z_k) and log of the stick left before break k."""
         t = u - self._offset(u.shape[-1], u.dtype)
         log_z, log_1mz = nn.log_sigmoid(t), nn.log_sigmoid(-t)
-        log_left = jnp.cumsum(log_1mz, axis=-1) - log_1mz
-        return log_z, log_1mz, log_left
+        return log_z, log_1mz, _exclusive_cumsum(log_1mz)
 
     def check(self, x: Array) -> Array:
         x = _to_float(x)
@@ -303,8 +308,7 @@ class CorrCholesky(Constraint):
         empty = jnp.zeros(u.shape[:-1] + (k, k), u.dtype)
         z = empty.at[..., rows, cols].set(jnp.tanh(u))
         log1mz2 = empty.at[..., rows, cols].set(_log1m_tanh_sq(u))
-        log_w2 = jnp.cumsum(log1mz2, axis=-1) - log1mz2
-        return z, log1mz2, log_w2
+        return z, log1mz2, _exclusive_cumsum(log1mz2)
 
     def check(self, x: Array) -> Array:
         x = _to_float(x)
@@ -321,8 +325,7 @@ class CorrCholesky(Constraint):
     def inverse(self, x: Array) -> Array:
         x = _to_float(x)
         rows, cols = np.tril_indices(x.shape[-1], -1)
-        sq = jnp.square(x)
-        w2 = 1 - (jnp.cumsum(sq, axis=-1) - sq)
+        w2 = 1 - _exclusive_cumsum(jnp.square(x))
         return jnp.arctanh(x[..., rows, cols] / jnp.sqrt(w2[..., rows, cols]))
 
     def log_abs_det_jacobian(self, u: Array) -> Array:

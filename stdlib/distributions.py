@@ -37,7 +37,8 @@ def _promote(*params: Array) -> list:
 
 
 def _int_dtype() -> Any:
-    return jnp.asarray(0).dtype
+    """JAX's default integer type (int32 unless x64 is enabled)."""
+    return jax.dtypes.canonicalize_dtype(jnp.int_)
 
 
 def _one_of(name: str, probs: Array | None, logits: Array | None) -> None:

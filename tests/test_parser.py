@@ -176,6 +176,7 @@ def test_coin_structure_and_spans() -> None:
 def test_linear_regression() -> None:
     (decl,) = parse_program(LINREG).decls
     assert strip(decl.args[2].type) == strip(TypeExpr("matrix", [Name("N"), Name("K")]))
+    assert strip(parse_type("matrix", "t.ppl", 1, 1)) == strip(TypeExpr("matrix"))  # sizes from data
     beta = decl.body[1]
     assert strip(beta.dist.kwargs) == strip([Keyword("size", Name("K"))])
     assert text_at(LINREG, beta.dist.kwargs[0].span) == "size=K"
@@ -358,7 +359,7 @@ ERRORS = [
     ("model m():\n    x = \n", 2, 8, "unexpected end of line", "an expression", None),
     ("model m():\n    for i in xs:\n        pass\n", 2, 14, "for loops must iterate over range", None, None),
     ("model m(x: vectr[N]):\n    pass\n", 1, 12, "unknown type 'vectr'", None, "did you mean `vector`?"),
-    ("model m(x: matrix[N]):\n    pass\n", 1, 12, "type 'matrix' takes 2 sizes, got 1", None, None),
+    ("model m(x: int[N]]):\n    pass\n", 1, 18, "unexpected ']'", "')' or ','", "no matching '['"),
     ("model m():\n    while x:\n        pass\n", 2, 11, "unexpected name 'x'", None, "no `while`"),
     ("  model m():\n    pass\n", 1, 3, "unexpected indentation", None, None),
     ("model m():\n    x = f(k=1, 2)\n", 2, 16, "positional argument follows keyword argument", None, None),

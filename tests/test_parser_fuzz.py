@@ -193,7 +193,7 @@ def render_decl(d: Decl, py: bool = False) -> str:
 # ---------------------------------------------------------------- (a) well-formed programs parse
 
 
-@settings(max_examples=150, deadline=None, derandomize=True)
+@settings(max_examples=100, deadline=None, derandomize=True)
 @given(st.lists(decls, min_size=1, max_size=2))
 def test_generated_programs_round_trip(program: list[Decl]) -> None:
     source = "\n".join(render_decl(d) for d in program)
@@ -273,7 +273,7 @@ def check_parses_or_fails_cleanly(source: str) -> None:
         assert isinstance(program, Program)
 
 
-@settings(max_examples=1200, deadline=None, derandomize=True)
+@settings(max_examples=1000, deadline=None, derandomize=True)
 @given(st.sampled_from(PROGRAMS), st.data())
 def test_mutated_programs_never_crash(source: str, data: st.DataObject) -> None:
     for _ in range(data.draw(st.integers(1, 3))):
@@ -281,7 +281,7 @@ def test_mutated_programs_never_crash(source: str, data: st.DataObject) -> None:
     check_parses_or_fails_cleanly(source)
 
 
-@settings(max_examples=150, deadline=None, derandomize=True)
+@settings(max_examples=100, deadline=None, derandomize=True)
 @given(decls, st.data())
 def test_mutated_generated_programs_never_crash(decl: Decl, data: st.DataObject) -> None:
     check_parses_or_fails_cleanly(mutate(render_decl(decl), data))

@@ -1,0 +1,14 @@
+"""Python names for pplang identifiers in generated code.
+
+A pplang identifier that is a Python keyword, or a name generated code itself uses (`jax`, `jnp`,
+`rt`, `D`, and `max`/`min` in size expressions), gets a trailing underscore. Identifiers starting
+with `_` are rejected by the checker, so they never meet the generator's own temporaries.
+"""
+
+import keyword
+
+RESERVED = frozenset(keyword.kwlist) | frozenset(keyword.softkwlist) | {"jax", "jnp", "rt", "D", "lax", "max", "min"}
+
+
+def py_name(name: str) -> str:
+    return name + "_" if name in RESERVED else name
