@@ -131,7 +131,8 @@ class CodeGen:
             self.where(s)
             init = self.ex(s.init, lv)
             target = self.bind(s.name, lv)
-            self.w(f"{target} = _ctx.param({s.address!r}, {init}, {s.constraint!r})")
+            shape = "" if s.shape is None else ", (" + "".join(f"{d}, " for d in s.shape) + ")"
+            self.w(f"{target} = _ctx.param({s.address!r}, {init}, {s.constraint!r}{shape})")
         elif isinstance(s, ir.Ret):
             self.where(s)
             self.w(f"_ret = {self.ex(s.value, lv) if s.value is not None else 'None'}")
@@ -240,13 +241,13 @@ class CodeGen:
                    f"{self.lead_dims(name, lv.depth, len(rest))})")
 
     def lead_dims(self, name: str, frm: int, n: int) -> str:
-        shape = self.fn.arrays[name].shape or ()
-        dims = list(shape[frm:frm + n]) + [None] * max(0, n - len(shape[frm:frm + n]))
-        return "(" + "".join(f"{d}, " for d in dims) + ")"
+        return "(" + "".join(f"{self.dim_at(name, k)}, " for k in range(frm, frm + n)) + ")"
 
     def dim_at(self, name: str, k: int) -> str:
-        shape = self.fn.arrays[name].shape
-        return str(shape[k]) if shape is not None and k < len(shape) else "None"
+        info = self.fn.arrays[name]
+        if info.shape is not None and k < len(info.shape):
+            return str(info.shape[k])
+        return str(info.lead[k]) if k < len(info.lead) else "None"
 
     def piece_var(self, name: str, lv: Level) -> str:
         base = f"{name}__p{lv.depth}"

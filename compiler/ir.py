@@ -187,6 +187,7 @@ class ParamDef:
     init: Expr
     constraint: str
     span: Span = NO_SPAN
+    shape: tuple[Dim, ...] | None = None  # declared (`param a: real[3] = 0.0`); the init is broadcast
 
 
 @dataclass
@@ -233,6 +234,7 @@ class ArrayInfo:
     shape: Shape
     kind: str
     address: str | None = None  # set when the pieces are random choices
+    lead: tuple[Dim, ...] = ()  # sizes of the indexed axes, known from the writes even when the element is not
 
 
 @dataclass

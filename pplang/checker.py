@@ -29,7 +29,9 @@ CONSTRAINT_OF = {
     "positive_ordered": "positive_ordered",
     "cholesky_corr": "cholesky_corr",
 }
-PARAM_CONSTRAINTS = ("real", "positive", "unit", "simplex", "ordered", "positive_ordered", "cholesky_corr")
+PARAM_CONSTRAINTS = (
+    "vector", "matrix", "real", "positive", "unit", "simplex", "ordered", "positive_ordered", "cholesky_corr",
+)
 
 
 @dataclass
@@ -306,6 +308,10 @@ class DeclLowering:
 
     def check_assignable(self, user: str, name: str, span: S.Span, scope: Scope) -> None:
         self.check_new_name(user, span)
+        if any(lp.var == name for lp in self.loops):
+            raise self.err(
+                f"`{user}` is the loop variable and cannot be assigned", span, hint="use a new name for the value"
+            )
         if name in {py_name(a) for a in self.args}:
             raise self.err(
                 f"`{user}` is an argument and cannot be reassigned", span, hint="assign the new value to a new name"
@@ -417,7 +423,7 @@ class DeclLowering:
             shape = extent + (elem.shape if elem.shape is not None else ())
             if elem.shape is None:
                 shape = None
-            self.arrays[name] = ir.ArrayInfo(name, shape, elem.kind, address)
+            self.arrays[name] = ir.ArrayInfo(name, shape, elem.kind, address, extent)
             # arrays live in the outermost scope: pieces written in loops are visible after them
             root = scope
             while root.parent is not None:
@@ -430,6 +436,11 @@ class DeclLowering:
                 target.span,
                 hint="use one array for the choices and another for computed values",
             )
+        n = max(len(info.lead), len(extent))
+        info.lead = tuple(
+            sh.dim_max(a, b) if a is not None and b is not None else (a if b is None else b)
+            for a, b in zip(info.lead + (None,) * (n - len(info.lead)), extent + (None,) * (n - len(extent)))
+        )
         old = cur.shape if cur is not None else None
         if old is not None and len(old) < len(extent):
             raise self.err(
@@ -638,6 +649,12 @@ class DeclLowering:
                 s.span,
                 hint="call the submodel at the top level of the model",
             )
+        if s.via is not None:
+            raise self.err(
+                f"`via {s.via}` cannot apply to a submodel call",
+                s.span,
+                hint=f"put the strategy on the random choices inside `{call.func}`",
+            )
         if call.func in self.inlining or call.func == self.decl.name:
             raise self.err(
                 f"`{call.func}` calls itself; recursive models are not supported",
@@ -699,9 +716,27 @@ class DeclLowering:
         self.require_numeric(init, s.init, "a parameter's initial value")
         name = self.var_name(s.name, prefix)
         self.check_assignable(s.name, name, s.span, scope)
-        p = ir.ParamDef(name, prefix + s.name, init, constraint, s.span)
+        shape = init.ty.shape
+        dims: tuple[ir.Dim, ...] | None = None
+        if s.constraint is not None and s.constraint.dims:
+            dims = tuple(self.dim_of(d, scope) for d in s.constraint.dims)
+            if constraint == "cholesky_corr" and len(dims) == 1:
+                dims = (dims[0], dims[0])
+            try:
+                if sh.broadcast(init.ty.shape, dims) != dims:
+                    raise sh.ShapeError("the initial value is larger than the declared shape")
+            except sh.ShapeError as err:
+                raise self.err(
+                    f"the initial value of `{s.name}` does not fit its declared shape: {err}",
+                    s.init.span,
+                    expected=sh.show(dims),
+                    found=sh.show(init.ty.shape),
+                    hint="give a scalar (used for every element) or a value of the declared shape",
+                ) from None
+            shape = dims
+        p = ir.ParamDef(name, prefix + s.name, init, constraint, s.span, dims)
         self.params[name] = p
-        scope.assign(name, Ty("real", init.ty.shape))
+        scope.assign(name, Ty("real", shape))
         return p
 
     def loop(self, s: S.For, scope: Scope, prefix: str) -> ir.Stmt:
@@ -717,12 +752,20 @@ class DeclLowering:
                     hint="declare the bound as an `int` argument",
                 )
         self.check_new_name(s.var, s.span)
+        var = self.var_name(s.var, prefix)
+        if scope.lookup(var) is not None:
+            what = "an enclosing loop's variable" if any(lp.var == var for lp in self.loops) else "already a name"
+            raise self.err(
+                f"loop variable `{s.var}` is {what}",
+                s.span,
+                hint="give the loop variable a name of its own, e.g. j",
+            )
         inner = Scope(parent=scope)
-        inner.vars[py_name(s.var)] = INT
-        self.loops.append(LoopCtx(py_name(s.var), start, stop, s.span))
+        inner.vars[var] = INT
+        self.loops.append(LoopCtx(var, start, stop, s.span))
         body = self.block(s.body, inner, prefix)
         self.loops.pop()
-        return ir.Loop(py_name(s.var), start, stop, body, s.span)
+        return ir.Loop(var, start, stop, body, s.span)
 
     def branch(self, s: S.If, scope: Scope, prefix: str) -> ir.Stmt:
         cond = self.expr(s.cond, scope)

@@ -19,9 +19,28 @@ from pplang.diagnostics import PplError, error
 EPILOG = "Data files use Stan's JSON data format: one object mapping argument and choice names to values."
 
 
+class Parser(argparse.ArgumentParser):
+    """Command-line mistakes are user errors: exit code 1, not argparse's 2 (ours means internal)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        raise SystemExit(1)
+
+
+def positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
+    return n
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="pplang", description="Compile and run pplang model files.", epilog=EPILOG)
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = Parser(prog="pplang", description="Compile and run pplang model files.", epilog=EPILOG)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
 
     c = sub.add_parser("check", help="parse and check a model file (names, types, shapes)")
     c.add_argument("file")
@@ -34,12 +53,12 @@ def parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("simulate", help="draw from the prior (prior predictive simulation)")
     add_run_args(c)
-    c.add_argument("-n", "--num-samples", type=int, default=1000)
+    c.add_argument("-n", "--num-samples", type=positive_int, default=1000)
     c.add_argument("--output", help="write the draws to this JSON file")
 
     c = sub.add_parser("infer", help="posterior by importance sampling, with log marginal likelihood")
     add_run_args(c)
-    c.add_argument("-n", "--num-samples", type=int, default=10_000)
+    c.add_argument("-n", "--num-samples", type=positive_int, default=10_000)
     c.add_argument("--proposal", help="a guide in the same file to propose from (default: the prior)")
     c.add_argument("--predictive", action="store_true", help="also summarize posterior predictive draws")
     c.add_argument("--output", help="write the weighted draws to this JSON file")
@@ -62,7 +81,10 @@ def add_run_args(c: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    try:
+        args = parser().parse_args(argv)
+    except SystemExit as e:  # --help (0) or a usage mistake (1)
+        return int(e.code or 0)
     try:
         COMMANDS[args.command](args)
         return 0
@@ -72,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stderr.close()
+        return 0
     except Exception:  # noqa: BLE001 - anything else is our bug, not the user's
         print("internal error in pplang; please report it with the input that caused it:\n", file=sys.stderr)
         traceback.print_exc()
@@ -107,8 +132,7 @@ def cmd_compile(args: argparse.Namespace) -> None:
             print(printer.function(compiled.functions[n]) + "\n")
         return
     if args.output:
-        Path(args.output).write_text(compiled.source_code)
-        print(f"wrote {args.output}")
+        write_text(args.output, compiled.source_code)
     else:
         print(compiled.source_code)
 
@@ -203,7 +227,14 @@ COMMANDS = {"check": cmd_check, "compile": cmd_compile, "simulate": cmd_simulate
 
 
 def write_json(path: str, obj: Any) -> None:
-    Path(path).write_text(json.dumps(obj))
+    write_text(path, json.dumps(obj))
+
+
+def write_text(path: str, text: str) -> None:
+    try:
+        Path(path).write_text(text)
+    except OSError as e:
+        raise error(f"cannot write {path}: {e.strerror}", hint="check that the folder exists and is writable") from None
     print(f"wrote {path}")
 
 

@@ -76,7 +76,7 @@ def bind(fn: ir.Function, data: Mapping[str, Any], source: str, *, observations:
             continue
         if not strict:
             continue
-        if name.replace("/", "__") in fn.arrays or name in fn.params:
+        if py_name(name.replace("/", "__")) in computed(fn) or name in fn.params:
             raise error(f"`{name}` is computed by {where}, not a random choice; it cannot be observed",
                         fn.span, source, hint="observe the random choice it is computed from instead")
         raise error(f"the data has `{name}`, which {where} neither takes as an argument nor draws",
@@ -184,9 +184,42 @@ def convert_obs(addr: str, info: ir.SiteInfo, value: Any, env: dict[str, Any], s
     if info.kind in ("int", "bool"):
         if arr.dtype.kind == "f" and not np.all(arr == np.round(arr)):
             raise error(f"observed `{addr}` must be whole numbers for `{info.dist}`", info.span, source,
-                        found="non-integer values")
+                        found="non-integer values", hint="observe counts or 0/1 outcomes as integers")
+    check_support(addr, info, arr, source)
+    if info.kind in ("int", "bool"):
         return jnp.asarray(arr, jnp.int32)
     return jnp.asarray(arr, float)
+
+
+SUPPORT_CHECKS = {
+    "bool": (lambda a: np.all((a == 0) | (a == 1)), "0 or 1"),
+    "nonnegative_int": (lambda a: np.all(a >= 0), "whole numbers >= 0"),
+    "int_interval": (lambda a: np.all(a >= 0), "whole numbers >= 0"),
+    "positive": (lambda a: np.all(a > 0), "positive"),
+    "unit": (lambda a: np.all((a >= 0) & (a <= 1)), "between 0 and 1"),
+    "simplex": (lambda a: np.all(a >= 0) and np.allclose(np.sum(a, axis=-1), 1.0, atol=1e-5), "a simplex"),
+    "real": (lambda a: np.all(np.isfinite(a)), "finite"),
+}
+
+
+def check_support(addr: str, info: ir.SiteInfo, arr: np.ndarray, source: str) -> None:
+    """Observed values outside the choice's support would make the density zero (or NaN)."""
+    check = SUPPORT_CHECKS.get(info.support)
+    if check is None or arr.size == 0:
+        return
+    ok, text = check
+    if not ok(arr):
+        raise error(f"observed `{addr}` must be {text} for `{info.dist}`", info.span, source,
+                    expected=f"values that are {text}", found=f"values from {arr.min():g} to {arr.max():g}",
+                    hint=f"`{info.dist}` gives zero probability to values outside its support")
+
+
+def computed(fn: ir.Function) -> set[str]:
+    """Variables the declaration computes (not arguments, not random choices)."""
+    from pplang.compiler.analysis import writes
+
+    choices = {a.replace("/", "__") for a in fn.sites}
+    return {n for n, _ in writes(fn.body)} - choices
 
 
 def reshape_hint(shape: tuple, rank: int) -> str | None:

@@ -32,7 +32,8 @@ class Diagnostic:
             width = 1
             if self.span.end_line == self.span.line and self.span.end_col > self.span.col:
                 width = self.span.end_col - self.span.col
-            lines.append("    " + " " * (self.span.col - 1) + "^" * width)
+            pad = "".join(ch if ch == "\t" else " " for ch in text[: self.span.col - 1])  # tabs line up
+            lines.append("    " + pad + "^" * width)
         if self.expected is not None:
             lines.append(f"  expected: {self.expected}")
         if self.found is not None:

@@ -82,6 +82,8 @@ def importance_sampling(model: Model, data: Mapping[str, Any] | None = None, *, 
                         proposal_params: Mapping | None = None) -> ImportanceResult:
     """Posterior draws with weights. The proposal is the prior, or a guide whose random choices
     have the model's addresses (the model draws any latent the guide leaves out from its prior)."""
+    if not isinstance(num_samples, int) or num_samples < 1:
+        raise error(f"num_samples must be a positive int, got {num_samples!r}", hint="for example num_samples=1000")
     bound = model.bind(data)
     key = as_key(seed)
     if proposal is None:
@@ -106,13 +108,26 @@ def importance_sampling(model: Model, data: Mapping[str, Any] | None = None, *, 
                                                       bound.arrays))(keys, q.values)
         log_w = s.lw - q.log_density
     observed = sorted(bound.observed)
+    log_w = np.asarray(log_w)
+    if not np.any(np.isfinite(log_w)):
+        raise error(
+            f"every one of the {num_samples} draws has zero weight: the data is impossible under {model.kind} "
+            f"`{model.name}` as far as these draws can tell",
+            model.fn.span,
+            model.source,
+            found="log weights " + ("all -inf" if np.all(np.isneginf(log_w)) else "not finite (NaN)"),
+            hint="check the observations against each choice's support, or propose from a guide closer to the "
+            "posterior",
+        )
     latents = {a: np.asarray(v) for a, v in values.items() if a not in bound.observed}
-    return ImportanceResult(latents, np.asarray(log_w), observed)
+    return ImportanceResult(latents, log_w, observed)
 
 
 def prior_predictive(model: Model, data: Mapping[str, Any] | None = None, *, num_samples: int = 1000,
                      seed: Any = 0) -> dict[str, np.ndarray]:
     """Draws of every random choice from the prior."""
+    if not isinstance(num_samples, int) or num_samples < 1:
+        raise error(f"num_samples must be a positive int, got {num_samples!r}", hint="for example num_samples=1000")
     tr = model.simulate(data, seed=seed, num_samples=num_samples)
     return {a: np.asarray(v) for a, v in tr.values.items()}
 

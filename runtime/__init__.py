@@ -6,8 +6,10 @@ from .ops import (
     Score,
     add,
     buffer,
+    concat,
     factor,
     key,
+    ones,
     place,
     put,
     rows,
@@ -19,7 +21,8 @@ from .ops import (
     to_int,
     to_real,
     total,
+    zeros,
 )
 
-__all__ = ["Context", "MissingValue", "ZERO", "Score", "add", "buffer", "factor", "key", "place", "put", "rows", "scan",
+__all__ = ["Context", "MissingValue", "ZERO", "Score", "add", "buffer", "concat", "ones", "zeros", "factor", "key", "place", "put", "rows", "scan",
            "select", "size", "store", "sub", "to_int", "to_real", "total"]

@@ -11,6 +11,9 @@ from pplang.stdlib.constraints import CONSTRAINTS
 from .ops import Score
 
 
+CONSTRAINT_ALIASES = {"vector": "real", "matrix": "real"}
+
+
 class MissingValue(LookupError):
     """A choice the program reached has no given value where a complete trace was required."""
 
@@ -59,7 +62,10 @@ class Context:
             lp = jnp.sum(dist.log_prob(value))
         return value, Score(score.lp + lp, score.lw + lp)
 
-    def param(self, address: str, init: Any, constraint: str) -> Any:
+    def param(self, address: str, init: Any, constraint: str, shape: tuple | None = None) -> Any:
+        """The parameter's value: from `params` (unconstrained) when set, else its initial value,
+        broadcast to the declared shape."""
         if address in self._params:
-            return CONSTRAINTS[constraint].forward(self._params[address])
-        return jnp.asarray(init, float)
+            return CONSTRAINTS[CONSTRAINT_ALIASES.get(constraint, constraint)].forward(self._params[address])
+        value = jnp.asarray(init, float)
+        return value if shape is None else jnp.broadcast_to(value, shape)

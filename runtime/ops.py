@@ -109,6 +109,19 @@ def scan(body: Callable, init: Any, xs: Any) -> Any:
     return lax.scan(body, init, xs)
 
 
+def zeros(*dims: int) -> Array:
+    """`zeros(n)` or `zeros(n, m)` in the language: sizes as separate arguments."""
+    return jnp.zeros(dims)
+
+
+def ones(*dims: int) -> Array:
+    return jnp.ones(dims)
+
+
+def concat(a: Array, b: Array) -> Array:
+    return jnp.concatenate([jnp.atleast_1d(a), jnp.atleast_1d(b)])
+
+
 def size(x: Array) -> int:
     return jnp.shape(x)[0]
 
