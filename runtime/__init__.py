@@ -24,5 +24,27 @@ from .ops import (
     zeros,
 )
 
-__all__ = ["Context", "MissingValue", "ZERO", "Score", "add", "buffer", "concat", "ones", "zeros", "factor", "key", "place", "put", "rows", "scan",
-           "select", "size", "store", "sub", "to_int", "to_real", "total"]
+__all__ = [
+    "Context",
+    "MissingValue",
+    "Score",
+    "ZERO",
+    "add",
+    "buffer",
+    "concat",
+    "factor",
+    "key",
+    "ones",
+    "place",
+    "put",
+    "rows",
+    "scan",
+    "select",
+    "size",
+    "store",
+    "sub",
+    "to_int",
+    "to_real",
+    "total",
+    "zeros",
+]

@@ -10,7 +10,6 @@ from pplang.stdlib.constraints import CONSTRAINTS
 
 from .ops import Score
 
-
 CONSTRAINT_ALIASES = {"vector": "real", "matrix": "real"}
 
 

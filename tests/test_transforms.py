@@ -581,7 +581,19 @@ def test_static_branch_on_int_argument_retraces_per_value() -> None:
     m = pp.loads(STATIC)["static_branch"]
     a = m.simulate({"N": 3, "flag": 1}, seed=0)
     b = m.simulate({"N": 3, "flag": 0}, seed=0)
+    m.simulate({"N": 3, "flag": 1}, seed=1)
     assert "b" in a.values and "c" in b.values
+    assert m.traces == 2  # one per value of the static condition, then cached
+
+
+def test_static_branch_with_the_same_scalar_choice_in_both_arms() -> None:
+    m = pp.loads(STATIC.replace("c ~ normal(-a, 3.0)", "b ~ normal(-a, 3.0)"))["static_branch"]
+    for flag in (1, 0):
+        args = {"N": 2, "flag": flag}
+        values = {"a": 0.4, "b": 1.0, "y": [0.0, 1.0]}
+        mean, sd = (0.4, 2.0) if flag == 1 else (-0.4, 3.0)
+        y_lp = norm([0.0, 1.0], 0.4, 1.0) if flag == 1 else float(np.sum(stats.laplace.logpdf([0.0, 1.0], 0.4)))
+        assert_lp(m.log_density(values, args), norm(0.4, 0, 1) + norm(1.0, mean, sd) + y_lp)
 
 
 TRACED_SCALAR = """
