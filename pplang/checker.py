@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from pplang import syntax as S
-from pplang.compiler import ir
+from pplang.compiler import analysis, ir
 from pplang.compiler import shapes as sh
 from pplang.compiler.ir import INT, UNKNOWN, Ty
 from pplang.compiler.names import py_name
@@ -209,6 +209,9 @@ class DeclLowering:
                 found=str(v.ty),
                 hint="declare the size as an int argument, e.g. `N: int`, and write vector[N]",
             )
+        lit = literal(v)
+        if lit is not None and lit < 0:
+            raise self.err("a size cannot be negative", expr_span(e), found=str(int(lit)), hint="use a size >= 0")
         return dim_code(v)
 
     def arg_spec(self, a: S.Arg, scope: Scope) -> ArgSpec:
@@ -584,10 +587,21 @@ class DeclLowering:
                 call.span,
                 hint=f"signatures: {dists.describe(call.func)}",
             ) from None
+        if sig.event_rank and not event:
+            event = self.event_from_size(sig, bound)
         vshape = None if bshape is None or event is None else bshape + event
         value_ty = Ty(sig.value_kind, vshape)
         dist = ir.Dist(call.func, tuple(args), tuple(kwargs.items()), value_ty)
         return dist, sig
+
+    def event_from_size(self, sig: object, bound: dict) -> ir.Shape:
+        """A value whose shape no argument's shape gives (`lkj_cholesky(3, ...)` is 3 x 3) takes its
+        event size from the static int argument; unknown otherwise."""
+        for spec in sig.params:
+            v = bound.get(spec.name)
+            if spec.kind == "int" and v is not None and v.ty.static and v.ty.shape == ():
+                return (dim_code(v),) * sig.event_rank
+        return None
 
     def match_signature(self, call: S.Call, args: list, kwargs: dict) -> object:
         sigs = dists.SIGNATURES[call.func]
@@ -765,7 +779,24 @@ class DeclLowering:
         self.loops.append(LoopCtx(var, start, stop, s.span))
         body = self.block(s.body, inner, prefix)
         self.loops.pop()
+        self.check_whole_reads(body)
         return ir.Loop(var, start, stop, body, s.span)
+
+    def check_whole_reads(self, body: list[ir.Stmt]) -> None:
+        """Reading a whole array inside the loop that is still building it would see unwritten
+        elements; only pieces (`mu[i]`, `x[t - 1]`) can be read there."""
+        building = {n for n, key in analysis.writes(body) if key is not None}
+        for st in analysis.walk(body):
+            if isinstance(st, (ir.Loop, ir.Branch)):
+                continue
+            for n, key in analysis.reads([st]):
+                if key is None and n in building:
+                    user = n.split("__")[-1]
+                    raise self.err(
+                        f"`{user}` is read as a whole inside the loop that is still building it",
+                        st.span,
+                        hint=f"read single elements such as {user}[i], or move this after the loop",
+                    )
 
     def branch(self, s: S.If, scope: Scope, prefix: str) -> ir.Stmt:
         cond = self.expr(s.cond, scope)

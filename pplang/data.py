@@ -70,6 +70,13 @@ def bind(fn: ir.Function, data: Mapping[str, Any], source: str, *, observations:
     arrays: dict[str, Any] = {}
     observed: dict[str, Any] = {}
     where = f"{fn.kind} `{fn.name}`"
+    if not isinstance(data, Mapping):
+        raise error(f"data for {where} must be a mapping from names to values, not {type(data).__name__}",
+                    fn.span, source, hint='for example {"N": 3, "y": [1.0, 2.0, 3.0]}')
+    for name in data:
+        if not isinstance(name, str):
+            raise error(f"data names must be strings, got {name!r}", fn.span, source,
+                        hint="name each entry after an argument or a random choice")
     known = [a for a, _ in fn.args] + list(fn.sites)
     for name in data:
         if name in dict(fn.args) or name in fn.sites:
@@ -122,6 +129,9 @@ def convert_arg(name: str, ty: ir.Ty, value: Any, fn: ir.Function, span: Span, s
         raise error(f"data for `{name}` has {arr.ndim} dimension(s) but `{name}: {declared}` has {len(ty.shape)}",
                     span, source, expected=declared, found=f"shape {arr.shape}",
                     hint=reshape_hint(arr.shape, len(ty.shape)))
+    if ty.kind == "int" and arr.dtype.kind == "b":
+        raise error(f"data for `{name}` must be whole numbers, not true/false", span, source, expected=declared,
+                    found=str(value), hint="write 0 or 1, or declare the argument as bool")
     if ty.kind in ("int", "bool") and arr.dtype.kind == "f":
         if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
             raise error(f"data for `{name}` must be whole numbers", span, source, expected=declared,
@@ -134,7 +144,12 @@ def convert_arg(name: str, ty: ir.Ty, value: Any, fn: ir.Function, span: Span, s
             raise error(f"data for `{name}` must be {text}", span, source, expected=declared,
                         found=f"values from {arr.min():g} to {arr.max():g}")
     if ty.static or (ty.kind == "unknown" and arr.ndim == 0 and arr.dtype.kind in "biu"):
-        return bool(arr) if ty.kind == "bool" or arr.dtype.kind == "b" else int(arr)
+        if ty.kind == "bool" or arr.dtype.kind == "b":
+            return bool(arr)
+        if abs(int(arr)) > 2**31 - 1:
+            raise error(f"data for `{name}` is too large: {int(arr)}", span, source, expected="a 32-bit int",
+                        hint="sizes and counts must fit in 32 bits")
+        return int(arr)
     if ty.kind == "int":
         return jnp.asarray(arr, jnp.int32)
     if ty.kind == "bool":

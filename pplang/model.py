@@ -10,6 +10,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from pplang import runtime as rt
 from pplang.compiler import ir
@@ -50,9 +51,12 @@ def first_code_col(source: str, line: int) -> int:
 
 
 def as_key(seed: Any) -> Any:
-    if isinstance(seed, int):
-        return jax.random.key(seed)
-    return seed
+    """An int seed or a JAX key (typed or raw uint32[2])."""
+    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+        return jax.random.key(int(seed))
+    if isinstance(seed, jax.Array) and (jnp.issubdtype(seed.dtype, jax.dtypes.prng_key) or seed.dtype == jnp.uint32):
+        return seed
+    raise error(f"seed must be an int or a JAX random key, not {type(seed).__name__}", hint="for example seed=0")
 
 
 @dataclass
@@ -85,7 +89,8 @@ class Model:
 
     def bind(self, data: Mapping[str, Any] | None = None, *, observations: bool = True,
              strict: bool = True, **kwargs: Any) -> Bound:
-        return bind(self.fn, {**(data or {}), **kwargs}, self.source, observations=observations, strict=strict)
+        merged = {**data, **kwargs} if isinstance(data, Mapping) else (kwargs if data is None else data)
+        return bind(self.fn, merged, self.source, observations=observations, strict=strict)
 
     # ------------------------------------------------------------ compiled runners
 
@@ -202,7 +207,8 @@ class Model:
         key = jax.random.key(0)
 
         def log_density(values: Mapping[str, Any]) -> Any:
-            return run(key, {**bound.observed, **values}, params, bound.arrays)[2].lp
+            given = {a: jnp.asarray(v) for a, v in values.items()}
+            return run(key, {**bound.observed, **given}, params, bound.arrays)[2].lp
 
         return log_density
 

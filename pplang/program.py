@@ -80,7 +80,7 @@ def exec_module(code: str) -> dict[str, Any]:
 
 def read_source(path: str) -> str:
     try:
-        return Path(path).read_text()
+        return Path(path).read_text(encoding="utf-8-sig")  # a byte-order mark is not part of the program
     except OSError as e:
         raise error(f"cannot read {path}: {e.strerror}", hint="check the path") from None
     except UnicodeDecodeError:

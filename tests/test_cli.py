@@ -292,12 +292,17 @@ def test_file_without_models(capsys: pytest.CaptureFixture, tmp_path: Path) -> N
     assert "declares no model" in err
 
 
-def test_usage_errors_print_usage_without_traceback(capsys: pytest.CaptureFixture) -> None:
-    with pytest.raises(SystemExit) as info:
-        main(["frobnicate"])
-    assert info.value.code not in (0, None)
-    err = capsys.readouterr().err
-    assert "usage:" in err and "Traceback" not in err
+@pytest.mark.parametrize("argv", [["frobnicate"], [], ["check"], ["infer", COIN, "--seed", "x"]],
+                         ids=["unknown-command", "no-command", "no-file", "bad-seed"])
+def test_usage_errors_are_user_errors(capsys: pytest.CaptureFixture, argv: list[str]) -> None:
+    """A mistake on the command line is the user's: exit code 1 (2 means a bug in pplang)."""
+    err = user_error(capsys, *argv)
+    assert "usage:" in err
+
+
+def test_help_exits_0(capsys: pytest.CaptureFixture) -> None:
+    out = ok(capsys, "--help")
+    assert "usage:" in out and "check" in out and "infer" in out
 
 
 # ---------------------------------------------------------------- internal errors: exit code 2

@@ -359,7 +359,6 @@ MUST_REJECT = {
                                        "        y[i] ~ normal(0.0, 1.0)\n    z ~ normal(i, 1.0)\n", 2),
     "strategy-on-submodel": ("model s():\n    a ~ bernoulli(0.5)\n    return a\nmodel m():\n"
                              "    b ~ s() via reparam\n", 5),
-    "param-sizes-ignored": ("guide g():\n    param a: real[3] = 0.0\n    b ~ normal(a, 1.0)\n", 2),
 }
 
 
@@ -440,6 +439,11 @@ RUN_PROGRAMS = {
     "huge-write-index": ("model m():\n    y[99999999999999999999] ~ normal(0.0, 1.0)\n", {}),
     "assigned-in-one-arm-then-drawn": ("model m():\n    a ~ normal(0.0, 1.0)\n    if a > 0.0:\n        d = 1.0\n"
                                        "    d ~ normal(0.0, 1.0)\n", {}),
+    "whole-array-read-while-built-in-loop": ("model m(N: int):\n    for i in range(N):\n        mu[i] = 1.0\n"
+                                             "        y[i] ~ normal(sum(mu), 1.0)\n", {"N": 3}),
+    "whole-choice-array-read-while-drawn": ("model m(N: int):\n    for i in range(N):\n"
+                                            "        y[i] ~ normal(0.0, 1.0)\n        z[i] ~ normal(sum(y), 1.0)\n",
+                                            {"N": 3}),
     "modulo-by-zero-size": ("model m(N: int):\n    for i in range(N % 0):\n        a[i] ~ normal(0.0, 1.0)\n",
                             {"N": 3}),
     "negative-range": ("model m():\n    for i in range(-3):\n        a[i] ~ normal(0.0, 1.0)\n", {}),
@@ -461,3 +465,14 @@ def test_run_time_errors_are_ppl_errors(name: str) -> None:
         assert 1 <= e.span.line <= len(src.splitlines()), e.render()
     except Exception as e:  # noqa: BLE001 - the point of the test
         pytest.fail(f"raw {type(e).__module__}.{type(e).__name__}: {str(e)[:200]}")
+
+
+def test_param_sizes_shape_the_parameter() -> None:
+    """`param a: real[3] = 0.0` is a vector of three parameters, each starting at 0."""
+    g = pp.loads("guide g():\n    param a: real[3] = 0.0\n    b ~ normal(a, 1.0)\n")["g"]
+    assert g.simulate({}).values["b"].shape == (3,)
+
+
+def test_param_initial_value_must_fit_its_declared_shape() -> None:
+    err = raise_diag("guide g():\n    param a: real[3] = [1.0, 2.0]\n    b ~ normal(a, 1.0)\n")
+    assert err.span.line == 2 and "does not fit its declared shape" in err.render()

@@ -67,6 +67,42 @@ NORMAL_DATA = {"N": len(Y), "sigma": SIGMA, "y": Y.tolist()}
 COIN_DATA = {"n": N_FLIPS, "flips": FLIPS}
 
 
+# ---------------------------------------------------------------- a discrete latent (exact by enumeration)
+
+SWITCH = """
+model switch(N: int):
+    z ~ categorical([0.5, 0.3, 0.2])
+    for i in range(N):
+        if z == 0:
+            y[i] ~ normal(-1.0, 1.0)
+        elif z == 1:
+            y[i] ~ normal(0.5, 0.5)
+        else:
+            y[i] ~ normal(2.0, 1.5)
+
+guide pick(N: int):
+    z ~ categorical([0.1, 0.8, 0.1])
+"""
+Y_SWITCH = np.array([0.0, 1.5, -0.5])
+SWITCH_JOINT = np.log([0.5, 0.3, 0.2]) + np.array(
+    [stats.norm.logpdf(Y_SWITCH, m, s).sum() for m, s in [(-1.0, 1.0), (0.5, 0.5), (2.0, 1.5)]])
+LOG_Z_SWITCH = float(special.logsumexp(SWITCH_JOINT))
+SWITCH_POSTERIOR = np.exp(SWITCH_JOINT - LOG_Z_SWITCH)
+
+
+def test_discrete_latent_posterior_and_marginal_likelihood() -> None:
+    mod = pp.loads(SWITCH)
+    data = {"N": len(Y_SWITCH), "y": Y_SWITCH.tolist()}
+    for proposal in (None, mod["pick"]):
+        post = pp.importance_sampling(mod["switch"], data, num_samples=NUM, seed=10, proposal=proposal)
+        assert_log_z(post, LOG_Z_SWITCH)
+        z = np.asarray(post.samples["z"])
+        for k in range(3):
+            est = float(np.sum(post.weights * (z == k)))
+            se = float(np.sqrt(np.sum(post.weights**2 * ((z == k) - est) ** 2)))
+            assert abs(est - SWITCH_POSTERIOR[k]) < Z_TOL * se + 1e-6, (k, est, SWITCH_POSTERIOR[k], se)
+
+
 @pytest.fixture(scope="module")
 def coin() -> pp.Module:
     return pp.loads(COIN)

@@ -170,6 +170,38 @@ model dyn2(T: int, K: int):
             x[t, k] ~ normal(0.5 * prev[k] + k, 1.0)
         prev = x[t]
 """,
+    "misc": """
+model misc(N: int, x: vector[N]):
+    a ~ normal(0.0, 1.0)
+    v ~ normal(zeros(3), 1.0)
+    m = x[1:N]
+    c = a if a > 0.0 else -a
+    for i in range(N - 1):
+        d[i] ~ normal(m[i] - x[i] + c, 1.0 + 0.5 * i)
+    k ~ categorical([0.2, 0.3, 0.5])
+    if k == 0:
+        w = -1.0
+    elif k == 1:
+        w = 0.0
+    else:
+        w = 2.0
+    e ~ normal(w + dot(v, [1.0, 2.0, 3.0]), 1.0)
+    z ~ bernoulli(0.4) via enum
+    f ~ normal(where(z, 1.0, -1.0) * sum(v) + x.shape[0], 1.0)
+    return size(x)
+""",
+    "corr": """
+model corr(N: int):
+    L ~ lkj_cholesky(3, 2.0)
+    s ~ half_normal(1.0)
+    for i in range(N):
+        y[i] ~ multivariate_normal(zeros(3), scale_tril=s * L)
+""",
+    "lkj": """
+model lkj():
+    L ~ lkj_cholesky(3, 2.0)
+    w ~ dirichlet([2.0, 1.0, 1.0, 3.0])
+""",
     "top": SUB + """
 model top(N: int):
     g ~ half_normal(1.0)
@@ -228,17 +260,15 @@ def hand_scalars(v: Values, _: dict) -> dict[str, float]:
     }
 
 
-def hand_linreg(v: Values, args: dict) -> dict[str, float]:
+def hand_linreg_vec(v: Values, args: dict) -> dict[str, float]:
     mu = v["alpha"] + v["beta"] * np.asarray(args["x"])
     return {"alpha": norm(v["alpha"], 0, 10), "beta": norm(v["beta"], 0, 10),
-            "sigma": stats.halfnorm.logpdf(v["sigma"], scale=5.0), "y": norm(v["y"], mu, v["sigma"]),
-            "q": norm(v["q"], mu.mean(), 1.0)}
+            "sigma": stats.halfnorm.logpdf(v["sigma"], scale=5.0), "y": norm(v["y"], mu, v["sigma"])}
 
 
-def hand_linreg_vec(v: Values, args: dict) -> dict[str, float]:
-    out = hand_linreg({**v, "q": np.array(0.0)}, args)
-    del out["q"]
-    return out
+def hand_linreg(v: Values, args: dict) -> dict[str, float]:
+    mu = v["alpha"] + v["beta"] * np.asarray(args["x"])
+    return {**hand_linreg_vec(v, args), "q": norm(v["q"], mu.mean(), 1.0)}
 
 
 def hand_hier(v: Values, args: dict) -> dict[str, float]:
@@ -313,6 +343,34 @@ def hand_dyn2(v: Values, args: dict) -> dict[str, float]:
     return {"x": norm(x, 0.5 * prev + np.arange(args["K"]), 1.0)}
 
 
+MISC_X = [0.0, 1.0, 3.0, 2.5]
+
+
+def hand_misc(v: Values, args: dict) -> dict[str, float]:
+    x, k = np.asarray(args["x"]), int(v["k"])
+    i = np.arange(args["N"] - 1)
+    w = [-1.0, 0.0, 2.0][k]
+    return {"a": norm(v["a"], 0, 1), "v": norm(v["v"], 0, 1),
+            "d": norm(v["d"], x[1:] - x[:-1] + abs(v["a"]), 1.0 + 0.5 * i), "k": np.log([0.2, 0.3, 0.5][k]),
+            "e": norm(v["e"], w + v["v"] @ [1.0, 2.0, 3.0], 1.0), "z": stats.bernoulli.logpmf(v["z"], 0.4),
+            "f": norm(v["f"], (1.0 if v["z"] else -1.0) * v["v"].sum() + args["N"], 1.0)}
+
+
+def hand_corr(v: Values, _: dict) -> dict[str, float]:
+    """The LKJ term comes from the distribution itself (tested on its own); the rest is scipy."""
+    from pplang.stdlib import distributions as D
+
+    L, s = v["L"], v["s"]
+    cov = s**2 * L @ L.T
+    return {"L": float(D.lkj_cholesky(3, 2.0).log_prob(jnp.asarray(L))), "s": stats.halfnorm.logpdf(s),
+            "y": float(np.sum(stats.multivariate_normal.logpdf(v["y"], np.zeros(3), cov)))}
+
+
+def hand_lkj(v: Values, _: dict) -> dict[str, float]:
+    return {"L": hand_corr({**v, "s": np.array(1.0), "y": np.zeros((0, 3))}, {})["L"],
+            "w": dirichlet(v["w"], np.array([2.0, 1.0, 1.0, 3.0]))}
+
+
 def hand_top(v: Values, _: dict) -> dict[str, float]:
     g = v["g"]
     u = v["u/a"] * v["u/h"]
@@ -385,6 +443,13 @@ CASES = [
     Case("states", {"T": 4, "K": 3}, hand_states, {"x": (3, 4)}, ()),
     Case("dyn", {"T": 4, "K": 2}, hand_dyn, {"x": (4, 2)}, ()),
     Case("dyn2", {"T": 4, "K": 2}, hand_dyn2, {"x": (4, 2)}, ()),
+    Case("misc", {"N": 4, "x": MISC_X}, hand_misc,
+         {"a": (), "v": (3,), "d": (3,), "k": (), "e": (), "z": (), "f": ()}, ("d", "e", "f"), fixed=[
+             {"a": -0.5, "v": [0.1, -0.2, 0.3], "d": [0.0, 1.0, -1.0], "k": 0, "e": 0.5, "z": 1, "f": 0.2},
+             {"a": 0.7, "v": [1.1, 0.2, -0.3], "d": [2.0, 1.0, 0.0], "k": 1, "e": -0.5, "z": 0, "f": 4.2}]),
+    Case("corr", {"N": 4}, hand_corr, {"L": (3, 3), "s": (), "y": (4, 3)}, ("y",),
+         lambda v: {"L": C.corr_cholesky, "s": C.positive}),
+    Case("lkj", {}, hand_lkj, {"L": (3, 3), "w": (4,)}, (), lambda v: {"L": C.corr_cholesky, "w": C.simplex}),
     Case("top", {"N": 3}, hand_top, {"g": (), "u/a": (), "u/h": (), "v/a": (), "v/h": (), "y": (3,)}, ("y",),
          lambda v: {"g": C.positive, "u/h": C.positive, "v/h": C.positive}),
 ]
@@ -478,12 +543,15 @@ def test_simulated_values_lie_in_their_supports(case: Case) -> None:
 
 def _jacobian_logdet(c: C.Constraint, u: jax.Array) -> float:
     """log|det| of the map from the flattened unconstrained coordinates to the free constrained
-    coordinates (a simplex's last element is determined by the others and left out)."""
-    event = c.event_dim == 1
-
+    coordinates (what a simplex or a correlation Cholesky factor determines from the rest is left out)."""
     def f(flat: jax.Array) -> jax.Array:
         x = c.forward(flat.reshape(u.shape))
-        return (x[..., :-1] if event else x).reshape(-1)
+        if c.event_dim == 1:  # a simplex: its last element is one minus the others
+            x = x[..., :-1]
+        elif c.event_dim == 2:  # a Cholesky factor of a correlation matrix: its strictly lower entries
+            rows, cols = np.tril_indices(x.shape[-1], -1)
+            x = x[..., rows, cols]
+        return x.reshape(-1)
 
     jac = jax.jacfwd(f)(u.reshape(-1))
     sign, logdet = jnp.linalg.slogdet(jac)

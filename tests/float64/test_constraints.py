@@ -8,8 +8,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pplang.stdlib import constraints as C
 
-jax.config.update("jax_enable_x64", True)
-
 ELEMENTWISE = {
     "real": C.real,
     "positive": C.positive,

@@ -12,8 +12,6 @@ import scipy.stats as ss
 from pplang.stdlib import constraints as C
 from pplang.stdlib import distributions as D
 
-jax.config.update("jax_enable_x64", True)
-
 N_DRAWS = 20_000
 
 # Batched parameters: a (3,) vector against a (2, 1) column gives batch shape (2, 3).
