@@ -4,14 +4,43 @@
     m = pp.load("examples/coin.ppl")["coin"]
     post = pp.importance_sampling(m, pp.load_data("examples/coin.data.json"), num_samples=10_000)
     print(post.summary())
+
+The public names load on first use, so a generated module that imports only `pplang.runtime` and
+`pplang.stdlib` does not load the compiler or the parser.
 """
 
-from pplang.data import load_json as load_data
-from pplang.diagnostics import PplError
-from pplang.embed import Module, guide, load, loads, model, objective
-from pplang.inference import ImportanceResult, importance_sampling, posterior_predictive, prior_predictive
-from pplang.model import Model, Trace
+from importlib import import_module
+from typing import Any
 
-__all__ = ["ImportanceResult", "Model", "Module", "PplError", "Trace", "guide", "importance_sampling", "load",
-           "load_data", "loads", "model", "objective", "posterior_predictive", "prior_predictive"]
+_EXPORTS = {
+    "PplError": "pplang.diagnostics",
+    "Module": "pplang.embed",
+    "guide": "pplang.embed",
+    "load": "pplang.embed",
+    "loads": "pplang.embed",
+    "model": "pplang.embed",
+    "objective": "pplang.embed",
+    "ImportanceResult": "pplang.inference",
+    "importance_sampling": "pplang.inference",
+    "posterior_predictive": "pplang.inference",
+    "prior_predictive": "pplang.inference",
+    "Model": "pplang.model",
+    "Trace": "pplang.model",
+}
+_RENAMED = {"load_data": ("pplang.data", "load_json")}
+
+__all__ = sorted([*_EXPORTS, *_RENAMED])
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name]), name)
+    if name in _RENAMED:
+        module, attr = _RENAMED[name]
+        return getattr(import_module(module), attr)
+    raise AttributeError(f"module 'pplang' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__

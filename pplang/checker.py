@@ -980,7 +980,8 @@ class DeclLowering:
                 f"unknown function `{fn}`",
                 e.func_span if e.func_span.line else e.span,
                 hint=did_you_mean(fn, known)
-                or "host functions must be bound by the caller: pp.load(file, hosts={...})",
+                or "host functions must be bound by the caller: pp.load(file, hosts={...}), "
+                "or declared with --host NAME on the command line",
             )
         spec = FUNCTIONS[fn]
         if e.kwargs:

@@ -44,12 +44,14 @@ def parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("check", help="parse and check a model file (names, types, shapes)")
     c.add_argument("file")
+    add_host_arg(c)
 
     c = sub.add_parser("compile", help="show a compilation stage or write the generated module")
     c.add_argument("file")
     c.add_argument("--emit", choices=["ast", "ir", "jax"], default="jax", help="stage to print (default: jax)")
     c.add_argument("--model", help="only this model or guide (ir)")
     c.add_argument("-o", "--output", help="write the generated JAX module to this file")
+    add_host_arg(c)
 
     c = sub.add_parser("simulate", help="draw from the prior (prior predictive simulation)")
     add_run_args(c)
@@ -67,10 +69,33 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("file")
     c.add_argument("--model", help="model or guide (default: the first)")
     c.add_argument("--data", help="shade the choices this data observes")
+    add_host_arg(c)
 
     c = sub.add_parser("info", help="list declarations, their arguments and random choices")
     c.add_argument("file")
+    add_host_arg(c)
     return p
+
+
+def add_host_arg(c: argparse.ArgumentParser) -> None:
+    c.add_argument("--host", action="append", default=[], metavar="NAME",
+                   help="declare NAME as a host function the file calls (bound from Python when it runs)")
+
+
+class UnboundHost:
+    """Stands for a host function named on the command line: enough to check and compile a file;
+    running needs the real function, bound from Python with pp.load(file, hosts={...})."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise error(f"host function `{self.name}` is only declared, not bound",
+                    hint="run the model from Python: pp.load(file, hosts={...})")
+
+
+def declared_hosts(args: argparse.Namespace) -> dict[str, Any]:
+    return {n: UnboundHost(n) for n in getattr(args, "host", [])}
 
 
 def add_run_args(c: argparse.ArgumentParser) -> None:
@@ -109,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
 def cmd_check(args: argparse.Namespace) -> None:
     import pplang as pp
 
-    module = pp.load(args.file)
+    module = pp.load(args.file, hosts=declared_hosts(args))
     decls = module.compiled.program.decls
     print(f"{args.file}: ok ({len(decls)} declaration{'s' if len(decls) != 1 else ''}: "
           + ", ".join(f"{d.kind} {d.name}" for d in decls) + ")")
@@ -123,7 +148,7 @@ def cmd_compile(args: argparse.Namespace) -> None:
     if args.emit == "ast":
         print(show_ast(program))
         return
-    compiled = compile_program(program)
+    compiled = compile_program(program, declared_hosts(args))
     if args.emit == "ir":
         names = [args.model] if args.model else list(compiled.functions)
         for n in names:
@@ -193,7 +218,7 @@ def cmd_graph(args: argparse.Namespace) -> None:
     import pplang as pp
     from pplang.compiler.analysis import dependency_graph, to_dot
 
-    module = pp.load(args.file)
+    module = pp.load(args.file, hosts=declared_hosts(args))
     model = pick_model(module, args.model)
     observed = set(model.bind(read_data(args.data)).observed) if args.data else set()
     print(to_dot(dependency_graph(model.fn), model.name, observed))
@@ -202,7 +227,7 @@ def cmd_graph(args: argparse.Namespace) -> None:
 def cmd_info(args: argparse.Namespace) -> None:
     import pplang as pp
 
-    module = pp.load(args.file)
+    module = pp.load(args.file, hosts=declared_hosts(args))
     for d in module.compiled.program.decls:
         print(f"{d.kind} {d.name}({', '.join(a.name for a in d.args)})")
         if d.name in module.compiled.functions:
