@@ -303,14 +303,7 @@ class CodeGen:
         body = self.body_level(loop, lv, "vector")
         start, stop = self.ex(loop.start, lv), self.ex(loop.stop, lv)
         fname = self.fresh("loop")
-        inputs, params = [f"jnp.arange({start}, {stop})"], [loop.var]
-        for name in arrays:
-            if name in self.fn.arrays and self.fn.arrays[name].address is not None:
-                off = self.offset_code(name, loop, lv)
-                src = self.view_level(name, lv).given.get(name, "None")
-                body.given[name] = f"_g_{name}"
-                params.append(f"_g_{name}")
-                inputs.append(f"rt.rows({src}, {start} + {off}, {stop} + {off})")
+        params, inputs = self.iteration_inputs(loop, lv, body, arrays, start, stop)
         for (arr, key), var in self.mapped_reads(loop, lv, arrays).items():
             body.mapped[(arr, key)] = var
             params.append(var)
@@ -336,6 +329,20 @@ class CodeGen:
         for name, blk in zip(arrays, blocks):
             off = self.offset_code(name, loop, lv)
             self.place(name, blk, f"{start} + {off}", lv, loop.span)
+
+    def iteration_inputs(self, loop: ir.Loop, lv: Level, body: Level, arrays: list[str], start: str,
+                         stop: str) -> tuple[list[str], list[str]]:
+        """What each iteration receives: its index, and its rows of every observed array the loop
+        draws (None when not observed)."""
+        params, inputs = [loop.var], [f"jnp.arange({start}, {stop})"]
+        for name in arrays:
+            if self.fn.arrays[name].address is not None:
+                off = self.offset_code(name, loop, lv)
+                src = self.view_level(name, lv).given.get(name, "None")
+                body.given[name] = f"_g_{name}"
+                params.append(f"_g_{name}")
+                inputs.append(f"rt.rows({src}, {start} + {off}, {stop} + {off})")
+        return params, inputs
 
     def offset_code(self, name: str, loop: ir.Loop, lv: Level) -> int:
         """The constant c of the `loop var + c` position at which the loop writes `name`."""
@@ -384,14 +391,7 @@ class CodeGen:
                 self.read_piece(n, lv) if lv.kind != "top" else "None")
             dims = self.array_dims(n, lv.depth, loop.span) if have == "None" else "None"
             init.append(f"rt.buffer({have}, {dims}, {info.kind!r})")
-        xs, xparams = [f"jnp.arange({start}, {stop})"], [loop.var]
-        for name in arrays:
-            if name in self.fn.arrays and self.fn.arrays[name].address is not None:
-                off = self.offset_code(name, loop, lv)
-                src = self.view_level(name, lv).given.get(name, "None")
-                body.given[name] = f"_g_{name}"
-                xparams.append(f"_g_{name}")
-                xs.append(f"rt.rows({src}, {start} + {off}, {stop} + {off})")
+        xparams, xs = self.iteration_inputs(loop, lv, body, arrays, start, stop)
         carry = scalars + [bufvars[n] for n in buffers] + [body.score]
         for n in buffers:
             body.buffers[n] = bufvars[n]
