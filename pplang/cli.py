@@ -204,6 +204,10 @@ def cmd_infer(args: argparse.Namespace) -> None:
     if post.ess < 100:
         print(f"warning: effective sample size {post.ess:.1f} is small; the estimates are unreliable. "
               "Draw more samples or use a better proposal.", file=sys.stderr)
+    if post.pareto_k > 0.7:
+        print(f"warning: Pareto k {post.pareto_k:.2f} > 0.7: the weights have so heavy a tail that these "
+              "estimates are unreliable however many draws are made. Use a proposal (guide) closer to "
+              "the posterior.", file=sys.stderr)
     if args.predictive:
         rep = pp.posterior_predictive(model, post, data, seed=args.seed)
         print("\nposterior predictive")

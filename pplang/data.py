@@ -29,6 +29,11 @@ CONSTRAINT_CHECKS = {
     "simplex": (lambda a: np.all(a >= 0) and np.allclose(np.sum(a, axis=-1), 1.0, atol=1e-5), "a simplex"),
     "ordered": (lambda a: np.all(np.diff(a, axis=-1) > 0), "strictly increasing"),
     "positive_ordered": (lambda a: np.all(a > 0) and np.all(np.diff(a, axis=-1) > 0), "positive and increasing"),
+    "cholesky_corr": (
+        lambda a: a.ndim >= 2 and a.shape[-1] == a.shape[-2] and np.allclose(np.triu(a, 1), 0)
+        and np.all(np.diagonal(a, axis1=-2, axis2=-1) > 0) and np.allclose(np.sum(a * a, axis=-1), 1.0, atol=1e-5),
+        "the Cholesky factor of a correlation matrix (lower triangular, positive diagonal, rows of length 1)",
+    ),
 }
 
 

@@ -19,6 +19,7 @@ from jax.scipy.special import logsumexp
 
 from pplang.diagnostics import error
 from pplang.model import Model, as_key
+from pplang.pareto import pareto_k, verdict
 from pplang.summary import summarize
 
 QUANTILES = (0.05, 0.5, 0.95)
@@ -59,6 +60,11 @@ class ImportanceResult:
         lw = self.log_weights
         return float(jnp.exp(2 * logsumexp(lw) - logsumexp(2 * lw)))
 
+    @property
+    def pareto_k(self) -> float:
+        """Pareto-k diagnostic of the weights: below 0.5 good, above 0.7 unreliable (see pplang.pareto)."""
+        return pareto_k(self.log_weights)
+
     def mean(self, address: str) -> np.ndarray:
         return np.tensordot(self.weights, self.samples[address], axes=1)
 
@@ -72,6 +78,8 @@ class ImportanceResult:
         head = (f"importance sampling: {self.num_samples} draws, effective sample size {self.ess:.1f}, "
                 f"log marginal likelihood {self.log_marginal_likelihood:.3f} "
                 f"(se {self.log_marginal_likelihood_se:.3f})")
+        k = self.pareto_k
+        head += f"\nPareto k {k:.2f} ({verdict(k)})"
         if self.observed:
             head += f"\nobserved: {', '.join(self.observed)}"
         return head + "\n" + summarize(self.samples, self.weights)

@@ -418,3 +418,12 @@ def test_cli_missing_data_file(model_file: Path, capsys: pytest.CaptureFixture) 
     err = capsys.readouterr().err
     assert code == 1
     assert "nope.json" in err and "Traceback" not in err
+
+
+def test_cholesky_corr_argument_is_validated() -> None:
+    src = "model m(L: cholesky_corr[2]):\n    y ~ multivariate_normal(zeros(2), scale_tril=L)\n"
+    m = pp.loads(src)["m"]
+    assert m.simulate({"L": [[1.0, 0.0], [0.6, 0.8]]}).values["y"].shape == (2,)
+    with pytest.raises(pp.PplError) as info:
+        m.simulate({"L": [[1.0, 0.5], [0.6, 0.8]]})
+    assert "Cholesky factor of a correlation matrix" in info.value.render()
