@@ -171,7 +171,11 @@ class CodeGen:
         self.counter += 1
         if lv.loop is None or lv.parent is None:
             key = f"rt.key({lv.key}, {self.counter})"
-        else:  # the inner fold_in does not depend on the index: vmap computes it once
+        elif lv.kind == "vector":  # one block draw for all iterations where the distribution allows
+            loop = lv.loop
+            site_key = f"rt.key({lv.parent.key}, {self.counter})"
+            key = f"rt.block_key({site_key}, {self.ex(loop.start, lv)}, {self.ex(loop.stop, lv)}, {loop.var})"
+        else:  # the inner fold_in does not depend on the index: computed once per loop
             key = f"rt.key(rt.key({lv.parent.key}, {self.counter}), {lv.loop.var})"
         dist = self.dist(s.dist, lv)
         if s.index is None:

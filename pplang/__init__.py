@@ -24,8 +24,8 @@ _EXPORTS = {
     "importance_sampling": "pplang.inference",
     "posterior_predictive": "pplang.inference",
     "prior_predictive": "pplang.inference",
-    "Model": "pplang.model",
-    "Trace": "pplang.model",
+    "Model": "pplang.models",
+    "Trace": "pplang.models",
 }
 _RENAMED = {"load_data": ("pplang.data", "load_json")}
 

@@ -50,6 +50,7 @@ class LoopCtx:
     start: ir.Expr
     stop: ir.Expr
     span: S.Span
+    user: str  # the loop variable as written, for messages
 
 
 @dataclass
@@ -152,6 +153,14 @@ class DeclLowering:
         self.site_spans: dict[str, S.Span] = {}
         self.inlining: list[str] = []
         self.prefix = ""  # address prefix of the submodel being inlined
+        # A submodel called inside loops (`theta[j] ~ group(...)`) writes every choice and array of
+        # its body as pieces at the call's index: `lift` is that index (one entry per enclosing loop),
+        # `lifted` maps each such array to the index of its piece, so a read of the callee's `a`
+        # becomes `theta__a[j]`, this iteration's piece.
+        self.lift: tuple[ir.Expr, ...] = ()
+        self.lifted: dict[str, tuple[ir.Expr, ...]] = {}
+        self.aliases: dict[str, ir.Expr] = {}  # callee argument -> the caller's static int it stands for
+        self.callee_args: set[str] = set()  # inlined callees' arguments, which cannot be reassigned
         self.checks: list[ir.SizeCheck] = []
 
     def err(self, message: str, span: S.Span, **kw: str | None) -> PplError:
@@ -315,7 +324,7 @@ class DeclLowering:
             raise self.err(
                 f"`{user}` is the loop variable and cannot be assigned", span, hint="use a new name for the value"
             )
-        if name in {py_name(a) for a in self.args}:
+        if self.is_arg(name):
             raise self.err(
                 f"`{user}` is an argument and cannot be reassigned", span, hint="assign the new value to a new name"
             )
@@ -332,13 +341,18 @@ class DeclLowering:
                 f"`{user}` is a parameter and cannot be reassigned", span, hint="assign the new value to a new name"
             )
 
+    def is_arg(self, name: str) -> bool:
+        return name in {py_name(a) for a in self.args} or name in self.callee_args
+
     def indexed_target(self, t: S.Index, scope: Scope, prefix: str) -> tuple[str, tuple[ir.Expr, ...]]:
+        """The array and the index a piece is written at; in a submodel called inside loops the
+        index starts with the call's (`y[k]` in `theta[j] ~ sub()` is written at `[j, k]`)."""
         if not isinstance(t.value, S.Name):
             raise self.err("cannot assign to this expression", t.span, hint="assign to `name` or `name[i]`")
         user = t.value.id
         name = self.var_name(user, prefix)
         self.check_new_name(user, t.value.span)
-        if name in {py_name(a) for a in self.args}:
+        if self.is_arg(name):
             raise self.err(f"`{user}` is an argument and cannot be assigned", t.span, hint="assign to a new array name")
         index = []
         for ix in t.indices:
@@ -354,13 +368,17 @@ class DeclLowering:
                     hint="convert with to_int(...)",
                 )
             index.append(v)
+        index = list(self.lift) + index
         self.check_write_index(index, t)
         return name, tuple(index)
 
     def check_write_index(self, index: list[ir.Expr], t: S.Index) -> None:
         """Inside loops, piece k is written at `loop variable k + constant` (outermost loop first);
-        outside loops at constants. So sizes are static and loops can be vectorized."""
-        if not self.loops:
+        outside loops at constants. So sizes are static and loops can be vectorized. The positions
+        of a submodel call's index (`self.lift`) were checked at the call."""
+        skip = len(self.lift)
+        index, loops = index[skip:], self.loops[skip:]
+        if not loops:
             for v, ix in zip(index, t.indices):
                 if not v.ty.static:
                     raise self.err(
@@ -370,26 +388,25 @@ class DeclLowering:
                         hint="write it inside a loop over that index, or at a number such as x[0]",
                     )
             return
-        want = ", ".join(lp.var for lp in self.loops)
+        want = ", ".join(lp.user for lp in loops)
         hint = f"write `{t.value.id}[{want}]` (each loop variable in order, plus a constant if needed)"
-        if len(index) < len(self.loops):
+        if len(index) < len(loops):
             raise self.err(
-                f"inside {len(self.loops)} nested loop(s), `{t.value.id}` needs at least "
-                f"{len(self.loops)} index(es), one per loop",
+                f"inside {len(loops)} nested loop(s), `{t.value.id}` needs at least {len(loops)} index(es), one per loop",
                 t.span,
                 found=f"{len(index)} index(es)",
                 hint=hint,
             )
-        for v, ix, lp in zip(index, t.indices, self.loops):
+        for v, ix, lp in zip(index, t.indices, loops):
             if loop_offset(v, [lp.var]) is None:
                 raise self.err(
                     "an array piece must be written at its loop variable plus a constant",
                     expr_span(ix),
-                    expected=f"{lp.var} or {lp.var} + c",
+                    expected=f"{lp.user} or {lp.user} + c",
                     found=show_expr(v),
                     hint=hint,
                 )
-        for v, ix in zip(index[len(self.loops) :], t.indices[len(self.loops) :]):
+        for v, ix in zip(index[len(loops) :], t.indices[len(loops) :]):
             if not v.ty.static:
                 raise self.err(
                     "indices after the loop variables must be constants", expr_span(ix), found=show_expr(v), hint=hint
@@ -427,6 +444,8 @@ class DeclLowering:
             if elem.shape is None:
                 shape = None
             self.arrays[name] = ir.ArrayInfo(name, shape, elem.kind, address, extent)
+            if self.lift:
+                self.lifted[name] = self.lift
             # arrays live in the outermost scope: pieces written in loops are visible after them
             root = scope
             while root.parent is not None:
@@ -486,19 +505,24 @@ class DeclLowering:
         address = prefix + user
         strategy = self.strategy(s, sig)
         if isinstance(s.target, S.Name):
-            if self.loops:
+            if len(self.loops) > len(self.lift):
                 raise self.err(
                     f"random choice `{user}` inside a loop needs an index",
                     s.target.span,
-                    hint=f"write `{user}[{self.loops[-1].var}] ~ ...` so each iteration has its own address",
+                    hint=f"write `{user}[{self.loops[-1].user}] ~ ...` so each iteration has its own address",
                 )
             name = self.var_name(user, prefix)
             self.check_assignable(user, name, s.target.span, scope)
             if scope.lookup(name) is not None:
                 raise self.err(f"`{user}` already holds a value", s.target.span, hint="use a new name")
-            index = None
-            shape = dist.value_ty.shape
-            scope.assign(name, dist.value_ty)
+            if self.lift:  # a choice of a submodel called inside loops: this iteration's piece
+                index = self.lift
+                self.note_array(name, index, dist.value_ty, piece_target(s.target), scope, address)
+                shape = self.arrays[name].shape
+            else:
+                index = None
+                shape = dist.value_ty.shape
+                scope.assign(name, dist.value_ty)
         else:
             name, index = self.indexed_target(s.target, scope, prefix)
             if name in self.site_vars and name not in self.arrays:
@@ -649,6 +673,10 @@ class DeclLowering:
             )
 
     def submodel(self, s: S.Sample, scope: Scope, prefix: str) -> list[ir.Stmt]:
+        """Inline a model's body with its addresses prefixed by the target (`u/a`). Inside loops
+        (`theta[j] ~ group(...)`) every choice and array of the body is written as this
+        iteration's piece (`theta/a` gets shape `(J,) + shape of a`) and the return value is the
+        piece `theta[j]`."""
         call = s.dist
         callee = self.c.decls[call.func]
         if callee.kind != "model":
@@ -656,12 +684,6 @@ class DeclLowering:
                 f"`{call.func}` is a {callee.kind}; only models can be called with `~`",
                 call.span,
                 hint="a submodel must be declared with `model`",
-            )
-        if not isinstance(s.target, S.Name) or self.loops:
-            raise self.err(
-                "a submodel call must have a plain name as target, outside loops",
-                s.span,
-                hint="call the submodel at the top level of the model",
             )
         if s.via is not None:
             raise self.err(
@@ -683,9 +705,7 @@ class DeclLowering:
                 found=f"{len(call.args) + len(call.kwargs)} argument(s)",
                 hint=f"pass one value for each argument of `{call.func}`, by position",
             )
-        user = s.target.id
-        name = self.var_name(user, prefix)
-        self.check_assignable(user, name, s.target.span, scope)
+        user, name, index = self.call_target(s, scope, prefix)
         inner = prefix + user + "/"
         sub_scope = Scope(parent=None)
         out: list[ir.Stmt] = []
@@ -694,12 +714,16 @@ class DeclLowering:
             v = self.expr(actual, scope)
             nm = self.var_name(a.name, inner)
             sub_scope.vars[nm] = v.ty
-            out.append(ir.Let(nm, v, actual.span))
+            self.callee_args.add(nm)
+            if v.ty.kind == "int" and v.ty.static and v.ty.shape == ():
+                self.aliases[nm] = v  # sizes inside the callee are then the caller's (`N`, not `u__N`)
+            else:
+                out.append(ir.Let(nm, v, actual.span))
         self.inlining.append(call.func)
-        saved, saved_prefix = self.args, self.prefix
-        self.args, self.prefix = {}, inner
+        saved = self.args, self.prefix, self.lift
+        self.args, self.prefix, self.lift = {}, inner, index
         body = self.block(callee.body, sub_scope, inner, top=True)
-        self.args, self.prefix = saved, saved_prefix
+        self.args, self.prefix, self.lift = saved
         self.inlining.pop()
         ret = None
         for st in body:
@@ -707,14 +731,54 @@ class DeclLowering:
                 ret = st.value
             else:
                 out.append(st)
-        if ret is not None:
+        if ret is not None and index:
+            self.note_array(name, index, ret.ty, piece_target(s.target), scope, None)
+            out.append(ir.Store(name, index, ret, s.span))
+        elif ret is not None:
             out.append(ir.Let(name, ret, s.span))
             scope.assign(name, ret.ty)
             self.site_vars.add(name)
         # the callee's arrays are visible in its own (inlined) scope only
         return out
 
+    def call_target(self, s: S.Sample, scope: Scope, prefix: str) -> tuple[str, str, tuple[ir.Expr, ...]]:
+        """The name a submodel call binds, its variable, and the index of its piece: none at the
+        top level; inside loops one index per enclosing loop (`theta[j]`, `z[i, j]`), so that
+        the callee's own loops and constant indices can follow it."""
+        own = self.loops[len(self.lift) :]  # loops of the declaration being inlined or lowered
+        if isinstance(s.target, S.Name):
+            user = s.target.id
+            if own:
+                want = ", ".join(lp.user for lp in own)
+                raise self.err(
+                    "a submodel call inside a loop needs an index",
+                    s.target.span,
+                    hint=f"write `{user}[{want}] ~ {s.dist.func}(...)` so each iteration has its own addresses",
+                )
+            name = self.var_name(user, prefix)
+            self.check_assignable(user, name, s.target.span, scope)
+            return user, name, self.lift
+        name, index = self.indexed_target(s.target, scope, prefix)
+        user = s.target.value.id  # type: ignore[union-attr]
+        found = len(index) - len(self.lift)
+        if found != len(own):
+            if own:
+                want = ", ".join(lp.user for lp in own)
+                message = f"inside {len(own)} loop(s), a submodel call's target takes exactly {len(own)} index(es)"
+                hint = f"write `{user}[{want}] ~ {s.dist.func}(...)`: one loop variable per loop, nothing after"
+            else:
+                message = "outside loops, a submodel call's target must be a plain name"
+                hint = f"write `{user} ~ {s.dist.func}(...)`"
+            raise self.err(message, s.target.span, expected=f"{len(own)} index(es)", found=f"{found}", hint=hint)
+        return user, name, index
+
     def param(self, s: S.Param, scope: Scope, prefix: str) -> ir.Stmt:
+        if self.lift:
+            raise self.err(
+                "a submodel called inside a loop cannot declare a `param`",
+                s.span,
+                hint="declare the parameter in the calling model and pass it to the submodel as an argument",
+            )
         if self.loops:
             raise self.err("`param` cannot appear inside a loop", s.span, hint="declare parameters at the top level")
         init = self.expr(s.init, scope)
@@ -776,26 +840,29 @@ class DeclLowering:
             )
         inner = Scope(parent=scope)
         inner.vars[var] = INT
-        self.loops.append(LoopCtx(var, start, stop, s.span))
+        self.loops.append(LoopCtx(var, start, stop, s.span, s.var))
         body = self.block(s.body, inner, prefix)
         self.loops.pop()
-        self.check_whole_reads(body)
+        self.check_whole_reads(body, s.var)
         return ir.Loop(var, start, stop, body, s.span)
 
-    def check_whole_reads(self, body: list[ir.Stmt]) -> None:
+    def check_whole_reads(self, body: list[ir.Stmt], var: str) -> None:
         """Reading a whole array inside the loop that is still building it would see unwritten
-        elements; only pieces (`mu[i]`, `x[t - 1]`) can be read there."""
+        elements; only pieces (`mu[i]`, `x[t - 1]`) can be read there. A read that stops before
+        this loop's position (`y[j]` inside `for k` building `y[j, k]`) is whole along it too."""
+        pos = len(self.loops)  # this loop's position in the index of the pieces it writes
+        want = ", ".join([lp.user for lp in self.loops[len(self.lift) :]] + [var])
         building = {n for n, key in analysis.writes(body) if key is not None}
         for st in analysis.walk(body):
             if isinstance(st, (ir.Loop, ir.Branch)):
                 continue
             for n, key in analysis.reads([st]):
-                if key is None and n in building:
+                if (key is None or len(key) <= pos) and n in building:
                     user = n.split("__")[-1]
                     raise self.err(
                         f"`{user}` is read as a whole inside the loop that is still building it",
                         st.span,
-                        hint=f"read single elements such as {user}[i], or move this after the loop",
+                        hint=f"read single elements such as {user}[{want}], or move this after the loop",
                     )
 
     def branch(self, s: S.If, scope: Scope, prefix: str) -> ir.Stmt:
@@ -879,7 +946,12 @@ class DeclLowering:
 
     def name(self, e: S.Name, scope: Scope) -> ir.Expr:
         cand = self.var_name(e.id, self.prefix)
+        if cand in self.aliases:
+            return self.aliases[cand]
         ty = scope.lookup(cand)
+        if ty is not None and cand in self.lifted:  # this iteration's piece: `theta__a[j]`
+            lift = self.lifted[cand]
+            return ir.Index(ir.Var(cand, ty), lift, Ty(ty.kind, None if ty.shape is None else ty.shape[len(lift) :]))
         if ty is not None:
             return ir.Var(cand, ty)
         if e.id in FUNCTIONS:
@@ -1073,7 +1145,10 @@ class DeclLowering:
                 )
             return ir.Shape_(base, k)
         base = self.expr(e.value, scope)
-        shape = base.ty.shape
+        base_ty, pre = base.ty, ()
+        if isinstance(e.value, S.Name) and isinstance(base, ir.Index):  # a lifted piece: index it in place
+            base, pre = base.base, base.indices
+        shape = base_ty.shape
         if shape is not None and len(e.indices) > len(shape):
             raise self.err(
                 f"too many indices: the value has {len(shape)} dimension(s)",
@@ -1085,8 +1160,8 @@ class DeclLowering:
                 else f"index each of its {len(shape)} dimension(s) at most once, e.g. x[i, j]",
             )
         out_dims: list[ir.Dim] = []
-        idx: list[ir.Expr | ir.SliceIx] = []
-        static = base.ty.static
+        idx: list[ir.Expr | ir.SliceIx] = list(pre)
+        static = base_ty.static
         for k, ix in enumerate(e.indices):
             dim = shape[k] if shape is not None else None
             if isinstance(ix, S.Slice):
@@ -1110,12 +1185,12 @@ class DeclLowering:
             if v.ty.shape:
                 out_dims.extend(v.ty.shape)
             elif v.ty.shape is None:
-                return ir.Index(base, tuple(idx) + (v,), Ty(base.ty.kind, None))
+                return ir.Index(base, tuple(idx) + (v,), Ty(base_ty.kind, None))
             static = static and v.ty.static
             idx.append(v)
         rest = shape[len(e.indices) :] if shape is not None else None
         out = None if rest is None else tuple(out_dims) + rest
-        return ir.Index(base, tuple(idx), Ty(base.ty.kind, out, static and out == ()))
+        return ir.Index(base, tuple(idx), Ty(base_ty.kind, out, static and out == ()))
 
     def check_loop_index(self, v: ir.Expr, dim: ir.Dim, base: S.Expr, ix: S.Expr) -> None:
         """`x[i + c]` in `for i in range(a, b)` reads up to `b - 1 + c`: record that it must fit."""
@@ -1243,6 +1318,11 @@ class ObjectiveChecker:
 
 
 # ---------------------------------------------------------------- small helpers
+
+
+def piece_target(t: S.Target) -> S.Index:
+    """A target as an indexed one, for the messages about the array whose piece it writes."""
+    return t if isinstance(t, S.Index) else S.Index(t, [], t.span)
 
 
 def type_text(t: S.TypeExpr) -> str:

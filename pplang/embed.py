@@ -13,7 +13,7 @@ from typing import Any
 
 from pplang import syntax as S
 from pplang.diagnostics import did_you_mean, error
-from pplang.model import Model
+from pplang.models import Model
 from pplang.program import Compiled, compile_program, parse_file
 from pplang.pyfront import parse_function
 from pplang.stdlib import distributions as dists

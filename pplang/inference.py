@@ -18,7 +18,7 @@ import numpy as np
 from jax.scipy.special import logsumexp
 
 from pplang.diagnostics import error
-from pplang.model import Model, as_key
+from pplang.models import Model, as_key
 from pplang.pareto import pareto_k, verdict
 from pplang.summary import summarize
 

@@ -3,8 +3,10 @@
 from .context import Context, MissingValue
 from .ops import (
     ZERO,
+    BlockKey,
     Score,
     add,
+    block_key,
     buffer,
     concat,
     factor,
@@ -25,6 +27,8 @@ from .ops import (
 )
 
 __all__ = [
+    "BlockKey",
+    "block_key",
     "Context",
     "MissingValue",
     "Score",

@@ -8,7 +8,7 @@ from typing import Any
 import jax.numpy as jnp
 from pplang.stdlib.constraints import CONSTRAINTS
 
-from .ops import Score
+from .ops import BlockKey, Score
 
 CONSTRAINT_ALIASES = {"vector": "real", "matrix": "real"}
 
@@ -51,7 +51,7 @@ class Context:
         if given is None:
             if self._complete:
                 raise MissingValue(address)
-            value = dist.sample(key)
+            value = dist.sample_in_block(*key) if isinstance(key, BlockKey) else dist.sample(key)
             return value, Score(score.lp + jnp.sum(dist.log_prob(value)), score.lw)
         if address in self._unconstrained and not dist.support.is_discrete:
             value = dist.support.forward(given)

@@ -23,6 +23,18 @@ ZERO = Score(0.0, 0.0)
 DTYPES = {"real": float, "int": jnp.int32, "bool": jnp.bool_}
 
 
+class BlockKey(NamedTuple):
+    """The key of one iteration of a vectorized loop: iteration `i` of `n` sharing `key`."""
+
+    key: Array
+    n: int
+    i: Array
+
+
+def block_key(k: Array, start: int, stop: int, i: Array) -> BlockKey:
+    return BlockKey(k, stop - start, i - start)
+
+
 def key(k: Array, i: Any) -> Array:
     """A key of its own for each choice and loop iteration, so no key is threaded through code."""
     return jax.random.fold_in(k, i)

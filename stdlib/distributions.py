@@ -92,6 +92,24 @@ class Distribution:
     def log_prob(self, value: Array) -> Array:
         raise NotImplementedError
 
+    def sample_in_block(self, key: Array, n: int, i: Array) -> Array:
+        """Draw `i` of a block of `n` independent draws that share `key` (one per iteration of a
+        vectorized loop). Where the value is a transform of parameter-free noise, the noise of the
+        whole block is drawn from `key` and this draw takes element `i`: inside `jax.vmap` the key
+        does not depend on `i`, so the block is drawn once, as hand-written batched code would.
+        Otherwise the draw gets a key of its own."""
+        z = self.noise(key, (n,) + self.shape())
+        if z is None:
+            return self.sample(jax.random.fold_in(key, i))
+        return self.from_noise(z[i])
+
+    def noise(self, key: Array, shape: tuple) -> Array | None:
+        """Parameter-free noise the value is a transform of, or None when sampling is not such a transform."""
+        return None
+
+    def from_noise(self, z: Array) -> Array:
+        raise TypeError(f"{type(self).__name__} is not a transform of parameter-free noise")
+
     @property
     def mean(self) -> Array:
         raise NotImplementedError(f"{type(self).__name__} has no closed-form mean here")
@@ -121,6 +139,12 @@ class Normal(Distribution):
     def sample(self, key: Array, sample_shape: Sequence[int] = ()) -> Array:
         return self.loc + self.scale * jax.random.normal(key, self.shape(sample_shape), self.loc.dtype)
 
+    def noise(self, key: Array, shape: tuple) -> Array:
+        return jax.random.normal(key, shape, self.loc.dtype)
+
+    def from_noise(self, z: Array) -> Array:
+        return self.loc + self.scale * z
+
     def log_prob(self, value: Array) -> Array:
         return stats.norm.logpdf(value, self.loc, self.scale)
 
@@ -146,6 +170,12 @@ class HalfNormal(Distribution):
     def sample(self, key: Array, sample_shape: Sequence[int] = ()) -> Array:
         return self.scale * jnp.abs(jax.random.normal(key, self.shape(sample_shape), self.scale.dtype))
 
+    def noise(self, key: Array, shape: tuple) -> Array:
+        return jax.random.normal(key, shape, self.scale.dtype)
+
+    def from_noise(self, z: Array) -> Array:
+        return self.scale * jnp.abs(z)
+
     def log_prob(self, value: Array) -> Array:
         return jnp.where(value >= 0, math.log(2.0) + stats.norm.logpdf(value, 0.0, self.scale), -jnp.inf)
 
@@ -170,6 +200,12 @@ class LogNormal(Distribution):
 
     def sample(self, key: Array, sample_shape: Sequence[int] = ()) -> Array:
         return jnp.exp(self.loc) * jax.random.lognormal(key, self.scale, self.shape(sample_shape), self.loc.dtype)
+
+    def noise(self, key: Array, shape: tuple) -> Array:
+        return jax.random.normal(key, shape, self.loc.dtype)
+
+    def from_noise(self, z: Array) -> Array:
+        return jnp.exp(self.loc + self.scale * z)
 
     def log_prob(self, value: Array) -> Array:
         inside = value > 0
@@ -219,6 +255,12 @@ class Cauchy(Distribution):
     def sample(self, key: Array, sample_shape: Sequence[int] = ()) -> Array:
         return self.loc + self.scale * jax.random.cauchy(key, self.shape(sample_shape), self.loc.dtype)
 
+    def noise(self, key: Array, shape: tuple) -> Array:
+        return jax.random.cauchy(key, shape, self.loc.dtype)
+
+    def from_noise(self, z: Array) -> Array:
+        return self.loc + self.scale * z
+
     def log_prob(self, value: Array) -> Array:
         return stats.cauchy.logpdf(value, self.loc, self.scale)
 
@@ -250,6 +292,12 @@ class Laplace(Distribution):
     def sample(self, key: Array, sample_shape: Sequence[int] = ()) -> Array:
         return self.loc + self.scale * jax.random.laplace(key, self.shape(sample_shape), self.loc.dtype)
 
+    def noise(self, key: Array, shape: tuple) -> Array:
+        return jax.random.laplace(key, shape, self.loc.dtype)
+
+    def from_noise(self, z: Array) -> Array:
+        return self.loc + self.scale * z
+
     def log_prob(self, value: Array) -> Array:
         return stats.laplace.logpdf(value, self.loc, self.scale)
 
@@ -276,6 +324,12 @@ class Uniform(Distribution):
     def sample(self, key: Array, sample_shape: Sequence[int] = ()) -> Array:
         return jax.random.uniform(key, self.shape(sample_shape), self.low.dtype, self.low, self.high)
 
+    def noise(self, key: Array, shape: tuple) -> Array:
+        return jax.random.uniform(key, shape, self.low.dtype)
+
+    def from_noise(self, z: Array) -> Array:
+        return self.low + (self.high - self.low) * z
+
     def log_prob(self, value: Array) -> Array:
         return stats.uniform.logpdf(value, self.low, self.high - self.low)
 
@@ -298,6 +352,12 @@ class Exponential(Distribution):
 
     def sample(self, key: Array, sample_shape: Sequence[int] = ()) -> Array:
         return jax.random.exponential(key, self.shape(sample_shape), self.rate.dtype) / self.rate
+
+    def noise(self, key: Array, shape: tuple) -> Array:
+        return jax.random.exponential(key, shape, self.rate.dtype)
+
+    def from_noise(self, z: Array) -> Array:
+        return z / self.rate
 
     def log_prob(self, value: Array) -> Array:
         return stats.expon.logpdf(value, scale=1.0 / self.rate)
@@ -410,6 +470,12 @@ class Bernoulli(Distribution):
 
     def sample(self, key: Array, sample_shape: Sequence[int] = ()) -> Array:
         return jax.random.bernoulli(key, self.probs, self.shape(sample_shape))
+
+    def noise(self, key: Array, shape: tuple) -> Array:
+        return jax.random.uniform(key, shape, self.probs.dtype)
+
+    def from_noise(self, z: Array) -> Array:
+        return z < self.probs
 
     def log_prob(self, value: Array) -> Array:
         if self.logits is None:
