@@ -312,7 +312,7 @@ class CodeGen:
             body.mapped[(arr, key)] = var
             params.append(var)
             off = key_offset(key, loop.var)
-            inputs.append(f"{self.ex(ir.Var(arr, ir.UNKNOWN), lv)}[{start} + {off}:{stop} + {off}]")
+            inputs.append(f"{self.ex(ir.Var(arr, ir.UNKNOWN), lv)}[{plus(start, off)}:{plus(stop, off)}]")
         self.w(f"def {fname}({', '.join(params)}):")
         self.ind += 1
         if body.loop_key:  # type: ignore[attr-defined]
@@ -332,7 +332,7 @@ class CodeGen:
         self.w(f"{lv.score} = rt.add({lv.score}, rt.total({sc}))")
         for name, blk in zip(arrays, blocks):
             off = self.offset_code(name, loop, lv)
-            self.place(name, blk, f"{start} + {off}", lv, loop.span)
+            self.place(name, blk, plus(start, off), lv, loop.span)
 
     def iteration_inputs(self, loop: ir.Loop, lv: Level, body: Level, arrays: list[str], start: str,
                          stop: str) -> tuple[list[str], list[str]]:
@@ -345,7 +345,7 @@ class CodeGen:
                 src = self.view_level(name, lv).given.get(name, "None")
                 body.given[name] = f"_g_{name}"
                 params.append(f"_g_{name}")
-                inputs.append(f"rt.rows({src}, {start} + {off}, {stop} + {off})")
+                inputs.append(f"rt.rows({src}, {plus(start, off)}, {plus(stop, off)})")
         return params, inputs
 
     def offset_code(self, name: str, loop: ir.Loop, lv: Level) -> int:
@@ -431,7 +431,7 @@ class CodeGen:
                 self.w(f"{piece} = {b}")
         for name, blk in zip(ys, blocks):
             off = self.offset_code(name, loop, lv)
-            self.place(name, blk, f"{start} + {off}", lv, loop.span)
+            self.place(name, blk, plus(start, off), lv, loop.span)
 
     def write_index(self, name: str, loop: ir.Loop, lv: Level) -> ir.Expr:
         for s in walk(loop.body):
@@ -573,6 +573,13 @@ class CodeGen:
             else:
                 parts.append(self.ex(i, lv))
         return f"{base}[{', '.join(parts)}]"
+
+
+def plus(code: str, offset: int) -> str:
+    """`code + offset` as readable source (`n`, `n + 1`, `n - 1`)."""
+    if offset == 0:
+        return code
+    return f"{code} + {offset}" if offset > 0 else f"{code} - {-offset}"
 
 
 def safe(text: str) -> str:
