@@ -392,7 +392,8 @@ class DeclLowering:
         hint = f"write `{t.value.id}[{want}]` (each loop variable in order, plus a constant if needed)"
         if len(index) < len(loops):
             raise self.err(
-                f"inside {len(loops)} nested loop(s), `{t.value.id}` needs at least {len(loops)} index(es), one per loop",
+                f"inside {len(loops)} nested loop(s), `{t.value.id}` needs at least "
+                f"{len(loops)} index(es), one per loop",
                 t.span,
                 found=f"{len(index)} index(es)",
                 hint=hint,
@@ -513,7 +514,8 @@ class DeclLowering:
                 )
             name = self.var_name(user, prefix)
             self.check_assignable(user, name, s.target.span, scope)
-            if scope.lookup(name) is not None:
+            redrawn = name in self.lifted and self.exclusive(name)  # in the other arm of a branch
+            if scope.lookup(name) is not None and not redrawn:
                 raise self.err(f"`{user}` already holds a value", s.target.span, hint="use a new name")
             if self.lift:  # a choice of a submodel called inside loops: this iteration's piece
                 index = self.lift
@@ -830,6 +832,7 @@ class DeclLowering:
                     hint="declare the bound as an `int` argument",
                 )
         self.check_new_name(s.var, s.span)
+        self.demote(s.body, scope, prefix)
         var = self.var_name(s.var, prefix)
         if scope.lookup(var) is not None:
             what = "an enclosing loop's variable" if any(lp.var == var for lp in self.loops) else "already a name"
@@ -843,6 +846,7 @@ class DeclLowering:
         self.loops.append(LoopCtx(var, start, stop, s.span, s.var))
         body = self.block(s.body, inner, prefix)
         self.loops.pop()
+        self.demote(s.body, scope, prefix)
         self.check_whole_reads(body, s.var)
         return ir.Loop(var, start, stop, body, s.span)
 
@@ -875,6 +879,8 @@ class DeclLowering:
                 found=str(cond.ty),
                 hint="for elementwise choices use where(cond, a, b)",
             )
+        if not cond.ty.static:  # values assigned under a traced condition are selected when running
+            self.demote(s.then + s.orelse, scope, prefix)
         a, b = Scope(parent=scope), Scope(parent=scope)
         bid = id(s)
         self.arm.append((bid, "then"))
@@ -882,10 +888,22 @@ class DeclLowering:
         self.arm[-1] = (bid, "else")
         orelse = self.block(s.orelse, b, prefix)
         self.arm.pop()
+        if not cond.ty.static:
+            self.demote(s.then + s.orelse, scope, prefix)
         for nm in set(a.vars) & set(b.vars):
             ta, tb = a.vars[nm], b.vars[nm]
-            scope.vars[nm] = Ty(ta.kind if ta.kind == tb.kind else "real", ta.shape, ta.static and tb.static)
+            static = ta.static and tb.static and cond.ty.static
+            scope.vars[nm] = Ty(ta.kind if ta.kind == tb.kind else "real", ta.shape, static)
         return ir.Branch(cond, then, orelse, cond.ty.static, s.span)
+
+    def demote(self, body: list[S.Stmt], scope: Scope, prefix: str) -> None:
+        """Variables defined before `body` and reassigned in it are no longer known while tracing
+        (a loop carries them, a traced branch selects them): mark them so before checking it."""
+        for name in assigned_names(body):
+            var = self.var_name(name, prefix)
+            ty = scope.lookup(var)
+            if ty is not None and ty.static:
+                scope.assign(var, Ty(ty.kind, ty.shape, False))
 
     # ------------------------------------------------------------ expressions
 
@@ -1323,6 +1341,19 @@ class ObjectiveChecker:
 def piece_target(t: S.Target) -> S.Index:
     """A target as an indexed one, for the messages about the array whose piece it writes."""
     return t if isinstance(t, S.Index) else S.Index(t, [], t.span)
+
+
+def assigned_names(body: list[S.Stmt]) -> set[str]:
+    """Names that plain assignments in `body` (and the blocks inside it) write."""
+    out: set[str] = set()
+    for st in body:
+        if isinstance(st, S.Assign) and isinstance(st.target, S.Name):
+            out.add(st.target.id)
+        elif isinstance(st, S.For):
+            out |= assigned_names(st.body)
+        elif isinstance(st, S.If):
+            out |= assigned_names(st.then) | assigned_names(st.orelse)
+    return out
 
 
 def type_text(t: S.TypeExpr) -> str:
