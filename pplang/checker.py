@@ -17,6 +17,12 @@ from pplang.diagnostics import PplError, did_you_mean, error
 from pplang.stdlib import distributions as dists
 from pplang.stdlib.mathfns import FUNCTIONS
 
+# Names other languages use for pplang's functions, for the hint of an unknown function.
+SYNONYMS = {"len": "size", "length": "size", "num_elements": "size", "std": "sd", "var": "variance",
+            "log_sum_exp": "logsumexp", "expit": "sigmoid", "lbeta": "lgamma",
+            "gammaln": "lgamma", "power": "pow", "mat_mul": "matmul", "crossprod": "matmul",
+            "concatenate": "concat", "append": "concat", "rep_vector": "ones", "eye": "identity",
+            "diag": "diag_matrix", "inv": "inverse", "tcrossprod": "matmul", "square_root": "sqrt"}
 STRATEGIES = ("reparam", "reinforce", "mvd", "enum")
 SCALAR_TYPES = {"int": "int", "real": "real", "bool": "bool", "positive": "real", "unit": "real"}
 VECTOR_TYPES = {"vector": "real", "simplex": "real", "ordered": "real", "positive_ordered": "real"}
@@ -635,12 +641,19 @@ class DeclLowering:
             if bind_signature(sig, args, kwargs) is not None:
                 return sig
         found = ", ".join([str(a.ty) for a in args] + [f"{k}={v.ty}" for k, v in kwargs.items()])
+        names = sorted({p.name for sig in sigs for p in sig.params})
+        unknown = [k for k in kwargs if k not in names]
+        hint = "check the number and names of the arguments"
+        if unknown:
+            near = did_you_mean(unknown[0], names)
+            hint = f"`{call.func}` has no parameter `{unknown[0]}`; its parameters are {', '.join(names)}"
+            hint += f" ({near})" if near else ""
         raise self.err(
             f"no form of `{call.func}` takes these arguments",
             call.span,
             expected=dists.describe(call.func),
             found=f"{call.func}({found})",
-            hint="check the number and names of the arguments",
+            hint=hint,
         )
 
     def check_param_kind(self, call: S.Call, spec: object, v: ir.Expr) -> None:
@@ -1066,10 +1079,12 @@ class DeclLowering:
             raise self.err("`factor` is a statement, not a value", e.span, hint="write `factor(expr)` on its own line")
         if fn not in FUNCTIONS:
             known = list(FUNCTIONS) + list(self.c.hosts) + list(dists.SIGNATURES)
+            synonym = SYNONYMS.get(fn)
             raise self.err(
                 f"unknown function `{fn}`",
                 e.func_span if e.func_span.line else e.span,
-                hint=did_you_mean(fn, known)
+                hint=(f"pplang calls this `{synonym}`: {synonym}(...)" if synonym else None)
+                or did_you_mean(fn, known)
                 or "host functions must be bound by the caller: pp.load(file, hosts={...}), "
                 "or declared with --host NAME on the command line",
             )

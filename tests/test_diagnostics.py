@@ -475,3 +475,14 @@ def test_param_sizes_shape_the_parameter() -> None:
 def test_param_initial_value_must_fit_its_declared_shape() -> None:
     err = raise_diag("guide g():\n    param a: real[3] = [1.0, 2.0]\n    b ~ normal(a, 1.0)\n")
     assert err.span.line == 2 and "does not fit its declared shape" in err.render()
+
+
+def test_function_names_from_other_languages_point_to_pplangs() -> None:
+    err = raise_diag("model m(x: vector[3]):\n    n = len(x)\n    y ~ normal(0.0, 1.0)\n")
+    assert "pplang calls this `size`" in err.render()
+
+
+def test_unknown_keyword_of_a_distribution_names_its_parameters() -> None:
+    text = raise_diag("model m():\n    y ~ normal(0.0, scal=1.0)\n").render()
+    assert "`normal` has no parameter `scal`; its parameters are loc, scale" in text
+    assert "did you mean `scale`?" in text
