@@ -129,24 +129,34 @@ class Distribution:
 # ---------------------------------------------------------------- continuous, scalar
 
 
-class Normal(Distribution):
+class _LocationScale(Distribution):
+    """loc + scale * Z for a parameter-free noise Z: sampling, block draws and the density follow
+    from the noise sampler and the `jax.scipy.stats` density a subclass names."""
+
     reparameterized = True
+    _draw: Any = None  # jax.random sampler of Z: (key, shape, dtype) -> array
+    _stats: Any = None  # jax.scipy.stats module with logpdf(value, loc, scale)
 
     def __init__(self, loc: Array, scale: Array):
         self.loc, self.scale = _promote(loc, scale)
         super().__init__(self.loc.shape)
 
     def sample(self, key: Array, sample_shape: Sequence[int] = ()) -> Array:
-        return self.loc + self.scale * jax.random.normal(key, self.shape(sample_shape), self.loc.dtype)
+        return self.from_noise(self.noise(key, self.shape(sample_shape)))
 
     def noise(self, key: Array, shape: tuple) -> Array:
-        return jax.random.normal(key, shape, self.loc.dtype)
+        return type(self)._draw(key, shape, self.loc.dtype)
 
     def from_noise(self, z: Array) -> Array:
         return self.loc + self.scale * z
 
     def log_prob(self, value: Array) -> Array:
-        return stats.norm.logpdf(value, self.loc, self.scale)
+        return type(self)._stats.logpdf(value, self.loc, self.scale)
+
+
+class Normal(_LocationScale):
+    _draw = jax.random.normal
+    _stats = stats.norm
 
     @property
     def mean(self) -> Array:
@@ -155,7 +165,6 @@ class Normal(Distribution):
     @property
     def variance(self) -> Array:
         return jnp.square(self.scale)
-
 
 class HalfNormal(Distribution):
     """|X| for X ~ normal(0, scale)."""
@@ -245,25 +254,11 @@ class StudentT(Distribution):
         return jnp.where(self.df > 2, finite, jnp.where(self.df > 1, jnp.inf, jnp.nan))
 
 
-class Cauchy(Distribution):
-    reparameterized = True
+class Cauchy(_LocationScale):
+    """No mean or variance."""
 
-    def __init__(self, loc: Array, scale: Array):
-        self.loc, self.scale = _promote(loc, scale)
-        super().__init__(self.loc.shape)
-
-    def sample(self, key: Array, sample_shape: Sequence[int] = ()) -> Array:
-        return self.loc + self.scale * jax.random.cauchy(key, self.shape(sample_shape), self.loc.dtype)
-
-    def noise(self, key: Array, shape: tuple) -> Array:
-        return jax.random.cauchy(key, shape, self.loc.dtype)
-
-    def from_noise(self, z: Array) -> Array:
-        return self.loc + self.scale * z
-
-    def log_prob(self, value: Array) -> Array:
-        return stats.cauchy.logpdf(value, self.loc, self.scale)
-
+    _draw = jax.random.cauchy
+    _stats = stats.cauchy
 
 class HalfCauchy(Distribution):
     """|X| for X ~ cauchy(0, scale)."""
@@ -282,24 +277,9 @@ class HalfCauchy(Distribution):
         return jnp.where(value >= 0, math.log(2.0) + stats.cauchy.logpdf(value, 0.0, self.scale), -jnp.inf)
 
 
-class Laplace(Distribution):
-    reparameterized = True
-
-    def __init__(self, loc: Array, scale: Array):
-        self.loc, self.scale = _promote(loc, scale)
-        super().__init__(self.loc.shape)
-
-    def sample(self, key: Array, sample_shape: Sequence[int] = ()) -> Array:
-        return self.loc + self.scale * jax.random.laplace(key, self.shape(sample_shape), self.loc.dtype)
-
-    def noise(self, key: Array, shape: tuple) -> Array:
-        return jax.random.laplace(key, shape, self.loc.dtype)
-
-    def from_noise(self, z: Array) -> Array:
-        return self.loc + self.scale * z
-
-    def log_prob(self, value: Array) -> Array:
-        return stats.laplace.logpdf(value, self.loc, self.scale)
+class Laplace(_LocationScale):
+    _draw = jax.random.laplace
+    _stats = stats.laplace
 
     @property
     def mean(self) -> Array:
@@ -308,7 +288,6 @@ class Laplace(Distribution):
     @property
     def variance(self) -> Array:
         return 2.0 * jnp.square(self.scale)
-
 
 class Uniform(Distribution):
     reparameterized = True
