@@ -215,7 +215,8 @@ def cmd_infer(args: argparse.Namespace) -> None:
     if args.output:
         write_json(args.output, {"log_weights": post.log_weights.tolist(),
                                  "log_marginal_likelihood": post.log_marginal_likelihood,
-                                 "ess": post.ess, "samples": {a: v.tolist() for a, v in post.samples.items()}})
+                                 "ess": post.ess, "pareto_k": post.pareto_k,
+                                 "samples": {a: v.tolist() for a, v in post.samples.items()}})
 
 
 def cmd_graph(args: argparse.Namespace) -> None:

@@ -147,6 +147,7 @@ def test_infer_with_predictive_and_output(capsys: pytest.CaptureFixture, tmp_pat
     assert len(post["log_weights"]) == 500
     assert len(post["samples"]["p"]) == 500
     assert 0 < post["ess"] <= 500
+    assert post["pareto_k"] < 0.5  # the prior is a fine proposal for ten coin flips
     # 8 heads in 10 flips under a uniform prior: log evidence = log B(9, 3) = log(1/495)
     assert abs(post["log_marginal_likelihood"] - (-6.2046)) < 0.2
 
