@@ -49,7 +49,7 @@ def parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compile", help="show a compilation stage or write the generated module")
     c.add_argument("file")
     c.add_argument("--emit", choices=["ast", "ir", "jax"], default="jax", help="stage to print (default: jax)")
-    c.add_argument("--model", help="only this model or guide (ir)")
+    c.add_argument("--model", help="only this model or guide")
     c.add_argument("-o", "--output", help="write the generated JAX module to this file")
     add_host_arg(c)
 
@@ -156,10 +156,17 @@ def cmd_compile(args: argparse.Namespace) -> None:
                 raise error(f"no model or guide named `{n}`", hint=f"declared: {', '.join(compiled.functions)}")
             print(printer.function(compiled.functions[n]) + "\n")
         return
+    code = compiled.source_code
+    if args.model:  # just this declaration's function, still a module that runs on its own
+        from pplang.compiler import codegen
+
+        if args.model not in compiled.functions:
+            raise error(f"no model or guide named `{args.model}`", hint=f"declared: {', '.join(compiled.functions)}")
+        code = codegen.generate_module([compiled.functions[args.model]], program.file, program.source)
     if args.output:
-        write_text(args.output, compiled.source_code)
+        write_text(args.output, code)
     else:
-        print(compiled.source_code)
+        print(code)
 
 
 def pick_model(module: Any, name: str | None) -> Any:

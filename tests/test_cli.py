@@ -362,3 +362,8 @@ def test_console_script_success_and_user_error(tmp_path: Path) -> None:
     assert done.stderr.startswith(f"{bad}:2:21: error: unknown name `sigam`")
     assert "Traceback" not in done.stderr
     assert done.stdout == ""
+
+
+def test_compile_one_declaration(capsys: pytest.CaptureFixture) -> None:
+    out = ok(capsys, "compile", "examples/linreg.ppl", "--model", "ols_proposal")
+    assert "def ols_proposal(" in out and "def linreg(" not in out
