@@ -103,7 +103,3 @@ def dim_max(a: Dim, b: Dim) -> Dim:
     if isinstance(a, int) and isinstance(b, int):
         return max(a, b)
     return f"max({a}, {b})"
-
-
-def same_known(a: Shape | None, b: Shape | None) -> bool:
-    return a is not None and b is not None and a == b

@@ -46,9 +46,6 @@ class Bound:
     arrays: dict[str, Any]
     observed: dict[str, Any]
 
-    def all_args(self) -> dict[str, Any]:
-        return {**self.static, **self.arrays}
-
 
 def load_json(path: str) -> dict[str, Any]:
     """Read a Stan-format JSON data file into a dict of numbers and nested lists."""
