@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import networkx as nx
 
 from . import ir
-from .names import py_name
+from .names import address_var, py_name
 
 IndexKey = tuple | None  # structural form of an index tuple; None for a whole-array read
 
@@ -196,6 +196,7 @@ def dependency_graph(fn: ir.Function) -> nx.DiGraph:
     for a, ty in fn.args:
         g.add_node(a, kind="arg", label=f"{a}: {ty}")
     loop_vars: set[str] = set()
+    site_of = {address_var(a): a for a in fn.sites}
     factors = 0
     for s in walk(fn.body):
         if isinstance(s, ir.Loop):
@@ -211,18 +212,11 @@ def dependency_graph(fn: ir.Function) -> nx.DiGraph:
         for root in stmt_exprs(s):
             for e in sub_exprs(root):
                 if isinstance(e, ir.Var) and e.name not in loop_vars and e.name != node:
-                    src = _node_of(fn, e.name)
+                    src = site_of.get(e.name, e.name)
                     if src not in g:
                         g.add_node(src, kind="value", label=src)
                     g.add_edge(src, node)
     return g
-
-
-def _node_of(fn: ir.Function, var: str) -> str:
-    for addr, _info in fn.sites.items():
-        if addr.replace("/", "__") == var or addr.split("/")[-1] == var and "/" not in addr:
-            return addr
-    return var
 
 
 def _target(s: ir.Stmt, factors: int) -> tuple[str, dict] | None:

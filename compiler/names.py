@@ -12,3 +12,9 @@ RESERVED = frozenset(keyword.kwlist) | frozenset(keyword.softkwlist) | {"jax", "
 
 def py_name(name: str) -> str:
     return name + "_" if name in RESERVED else name
+
+
+def address_var(address: str) -> str:
+    """The variable that holds a choice in generated code: `u/a` (choice `a` of submodel call `u`)
+    is `u__a`; the checker names variables this way and everything else looks them up this way."""
+    return py_name(address.replace("/", "__"))

@@ -12,7 +12,7 @@ from pplang import syntax as S
 from pplang.compiler import analysis, ir
 from pplang.compiler import shapes as sh
 from pplang.compiler.ir import INT, UNKNOWN, Ty
-from pplang.compiler.names import py_name
+from pplang.compiler.names import address_var, py_name
 from pplang.diagnostics import PplError, did_you_mean, error
 from pplang.stdlib import distributions as dists
 from pplang.stdlib.mathfns import FUNCTIONS
@@ -299,7 +299,7 @@ class DeclLowering:
         )
 
     def var_name(self, name: str, prefix: str) -> str:
-        return py_name(prefix.replace("/", "__") + name)
+        return address_var(prefix + name)
 
     def assign(self, s: S.Assign, scope: Scope, prefix: str) -> ir.Stmt:
         value = self.expr(s.value, scope)

@@ -17,8 +17,8 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from pplang.compiler import ir
-from pplang.compiler.names import py_name
+from pplang.compiler import analysis, ir
+from pplang.compiler.names import address_var, py_name
 from pplang.diagnostics import PplError, did_you_mean, error
 from pplang.dims import eval_dim, eval_shape
 from pplang.syntax import Span
@@ -85,7 +85,7 @@ def bind(fn: ir.Function, data: Mapping[str, Any], source: str, *, observations:
             continue
         if not strict:
             continue
-        if py_name(name.replace("/", "__")) in computed(fn) or name in fn.params:
+        if address_var(name) in computed(fn) or name in fn.params:
             raise error(f"`{name}` is computed by {where}, not a random choice; it cannot be observed",
                         fn.span, source, hint="observe the random choice it is computed from instead")
         raise error(f"the data has `{name}`, which {where} neither takes as an argument nor draws",
@@ -233,10 +233,8 @@ def check_support(addr: str, info: ir.SiteInfo, arr: np.ndarray, source: str) ->
 
 def computed(fn: ir.Function) -> set[str]:
     """Variables the declaration computes (not arguments, not random choices)."""
-    from pplang.compiler.analysis import writes
-
-    choices = {a.replace("/", "__") for a in fn.sites}
-    return {n for n, _ in writes(fn.body)} - choices
+    choices = {address_var(a) for a in fn.sites}
+    return {n for n, _ in analysis.writes(fn.body)} - choices
 
 
 def reshape_hint(shape: tuple, rank: int) -> str | None:

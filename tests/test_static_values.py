@@ -38,3 +38,14 @@ def test_conditions_on_selected_and_carried_values_are_evaluated_when_running() 
             + np.sum(stats.norm.logpdf(w, np.where(s > 2, 0.0, 10.0), 1.0)))
     np.testing.assert_allclose(float(tr.log_density), hand, rtol=1e-5)
     np.testing.assert_allclose(float(m.log_density(tr.values, {"N": n})), hand, rtol=1e-5)
+
+
+def test_keyword_named_choice_in_both_arms_records_the_selected_value() -> None:
+    """A choice named like a Python keyword is renamed in generated code (`is` -> `is_`); the trace
+    must still hold the value of the arm taken, not the last arm emitted."""
+    m = pp.loads("model m():\n    z ~ bernoulli(0.5)\n    if z:\n        is ~ normal(0.0, 0.01)\n"
+                 "    else:\n        is ~ normal(5.0, 0.01)\n")["m"]
+    tr = m.simulate({}, seed=0, num_samples=64)
+    z = np.asarray(tr["z"]).astype(bool)
+    assert 0 < z.sum() < 64
+    np.testing.assert_allclose(np.asarray(tr["is"]), np.where(z, 0.0, 5.0), atol=0.1)
