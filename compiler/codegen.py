@@ -203,8 +203,10 @@ class CodeGen:
         return lv
 
     def dist(self, d: ir.Dist, lv: Level) -> str:
-        parts = [self.ex(a, lv) for a in d.args] + [f"{k}={self.ex(v, lv)}" for k, v in d.kwargs]
-        return f"D.{d.name}({', '.join(parts)})"
+        return f"D.{d.name}({self.arguments(d.args, d.kwargs, lv)})"
+
+    def arguments(self, args: tuple, kwargs: tuple, lv: Level) -> str:
+        return ", ".join([self.ex(a, lv) for a in args] + [f"{k}={self.ex(v, lv)}" for k, v in kwargs])
 
     # ------------------------------------------------------------ arrays
 
@@ -345,10 +347,7 @@ class CodeGen:
 
     def offset_code(self, name: str, loop: ir.Loop, lv: Level) -> int:
         """The constant c of the `loop var + c` position at which the loop writes `name`."""
-        for s in walk(loop.body):
-            if isinstance(s, (ir.Store, ir.Sample)) and s.name == name and s.index is not None:
-                return key_offset(expr_key(s.index[lv.depth]), loop.var)
-        return 0
+        return key_offset(expr_key(self.write_index(name, loop, lv)), loop.var)
 
     def mapped_reads(self, loop: ir.Loop, lv: Level, written: list[str]) -> dict[tuple, str]:
         """Reads `x[i + c, ...]` of arrays the loop does not write, directly in its body: the
@@ -429,6 +428,7 @@ class CodeGen:
             self.place(name, blk, plus(start, off), lv, loop.span)
 
     def write_index(self, name: str, loop: ir.Loop, lv: Level) -> ir.Expr:
+        """The index, at this loop's position, at which the loop writes `name`."""
         for s in walk(loop.body):
             if isinstance(s, (ir.Store, ir.Sample)) and s.name == name and s.index is not None:
                 return s.index[lv.depth]
@@ -501,8 +501,7 @@ class CodeGen:
         if isinstance(e, ir.HostCall):
             head, *rest = e.name.split(".")
             fn = f"_ctx.host({head!r})" + "".join(f".{r}" for r in rest)
-            parts = [self.ex(a, lv) for a in e.args] + [f"{k}={self.ex(v, lv)}" for k, v in e.kwargs]
-            return f"{fn}({', '.join(parts)})"
+            return f"{fn}({self.arguments(e.args, e.kwargs, lv)})"
         if isinstance(e, ir.Index):
             return self.index(e, lv)
         if isinstance(e, ir.Vec):

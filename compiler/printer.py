@@ -17,8 +17,7 @@ def expr(e: object) -> str:
     if isinstance(e, ir.Call):
         return f"{e.fn}({', '.join(expr(a) for a in e.args)})"
     if isinstance(e, ir.HostCall):
-        parts = [expr(a) for a in e.args] + [f"{k}={expr(v)}" for k, v in e.kwargs]
-        return f"host {e.name}({', '.join(parts)})"
+        return f"host {e.name}({arguments(e.args, e.kwargs)})"
     if isinstance(e, ir.Index):
         parts = [(f"{expr(i.lo) if i.lo else ''}:{expr(i.hi) if i.hi else ''}" if isinstance(i, ir.SliceIx)
                   else expr(i)) for i in e.indices]
@@ -30,9 +29,12 @@ def expr(e: object) -> str:
     if isinstance(e, ir.Shape_):
         return f"{expr(e.value)}.shape[{e.axis}]"
     if isinstance(e, ir.Dist):
-        parts = [expr(a) for a in e.args] + [f"{k}={expr(v)}" for k, v in e.kwargs]
-        return f"{e.name}({', '.join(parts)})"
+        return f"{e.name}({arguments(e.args, e.kwargs)})"
     return repr(e)
+
+
+def arguments(args: tuple, kwargs: tuple) -> str:
+    return ", ".join([expr(a) for a in args] + [f"{k}={expr(v)}" for k, v in kwargs])
 
 
 def index(ix: tuple) -> str:

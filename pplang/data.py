@@ -23,7 +23,13 @@ from pplang.diagnostics import PplError, did_you_mean, error
 from pplang.dims import eval_dim, eval_shape
 from pplang.syntax import Span
 
-CONSTRAINT_CHECKS = {
+# Membership tests by constraint name, for an argument's declared constraint and an observed
+# choice's support alike: (test, what the values must be).
+IN_SUPPORT = {
+    "bool": (lambda a: np.all((a == 0) | (a == 1)), "0 or 1"),
+    "nonnegative_int": (lambda a: np.all(a >= 0), "whole numbers >= 0"),
+    "int_interval": (lambda a: np.all(a >= 0), "whole numbers >= 0"),
+    "real": (lambda a: np.all(np.isfinite(a)), "finite"),
     "positive": (lambda a: np.all(a > 0), "positive"),
     "unit": (lambda a: np.all((a >= 0) & (a <= 1)), "in [0, 1]"),
     "simplex": (lambda a: np.all(a >= 0) and np.allclose(np.sum(a, axis=-1), 1.0, atol=1e-5), "a simplex"),
@@ -140,8 +146,8 @@ def convert_arg(name: str, ty: ir.Ty, value: Any, fn: ir.Function, span: Span, s
                         found="non-integer values")
         arr = arr.astype(np.int64)
     constraint = fn.arg_constraints.get(name)
-    if constraint in CONSTRAINT_CHECKS and arr.size:
-        ok, text = CONSTRAINT_CHECKS[constraint]
+    if constraint in IN_SUPPORT and arr.size:
+        ok, text = IN_SUPPORT[constraint]
         if not ok(arr):
             raise error(f"data for `{name}` must be {text}", span, source, expected=declared,
                         found=f"values from {arr.min():g} to {arr.max():g}")
@@ -208,20 +214,9 @@ def convert_obs(addr: str, info: ir.SiteInfo, value: Any, env: dict[str, Any], s
     return jnp.asarray(arr, float)
 
 
-SUPPORT_CHECKS = {
-    "bool": (lambda a: np.all((a == 0) | (a == 1)), "0 or 1"),
-    "nonnegative_int": (lambda a: np.all(a >= 0), "whole numbers >= 0"),
-    "int_interval": (lambda a: np.all(a >= 0), "whole numbers >= 0"),
-    "positive": (lambda a: np.all(a > 0), "positive"),
-    "unit": (lambda a: np.all((a >= 0) & (a <= 1)), "between 0 and 1"),
-    "simplex": (lambda a: np.all(a >= 0) and np.allclose(np.sum(a, axis=-1), 1.0, atol=1e-5), "a simplex"),
-    "real": (lambda a: np.all(np.isfinite(a)), "finite"),
-}
-
-
 def check_support(addr: str, info: ir.SiteInfo, arr: np.ndarray, source: str) -> None:
     """Observed values outside the choice's support would make the density zero (or NaN)."""
-    check = SUPPORT_CHECKS.get(info.support)
+    check = IN_SUPPORT.get(info.support)
     if check is None or arr.size == 0:
         return
     ok, text = check

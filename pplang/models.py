@@ -180,7 +180,6 @@ class Model:
         the log-Jacobian of each support's bijection is included."""
         bound = self.bind(data, **kwargs)
         given = {**bound.observed, **{a: jnp.asarray(v) for a, v in values.items()}}
-        self.check_addresses(given, params or {})
         unc = frozenset(values) - frozenset(bound.observed) if unconstrained else frozenset()
         _, _, s = self._call(jax.random.key(0), bound, given, params, unc, complete=True)
         return s.lp
