@@ -49,6 +49,7 @@ class Level:
     mapped: dict[tuple, str] = field(default_factory=dict)  # (array, index key) -> mapped row
     rename: dict[str, str] = field(default_factory=dict)
     parent: Level | None = None
+    loop_key: str | None = None  # key nested loops fold their index into; None without nested loops
     allocated: set[str] = field(default_factory=set)
 
     def chain(self) -> list[Level]:
@@ -294,10 +295,15 @@ class CodeGen:
         body_nests = any(isinstance(x, ir.Loop) for x in walk(loop.body))
         if body_nests:  # nested loops draw their keys from this loop's per-iteration key
             self.w(f"{lid} = rt.key({lv.key}, {self.counter})")
-        body = Level(kind, lv.depth + 1, f"_kb{lv.depth + 1}", f"_sb{lv.depth + 1}", loop, parent=lv)
+        body = Level(kind, lv.depth + 1, f"_kb{lv.depth + 1}", f"_sb{lv.depth + 1}", loop, parent=lv,
+                     loop_key=lid if body_nests else None)
         body.rename = {k: v for k, v in lv.rename.items() if k != "_arm"}
-        body.loop_key = lid if body_nests else None  # type: ignore[attr-defined]
         return body
+
+    def iteration_key(self, body: Level) -> None:
+        """Inside a loop body: the key of this iteration, for loops nested in it."""
+        if body.loop_key:
+            self.w(f"{body.key} = rt.key({body.loop_key}, {body.loop.var})")
 
     def vector_loop(self, loop: ir.Loop, lv: Level) -> None:
         arrays = self.loop_arrays(loop)
@@ -312,8 +318,7 @@ class CodeGen:
             inputs.append(f"{self.ex(ir.Var(arr, ir.UNKNOWN), lv)}[{plus(start, off)}:{plus(stop, off)}]")
         self.w(f"def {fname}({', '.join(params)}):")
         self.ind += 1
-        if body.loop_key:  # type: ignore[attr-defined]
-            self.w(f"{body.key} = rt.key({body.loop_key}, {loop.var})")  # type: ignore[attr-defined]
+        self.iteration_key(body)
         self.w(f"{body.score} = rt.ZERO")
         for name in arrays:
             self.w(f"{name}__p{body.depth} = None")
@@ -397,8 +402,7 @@ class CodeGen:
         self.ind += 1
         self.w(f"{', '.join(carry)}, = _carry")
         self.w(f"{', '.join(xparams)}, = _xs")
-        if body.loop_key:  # type: ignore[attr-defined]
-            self.w(f"{body.key} = rt.key({body.loop_key}, {loop.var})")  # type: ignore[attr-defined]
+        self.iteration_key(body)
         for name in arrays:
             self.w(f"{name}__p{body.depth} = None")
             body.pieces[name] = f"{name}__p{body.depth}"
