@@ -95,9 +95,8 @@ def importance_sampling(model: Model, data: Mapping[str, Any] | None = None, *, 
     bound = model.bind(data)
     key = as_key(seed)
     if proposal is None:
-        tr = model.importance(data, seed=key, num_samples=num_samples, params=params)
-        log_w = tr.log_weight
-        values = tr.values
+        _, values, s = model._call(key, bound, bound.observed, params, num_samples=num_samples)
+        log_w = s.lw
     else:
         for a in proposal.sites:
             if a not in model.sites:
