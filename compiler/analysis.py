@@ -49,6 +49,10 @@ def sub_exprs(e: object) -> Iterator[ir.Expr]:
             yield from sub_exprs(a)
     elif isinstance(e, ir.Shape_):
         yield from sub_exprs(e.value)
+    elif isinstance(e, ir.Simulate):
+        yield from sub_exprs(e.args)
+    elif isinstance(e, ir.LogDensity):
+        yield from sub_exprs(e.trace)
     elif isinstance(e, ir.Dist):
         for a in e.args:
             yield from sub_exprs(a)

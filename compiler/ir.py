@@ -129,7 +129,31 @@ class Shape_:
     ty: Ty = STATIC_INT
 
 
-Expr = Const | Var | Op | Call | HostCall | Index | Vec | Select | Shape_
+@dataclass(frozen=True)
+class Simulate:
+    """`simulate(q)` in an objective: a trace of the program bound to `program`, each choice drawn
+    by its gradient strategy (or, with `stop`, as a fixed draw that is not differentiated). `args`
+    is a trace whose values supply the program's arguments of the same names (`simulate(r, tr)`)."""
+
+    program: str
+    args: Expr | None
+    stop: bool
+    cid: int  # the call's number in the objective, by which the estimator refers to it
+    ty: Ty
+
+
+@dataclass(frozen=True)
+class LogDensity:
+    """`log_density(p, tr)`: the log density of the program's choices at the trace's values (a model
+    conditioned on its data also scores its observations)."""
+
+    program: str
+    trace: Expr
+    cid: int
+    ty: Ty
+
+
+Expr = Const | Var | Op | Call | HostCall | Index | Vec | Select | Shape_ | Simulate | LogDensity
 
 
 @dataclass(frozen=True)
@@ -254,6 +278,7 @@ class Function:
     arg_spans: dict[str, Span] = field(default_factory=dict)
     arg_types: dict[str, str] = field(default_factory=dict)  # as declared, for messages
     checks: list[SizeCheck] = field(default_factory=list)
+    programs: list[str] = field(default_factory=list)  # an objective's program arguments (p, q, ...)
 
 
 @dataclass

@@ -175,7 +175,11 @@ def pick_model(module: Any, name: str | None) -> Any:
         if not models:
             raise error(f"{module.compiled.program.file} declares no model")
         name = models[0]
-    return module[name]
+    got = module[name]
+    if got.fn.kind == "objective":
+        raise error(f"`{name}` is an objective; objectives are used by `pplang fit --objective {name}`",
+                    got.fn.span, got.source, hint="name a model or guide here")
+    return got
 
 
 def read_data(path: str | None) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pplang import syntax as S
+from pplang.compiler import ir
 from pplang.diagnostics import did_you_mean, error
 from pplang.models import Model
 from pplang.program import Compiled, compile_program, parse_file
@@ -34,16 +35,23 @@ class Module:
     def code(self) -> str:
         return self.compiled.source_code
 
-    def __getitem__(self, name: str) -> Model:
+    def __getitem__(self, name: str) -> Model | Objective:
+        """The model, guide or objective declared as `name`."""
         if name not in self.compiled.functions:
-            decls = {d.name: d.kind for d in self.compiled.program.decls}
-            if name in decls:
-                raise error(f"`{name}` is an objective; objectives are used by fitting, not run directly")
-            raise error(f"no model or guide named `{name}` in {self.compiled.program.file}",
+            raise error(f"no model, guide or objective named `{name}` in {self.compiled.program.file}",
                         hint=did_you_mean(name, self.names) or f"declared: {', '.join(self.names) or 'nothing'}")
         fn = self.compiled.functions[name]
+        if fn.kind == "objective":
+            return Objective(fn, self.compiled.function(name), self.compiled.program.source)
         return Model(fn, self.compiled.function(name), self.compiled.hosts, self.compiled.program.source,
                      list(self.compiled.program.decls))
+
+    def objective(self, name: str) -> Objective:
+        got = self[name]
+        if not isinstance(got, Objective):
+            raise error(f"`{name}` is a {got.kind}, not an objective", got.fn.span, got.source,
+                        hint="name an objective declared in the file")
+        return got
 
     def __getattr__(self, name: str) -> Model:
         if name.startswith("_") or name == "compiled":
@@ -74,9 +82,9 @@ def _decorate(kind: str) -> Callable[[Callable], Model]:
             elif callable(obj) and name not in FUNCTIONS and name not in dists.SIGNATURES:
                 hosts[name] = obj
         program = S.Program(decls, file, source)
-        compiled = compile_program(program, hosts, only=[decl.name] if kind != "objective" else [])
+        compiled = compile_program(program, hosts, only=[decl.name])
         if kind == "objective":
-            return Objective(decl, compiled)  # type: ignore[return-value]
+            return Objective(compiled.functions[decl.name], compiled.function(decl.name), source)  # type: ignore
         return Model(compiled.functions[decl.name], compiled.function(decl.name), hosts, source, decls)
 
     wrap.__name__ = kind
@@ -89,10 +97,15 @@ def obj_decls(m: Model) -> list[S.Decl]:
 
 @dataclass
 class Objective:
-    """A checked variational objective (a program whose expected return value is maximized)."""
+    """A compiled variational objective: a program whose expected return value `pp.fit` maximizes."""
 
-    decl: S.Decl
-    compiled: Compiled
+    fn: ir.Function
+    impl: Callable
+    source: str
+
+    @property
+    def name(self) -> str:
+        return self.fn.name
 
 
 model = _decorate("model")

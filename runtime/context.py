@@ -8,7 +8,7 @@ from typing import Any
 import jax.numpy as jnp
 from pplang.stdlib.constraints import CONSTRAINTS
 
-from .ops import BlockKey, Score
+from .ops import BlockKey, Score, merge_terms
 
 CONSTRAINT_ALIASES = {"vector": "real", "matrix": "real"}
 
@@ -29,17 +29,28 @@ class Context:
     coordinates: the value is mapped through the support's bijection and the log-Jacobian is added.
     `params` holds unconstrained values of `param` declarations; `hosts` the caller-bound functions.
     With `complete`, every choice the program reaches must be given (scoring a whole trace); the
-    choices of branches not taken need no value.
+    choices of branches not taken need no value. With `record`, scores carry the log density of
+    each choice separately (`Score.terms`). Addresses in `fixed` are given values that stand for
+    draws (a variational objective fixing a choice to each of its values): they count in the log
+    density but not in the weight of the given choices.
     """
 
     def __init__(self, given: Mapping[str, Any] | None = None, params: Mapping[str, Any] | None = None,
                  hosts: Mapping[str, Any] | None = None, unconstrained: frozenset = frozenset(),
-                 complete: bool = False):
+                 complete: bool = False, record: bool = False, fixed: frozenset = frozenset(),
+                 collect: dict | None = None):
         self._complete = complete
         self._given = dict(given or {})
         self._params = dict(params or {})
         self._hosts = dict(hosts or {})
         self._unconstrained = unconstrained
+        self._record = record
+        self._fixed = fixed
+        self._collect = collect
+
+    def zero(self) -> Score:
+        """The score a function or loop body starts from."""
+        return Score(0.0, 0.0, {} if self._record else None)
 
     def given(self, address: str) -> Any | None:
         return self._given.get(address)
@@ -51,20 +62,41 @@ class Context:
         if given is None:
             if self._complete:
                 raise MissingValue(address)
-            value = dist.sample_in_block(*key) if isinstance(key, BlockKey) else dist.sample(key)
-            return value, Score(score.lp + jnp.sum(dist.log_prob(value)), score.lw)
+            value = self.draw(address, dist, key)
+            return value, self.scored(score, address, jnp.sum(dist.log_prob(value)), False, dist, key, value)
+        if address in self._fixed:
+            return given, self.scored(score, address, jnp.sum(dist.log_prob(given)), False, dist, key, given)
         if address in self._unconstrained and not dist.support.is_discrete:
             value = dist.support.forward(given)
             lp = jnp.sum(dist.log_prob(value)) + jnp.sum(dist.support.log_abs_det_jacobian(given))
         else:
             value = given
             lp = jnp.sum(dist.log_prob(value))
-        return value, Score(score.lp + lp, score.lw + lp)
+        return value, self.scored(score, address, lp, True, dist, key, value)
+
+    def draw(self, address: str, dist: Any, key: Any) -> Any:
+        """A fresh value of a choice that is not given."""
+        return dist.sample_in_block(*key) if isinstance(key, BlockKey) else dist.sample(key)
+
+    def scored(self, score: Score, address: str, lp: Any, weighted: bool, dist: Any, key: Any,
+               value: Any) -> Score:
+        terms = score.terms
+        if terms is not None:
+            terms = merge_terms(terms, self.site_terms(address, lp, dist, key, value))
+        return Score(score.lp + lp, score.lw + lp if weighted else score.lw, terms)
+
+    def site_terms(self, address: str, lp: Any, dist: Any, key: Any, value: Any) -> dict:
+        """What a recording context keeps of one choice: its log density."""
+        return {address: lp}
 
     def param(self, address: str, init: Any, constraint: str, shape: tuple | None = None) -> Any:
         """The parameter's value: from `params` (unconstrained) when set, else its initial value,
-        broadcast to the declared shape."""
+        broadcast to the declared shape (recorded, unconstrained, when the context collects them)."""
+        bijection = CONSTRAINTS[CONSTRAINT_ALIASES.get(constraint, constraint)]
         if address in self._params:
-            return CONSTRAINTS[CONSTRAINT_ALIASES.get(constraint, constraint)].forward(self._params[address])
+            return bijection.forward(self._params[address])
         value = jnp.asarray(init, float)
-        return value if shape is None else jnp.broadcast_to(value, shape)
+        value = value if shape is None else jnp.broadcast_to(value, shape)
+        if self._collect is not None:  # a fit's first look at the parameters: their unconstrained initial values
+            self._collect[address] = bijection.inverse(value)
+        return value

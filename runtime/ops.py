@@ -13,10 +13,16 @@ Array = Any
 
 
 class Score(NamedTuple):
-    """Running log density of the whole trace and log weight of the given (observed) choices."""
+    """Running log density of the whole trace and log weight of the given (observed) choices.
+
+    `terms` is None unless the context records cost terms (variational objectives need them to
+    prune score-function costs): then it maps each choice's address (and `factor<k>` for the k-th
+    factor statement) to its log density, one entry per iteration of the enclosing vectorized loops.
+    """
 
     lp: Array
     lw: Array
+    terms: dict | None = None
 
 
 ZERO = Score(0.0, 0.0)
@@ -40,18 +46,59 @@ def key(k: Array, i: Any) -> Array:
     return jax.random.fold_in(k, i)
 
 
+def merge_terms(a: dict | None, b: dict | None) -> dict | None:
+    """Terms of two scores together. Two pieces of one address (a choice drawn before a loop and
+    in it) are summed; where their shapes differ, to one number, which keeps every cost but no
+    longer tells the iterations apart."""
+    if a is None or b is None:
+        return a if b is None else b
+    out = dict(a)
+    for k, v in b.items():
+        if k not in out:
+            out[k] = v
+        elif jnp.shape(out[k]) == jnp.shape(v):
+            out[k] = out[k] + v
+        else:
+            out[k] = jnp.sum(out[k]) + jnp.sum(v)
+    return out
+
+
 def add(s: Score, t: Score) -> Score:
-    return Score(s.lp + t.lp, s.lw + t.lw)
+    return Score(s.lp + t.lp, s.lw + t.lw, merge_terms(s.terms, t.terms))
 
 
 def total(s: Score) -> Score:
-    """Sum the scores of the iterations of a vectorized loop."""
-    return Score(jnp.sum(s.lp), jnp.sum(s.lw))
+    """Sum the scores of the iterations of a vectorized loop (its terms keep one entry per iteration)."""
+    return Score(jnp.sum(s.lp), jnp.sum(s.lw), s.terms)
 
 
-def factor(s: Score, value: Array) -> Score:
+def factor(s: Score, value: Array, name: str = "factor") -> Score:
     v = jnp.sum(value)
-    return Score(s.lp + v, s.lw + v)
+    return Score(s.lp + v, s.lw + v, None if s.terms is None else merge_terms(s.terms, {name: v}))
+
+
+def carried(s: Score) -> Score:
+    """The part of a score a `lax.scan` carries; the terms of each step leave the loop as outputs."""
+    return Score(s.lp, s.lw, None if s.terms is None else {})
+
+
+def after_scan(s: Score, step_terms: dict | None) -> Score:
+    """The score a `lax.scan` leaves: the carried sums, with the terms of every step stacked."""
+    return Score(s.lp, s.lw, step_terms)
+
+
+def select_score(cond: Array, a: Score, b: Score) -> Score:
+    """The score of the branch arm taken; a term only one arm has counts where that arm is taken."""
+    terms = None
+    if a.terms is not None or b.terms is not None:
+        ta, tb = a.terms or {}, b.terms or {}
+        terms = {}
+        for k in ta.keys() | tb.keys():
+            x, y = ta.get(k), tb.get(k)
+            if x is not None and y is not None and jnp.shape(x) != jnp.shape(y):
+                x, y = jnp.sum(x), jnp.sum(y)
+            terms[k] = jnp.where(cond, 0.0 if x is None else x, 0.0 if y is None else y)
+    return Score(jnp.where(cond, a.lp, b.lp), jnp.where(cond, a.lw, b.lw), terms)
 
 
 def select(cond: Array, a: Any, b: Any) -> Any:
@@ -144,3 +191,13 @@ def to_real(x: Array) -> Array:
 
 def to_int(x: Array) -> Array:
     return jnp.asarray(x).astype(jnp.int32)
+
+
+def stop_gradient(x: Any) -> Any:
+    """`stop_gradient` of the language: every leaf of a value (or of a trace) held fixed."""
+    return jax.tree.map(lax.stop_gradient, x)
+
+
+def merge(a: dict, b: dict) -> dict:
+    """`merge(tr, other)` in an objective: the choices of both traces, `other`'s where both have one."""
+    return {**a, **b}

@@ -6,6 +6,11 @@ A distribution is a batch of independent distributions over values of shape
 `log_prob(value)` sums over the event dims only. Discrete conventions follow scipy:
 `geometric` and `negative_binomial` count failures (0, 1, 2, ...), not trials.
 
+Distributions with `has_mvd` give a measure-valued derivative (Mohamed, Rosca, Figurnov,
+Mnih 2020, "Monte Carlo Gradient Estimation in Machine Learning", section 6): for each scalar
+parameter theta_k of `mvd_params()`, a constant c_k and two distributions with
+d/dtheta_k E_p[f(x)] = c_k (E[f(x+_k)] - E[f(x-_k)]) for every f. `mvd` draws x+_k and x-_k.
+
 `SIGNATURES` describes every constructor for the type checker; `describe` renders
 them for error messages.
 """
@@ -56,6 +61,11 @@ def _logit_term(k: Array, n: Array, logits: Array) -> Array:
     return k * nn.log_sigmoid(logits) + (n - k) * nn.log_sigmoid(-logits) + n * math.log(2.0)
 
 
+def _one_param(value: Array) -> Array:
+    """A single parameter's side of an MVD: a new leading axis of length 1."""
+    return jnp.asarray(value)[None]
+
+
 def _enumerate(values: Array, batch_shape: tuple) -> Array:
     """`values` along a new leading axis, broadcast over the batch."""
     values = values.reshape(values.shape + (1,) * len(batch_shape))
@@ -68,6 +78,7 @@ class Distribution:
     support: Constraint = constraints.real
     reparameterized: bool = False
     enumerable: bool = False
+    has_mvd: bool = False
     value_dtype: str = "real"
 
     def __init__(self, batch_shape: tuple = (), event_shape: tuple = ()):
@@ -122,6 +133,20 @@ class Distribution:
         """All support values along a new leading axis: shape (n,) + batch_shape."""
         raise TypeError(f"{type(self).__name__} has no finite support to enumerate")
 
+    def mvd_params(self) -> Array:
+        """The P scalar parameters the measure-valued derivative is taken with respect to, stacked:
+        shape batch_shape + (P,), differentiable in whatever the distribution was built from."""
+        raise TypeError(f"{type(self).__name__} has no measure-valued derivative")
+
+    def mvd(self, key: Array, value: Array) -> tuple[Array, Array, Array]:
+        """Weak derivative `(c, plus, minus)` at `value`, a draw of shape batch_shape + event_shape.
+
+        `c` has shape batch_shape + (P,); `plus` and `minus` have shape (P,) + batch_shape +
+        event_shape and the dtype of samples, with d/dtheta_k E[f(x)] = E[c_k (f(plus_k) - f(minus_k))]
+        per batch element, theta = `mvd_params()`. Sides may reuse `value`, so they are unbiased
+        one at a time but correlated with it; the caller stops their gradients."""
+        raise TypeError(f"{type(self).__name__} has no measure-valued derivative")
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(batch_shape={self._batch_shape}, event_shape={self._event_shape})"
 
@@ -155,8 +180,34 @@ class _LocationScale(Distribution):
 
 
 class Normal(_LocationScale):
+    """Measure-valued derivative, z = (x - loc) / scale, theta = (loc, scale):
+    - loc: d/dloc N = (z / scale) N splits at z = 0 into two Rayleigh halves,
+      c = 1 / (scale sqrt(2 pi)), x+- = loc +- scale R with one R ~ Rayleigh(1) for both sides.
+    - scale: d/dscale N = (z^2 - 1) N / scale, c = 1 / scale; z^2 phi(z) is the double-sided
+      Maxwell density and phi the normal itself, so x- = value and x+ = loc + scale M with
+      M = sign(z) sqrt(z^2 + chi2_2) coupled to the value (sqrt(chi2_3) with an independent sign
+      is Maxwell), which lowers the variance of f(x+) - f(x-).
+    """
+
     _draw = jax.random.normal
     _stats = stats.norm
+    has_mvd = True
+
+    def mvd_params(self) -> Array:
+        return jnp.stack([self.loc, self.scale], axis=-1)
+
+    def mvd(self, key: Array, value: Array) -> tuple[Array, Array, Array]:
+        key_r, key_m = jax.random.split(key)
+        dtype = self.loc.dtype
+        radius = jax.random.rayleigh(key_r, 1.0, self.batch_shape, dtype)
+        z = (value - self.loc) / self.scale
+        maxwell = jnp.where(z < 0, -1.0, 1.0) * jnp.sqrt(
+            jnp.square(z) + 2.0 * jax.random.exponential(key_m, self.batch_shape, dtype)
+        )
+        c = jnp.stack([1.0 / (self.scale * math.sqrt(2.0 * math.pi)), 1.0 / self.scale], axis=-1)
+        plus = jnp.stack([self.loc + self.scale * radius, self.loc + self.scale * maxwell])
+        minus = jnp.stack([self.loc - self.scale * radius, jnp.broadcast_to(value, self.batch_shape)])
+        return c, plus, minus
 
     @property
     def mean(self) -> Array:
@@ -322,8 +373,13 @@ class Uniform(Distribution):
 
 
 class Exponential(Distribution):
+    """Measure-valued derivative in the rate: d/drate (rate e^{-rate x}) = (1 / rate) (p(x) -
+    rate^2 x e^{-rate x}), the second term being gamma(2, rate): c = 1 / rate, x+ = value,
+    x- = value + a fresh exponential(rate) draw."""
+
     support = constraints.positive
     reparameterized = True
+    has_mvd = True
 
     def __init__(self, rate: Array):
         (self.rate,) = _promote(rate)
@@ -337,6 +393,13 @@ class Exponential(Distribution):
 
     def from_noise(self, z: Array) -> Array:
         return z / self.rate
+
+    def mvd_params(self) -> Array:
+        return self.rate[..., None]
+
+    def mvd(self, key: Array, value: Array) -> tuple[Array, Array, Array]:
+        value = jnp.broadcast_to(value, self.batch_shape)
+        return (1.0 / self.rate)[..., None], _one_param(value), _one_param(value + self.sample(key))
 
     def log_prob(self, value: Array) -> Array:
         return stats.expon.logpdf(value, scale=1.0 / self.rate)
@@ -435,10 +498,15 @@ class Beta(Distribution):
 
 
 class Bernoulli(Distribution):
-    """Values are booleans; log_prob also accepts 0/1 numbers."""
+    """Values are booleans; log_prob also accepts 0/1 numbers.
+
+    Measure-valued derivative in `probs` (also when built from logits; the chain rule through
+    `mvd_params` reaches them): E[f] = p f(1) + (1 - p) f(0), so c = 1, x+ = True, x- = False.
+    """
 
     support = constraints.boolean
     enumerable = True
+    has_mvd = True
     value_dtype = "bool"
 
     def __init__(self, probs: Array | None = None, *, logits: Array | None = None):
@@ -464,6 +532,13 @@ class Bernoulli(Distribution):
     def enumerate_support(self) -> Array:
         return _enumerate(jnp.array([False, True]), self.batch_shape)
 
+    def mvd_params(self) -> Array:
+        return self.probs[..., None]
+
+    def mvd(self, key: Array, value: Array) -> tuple[Array, Array, Array]:
+        side = (1,) + self.batch_shape
+        return jnp.ones(self.batch_shape + (1,), self.probs.dtype), jnp.ones(side, bool), jnp.zeros(side, bool)
+
     @property
     def mean(self) -> Array:
         return self.probs
@@ -479,7 +554,12 @@ class BernoulliLogit(Bernoulli):
 
 
 class Binomial(Distribution):
+    """Measure-valued derivative in `probs` (also when built from logits): with B ~
+    binomial(n - 1, p), d/dp E[f(X)] = n (E[f(B + 1)] - E[f(B)]) (which of the n trials
+    succeeds first is irrelevant), so c = n, x+ = B + 1, x- = B with one fresh B for both sides."""
+
     enumerable = True
+    has_mvd = True
     value_dtype = "int"
 
     def __init__(self, total_count: Array, probs: Array | None = None, *, logits: Array | None = None):
@@ -514,6 +594,14 @@ class Binomial(Distribution):
             raise ValueError("enumerating binomial() needs a concrete total_count, not a traced value") from None
         return _enumerate(jnp.arange(n + 1, dtype=_int_dtype()), self.batch_shape)
 
+    def mvd_params(self) -> Array:
+        return self.probs[..., None]
+
+    def mvd(self, key: Array, value: Array) -> tuple[Array, Array, Array]:
+        rest = jnp.maximum(self.total_count - 1, 0.0)
+        draws = jax.random.binomial(key, rest, self.probs, self.batch_shape, self.probs.dtype).astype(_int_dtype())
+        return self.total_count[..., None], _one_param(draws + 1), _one_param(draws)
+
     @property
     def mean(self) -> Array:
         return self.total_count * self.probs
@@ -524,15 +612,26 @@ class Binomial(Distribution):
 
 
 class Categorical(Distribution):
-    """Values 0 .. K-1; `probs` are normalized, so any non-negative weights work."""
+    """Values 0 .. K-1; `probs` are normalized, so any non-negative weights w work.
+
+    Measure-valued derivative in the K normalized probabilities p = w / sum(w) (also when built
+    from logits): E[f] = sum_j w_j f(j) / sum(w), whose gradient at sum(w) = 1 is
+    f(k) - E[f]. So c_k = 1, x+_k = k, and x-_k = value for every k. Along the simplex (any
+    change of p summing to zero, which is all that logits or normalized weights can produce) the
+    E[f] term cancels, so the chain rule through `mvd_params` gives the exact gradient.
+    """
 
     enumerable = True
+    has_mvd = True
     value_dtype = "int"
 
     def __init__(self, probs: Array | None = None, *, logits: Array | None = None):
         _one_of("categorical", probs, logits)
-        unnormalized = _promote(logits)[0] if probs is None else jnp.log(_promote(probs)[0])
+        weights = None if probs is None else _promote(probs)[0]
+        unnormalized = _promote(logits)[0] if probs is None else jnp.log(weights)
         self.logits = nn.log_softmax(unnormalized, axis=-1)
+        # Normalizing the weights directly keeps finite gradients at zero weights, unlike exp(log w).
+        self._normalized = None if weights is None else weights / jnp.sum(weights, axis=-1, keepdims=True)
         super().__init__(self.logits.shape[:-1])
 
     @property
@@ -558,6 +657,14 @@ class Categorical(Distribution):
     def enumerate_support(self) -> Array:
         return _enumerate(jnp.arange(self.logits.shape[-1], dtype=_int_dtype()), self.batch_shape)
 
+    def mvd_params(self) -> Array:
+        return self.probs if self._normalized is None else self._normalized
+
+    def mvd(self, key: Array, value: Array) -> tuple[Array, Array, Array]:
+        k = self.logits.shape[-1]
+        minus = jnp.broadcast_to(jnp.asarray(value).astype(_int_dtype()), (k,) + self.batch_shape)
+        return jnp.ones(self.logits.shape, self.logits.dtype), self.enumerate_support(), minus
+
 
 class CategoricalLogit(Categorical):
     def __init__(self, logits: Array):
@@ -565,7 +672,11 @@ class CategoricalLogit(Categorical):
 
 
 class Poisson(Distribution):
+    """Measure-valued derivative in the rate: d/drate pmf(x) = pmf(x - 1) - pmf(x), so c = 1,
+    x+ = value + 1, x- = value."""
+
     support = constraints.nonnegative_integer
+    has_mvd = True
     value_dtype = "int"
 
     def __init__(self, rate: Array):
@@ -578,6 +689,13 @@ class Poisson(Distribution):
     def log_prob(self, value: Array) -> Array:
         return stats.poisson.logpmf(value, self.rate)
 
+    def mvd_params(self) -> Array:
+        return self.rate[..., None]
+
+    def mvd(self, key: Array, value: Array) -> tuple[Array, Array, Array]:
+        value = jnp.broadcast_to(value, self.batch_shape)
+        return jnp.ones(self.batch_shape + (1,), self.rate.dtype), _one_param(value + 1), _one_param(value)
+
     @property
     def mean(self) -> Array:
         return self.rate
@@ -588,9 +706,16 @@ class Poisson(Distribution):
 
 
 class Geometric(Distribution):
-    """Number of failures before the first success (0, 1, 2, ...), success chance `probs`."""
+    """Number of failures before the first success (0, 1, 2, ...), success chance `probs`.
+
+    Measure-valued derivative in p: pmf(x) = p (1 - p)^x gives d/dp pmf = pmf / p - x pmf / (1 - p).
+    The size-biased law x pmf(x) / E[X] (E[X] = (1 - p) / p) is that of 1 + G1 + G2 for two
+    independent geometric draws, so d/dp E[f(X)] = (E[f(X)] - E[f(1 + G1 + G2)]) / p:
+    c = 1 / p, x+ = value, x- = value + 1 + a fresh geometric draw.
+    """
 
     support = constraints.nonnegative_integer
+    has_mvd = True
     value_dtype = "int"
 
     def __init__(self, probs: Array):
@@ -604,6 +729,13 @@ class Geometric(Distribution):
     def log_prob(self, value: Array) -> Array:
         # scipy's geom counts trials; loc=-1 shifts it to failures.
         return stats.geom.logpmf(value, self.probs, loc=-1)
+
+    def mvd_params(self) -> Array:
+        return self.probs[..., None]
+
+    def mvd(self, key: Array, value: Array) -> tuple[Array, Array, Array]:
+        value = jnp.broadcast_to(value, self.batch_shape)
+        return (1.0 / self.probs)[..., None], _one_param(value), _one_param(value + 1 + self.sample(key))
 
     @property
     def mean(self) -> Array:

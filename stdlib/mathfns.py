@@ -72,6 +72,8 @@ FUNCTIONS: dict[str, MathFn] = {
     "outer": MathFn("jnp.outer", (2, 2), "outer", "real", "outer product of two vectors"),
     "transpose": MathFn("jnp.transpose", (1, 1), "transpose", "arg", "matrix transpose"),
     "cumsum": MathFn("jnp.cumsum", (1, 1), "same", "arg", "running sum of a vector"),
+    "stop_gradient": MathFn("rt.stop_gradient", (1, 1), "same", "arg",
+                            "the value, with no gradient flowing through it (for objectives)"),
     "softmax": MathFn("jax.nn.softmax", (1, 1), "same", "real", "exp(x) / sum(exp(x))"),
     "log_softmax": MathFn("jax.nn.log_softmax", (1, 1), "same", "real", "x - logsumexp(x)"),
     "sort": MathFn("jnp.sort", (1, 1), "same", "arg", "sorted copy of a vector"),

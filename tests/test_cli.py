@@ -38,8 +38,9 @@ guide q(n: int):
     param b: positive = 3.0
     p ~ beta(a, b)
 
-objective elbo(q):
-    return 1.0
+objective elbo(p, q):
+    z = simulate(q)
+    return log_density(p, z) - log_density(q, z)
 """
 
 
@@ -186,7 +187,7 @@ def test_info(capsys: pytest.CaptureFixture, guide_file: Path) -> None:
     assert "argument n: int" in out
     assert "choice flips: bernoulli, shape (n)" in out
     out = ok(capsys, "info", str(guide_file))
-    assert "guide q(n)" in out and "param a: positive" in out and "objective elbo(q)" in out
+    assert "guide q(n)" in out and "param a: positive" in out and "objective elbo(p, q)" in out
 
 
 # ---------------------------------------------------------------- user errors: exit code 1
@@ -224,7 +225,7 @@ def test_missing_model_file(capsys: pytest.CaptureFixture, tmp_path: Path) -> No
 
 def test_unknown_model_name(capsys: pytest.CaptureFixture) -> None:
     err = user_error(capsys, "simulate", COIN, "--model", "con", "--data", COIN_DATA)
-    assert "no model or guide named `con`" in err and "did you mean `coin`?" in err
+    assert "no model, guide or objective named `con`" in err and "did you mean `coin`?" in err
 
 
 def test_unknown_model_for_ir(capsys: pytest.CaptureFixture) -> None:

@@ -1,0 +1,219 @@
+"""What a variational fit returns: fitted parameters, the objective trace and posterior draws from
+the fitted guide, with a summary table, plots, ArviZ export, and saving to / loading from a folder."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pplang.diagnostics import error
+
+FILES = ("params.npz", "draws.npz", "values.npy", "info.json")
+MARGINAL_PANELS = 16  # at most this many histograms in marginals.png
+ARRAY_PANELS = 4  # and at most this many elements of one array choice
+
+
+@dataclass
+class FitResult:
+    """A fitted guide. `params[program][address]` are constrained parameter values; `values` the
+    objective estimate at every step (NaN where a step was skipped); `draws[address]` posterior
+    draws from the fitted guide, constrained, with a leading draw axis; `info` JSON-able facts
+    (model, guide, objective, steps, status, message, timings, ...)."""
+
+    params: dict[str, dict[str, np.ndarray]]
+    values: np.ndarray
+    draws: dict[str, np.ndarray]
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        n = next(iter(self.draws.values())).shape[0] if self.draws else 0
+        facts = ", ".join(f"{k}={self.info[k]!r}" for k in ("model", "guide", "objective", "status") if k in self.info)
+        return f"FitResult({facts}{', ' if facts else ''}steps={len(self.values)}, draws={n} x {len(self.draws)})"
+
+    def summary(self, quantiles: Sequence[float] = (0.05, 0.5, 0.95), max_rows: int = 40) -> str:
+        """A header (what was fitted, how it ended, the final objective) and a table of the draws:
+        mean, sd and the given quantiles of every scalar element (array choices as `name[i]`)."""
+        head = [f"{k}: {self.info[k]}" for k in ("model", "guide", "objective") if k in self.info]
+        if "status" in self.info:
+            head.append(f"status: {self.info['status']} after {len(self.values)} steps")
+        tail = self.values[-max(1, len(self.values) // 10):]
+        if np.isfinite(tail).any():
+            head.append(f"objective (mean of the last {len(tail)} steps): {np.nanmean(tail):.6g}")
+        n = next(iter(self.draws.values())).shape[0] if self.draws else 0
+        head.append(f"{n} draws from the fitted guide")
+        return "\n".join(head) + "\n\n" + table(self.draws, quantiles, max_rows)
+
+    def sample(self, n: int | None = None, seed: int = 0) -> dict[str, np.ndarray]:
+        """The draws (copies). With `n`, n of them chosen at random (seeded): without replacement
+        when there are at least n draws, with replacement otherwise."""
+        if n is None or not self.draws:
+            return {k: np.array(v) for k, v in self.draws.items()}
+        total = next(iter(self.draws.values())).shape[0]
+        if total == 0:
+            raise error("this fit has no draws to sample from")
+        index = np.random.default_rng(seed).choice(total, size=n, replace=n > total)
+        return {k: np.asarray(v)[index] for k, v in self.draws.items()}
+
+    def plot(self, folder: str | Path) -> list[Path]:
+        """Write objective.png (the objective per step and a moving average) and, when there are
+        draws, marginals.png (a histogram per scalar variable and per leading array element)."""
+        try:
+            from matplotlib.backends.backend_agg import FigureCanvasAgg
+            from matplotlib.figure import Figure
+        except ImportError:
+            raise error("plotting needs matplotlib, which is not installed", hint="pip install matplotlib") from None
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        written = []
+
+        fig = Figure(figsize=(7, 4), layout="constrained")
+        FigureCanvasAgg(fig)
+        ax = fig.add_subplot()
+        steps = np.arange(len(self.values))
+        ax.plot(steps, self.values, lw=0.6, alpha=0.35, label="per step")
+        if len(self.values):
+            window = max(1, len(self.values) // 50)
+            ax.plot(steps, moving_average(self.values, window), lw=1.8, label=f"moving average ({window} steps)")
+        ax.set_xlabel("step")
+        ax.set_ylabel(str(self.info.get("objective", "objective")))
+        ax.legend(loc="lower right")
+        written.append(folder / "objective.png")
+        fig.savefig(written[-1], dpi=110)
+
+        panels = list(itertools.islice(columns(self.draws, ARRAY_PANELS), MARGINAL_PANELS))
+        if panels:
+            ncols = min(4, len(panels))
+            nrows = -(-len(panels) // ncols)
+            fig = Figure(figsize=(3 * ncols, 2.4 * nrows), layout="constrained")
+            FigureCanvasAgg(fig)
+            for i, (name, column) in enumerate(panels):
+                ax = fig.add_subplot(nrows, ncols, i + 1)
+                finite = column[np.isfinite(column)]
+                ax.hist(finite, bins=bins(finite), density=True, alpha=0.7)
+                ax.set_title(name, fontsize=9)
+                ax.tick_params(labelsize=7)
+            written.append(folder / "marginals.png")
+            fig.savefig(written[-1], dpi=110)
+        return written
+
+    def to_arviz(self) -> Any:
+        """An arviz.InferenceData whose posterior group holds the draws (one chain)."""
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)  # arviz announces its refactor on import
+                import arviz
+        except ImportError:
+            raise error("exporting to ArviZ needs arviz, which is not installed", hint="pip install arviz") from None
+        attrs = {k: v for k, v in self.info.items() if isinstance(v, str | int | float | bool)}
+        return arviz.from_dict(posterior={k: np.asarray(v)[None] for k, v in self.draws.items()}, attrs=attrs)
+
+    def save(self, folder: str | Path, plots: bool = False) -> Path:
+        """Write params.npz (keys `program/address`), draws.npz, values.npy and info.json to `folder`
+        (and the plots, if asked)."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        for program in self.params:
+            if "/" in program:
+                raise error(f"cannot save parameters of a program named {program!r}: the name contains '/'")
+        np.savez(folder / "params.npz", **{f"{p}/{a}": np.asarray(v) for p, ps in self.params.items()
+                                            for a, v in ps.items()})
+        np.savez(folder / "draws.npz", **{k: np.asarray(v) for k, v in self.draws.items()})
+        np.save(folder / "values.npy", np.asarray(self.values))
+        (folder / "info.json").write_text(json.dumps(self.info, indent=2, default=jsonable) + "\n")
+        if plots:
+            self.plot(folder)
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path) -> FitResult:
+        """Read back what `save` wrote."""
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise error(f"no saved fit at {folder}: the folder does not exist",
+                        hint="save one with `result.save(folder)` or `pplang fit ... --out folder`")
+        missing = [name for name in FILES if not (folder / name).is_file()]
+        if missing:
+            raise error(f"the saved fit at {folder} is incomplete: {', '.join(missing)} missing",
+                        hint="save it again with `result.save(folder)`")
+        params: dict[str, dict[str, np.ndarray]] = {}
+        try:
+            with np.load(folder / "params.npz", allow_pickle=False) as z:
+                for key in z.files:
+                    program, _, address = key.partition("/")
+                    params.setdefault(program, {})[address] = z[key]
+            with np.load(folder / "draws.npz", allow_pickle=False) as z:
+                draws = {k: z[k] for k in z.files}
+            values = np.load(folder / "values.npy", allow_pickle=False)
+            info = json.loads((folder / "info.json").read_text())
+        except (OSError, ValueError) as exc:
+            raise error(f"cannot read the saved fit at {folder}: {exc}",
+                        hint="save it again with `result.save(folder)`") from None
+        return cls(params, values, draws, info)
+
+
+def columns(draws: Mapping[str, np.ndarray], per_array: int | None = None) -> Iterator[tuple[str, np.ndarray]]:
+    """(`name` or `name[i, j]`, draws of that element) for each scalar element of each address, in
+    address order; with `per_array`, only the first that many elements of each."""
+    for address in sorted(draws):
+        v = np.asarray(draws[address], dtype=float)
+        flat = v.reshape(v.shape[0], -1)
+        count = flat.shape[1] if per_array is None else min(per_array, flat.shape[1])
+        for j in range(count):
+            index = np.unravel_index(j, v.shape[1:]) if v.ndim > 1 else ()
+            yield (address + (f"[{', '.join(str(int(i)) for i in index)}]" if index else "")), flat[:, j]
+
+
+def table(draws: Mapping[str, np.ndarray], quantiles: Sequence[float], max_rows: int) -> str:
+    """Mean, sd and quantiles per scalar element, one row each (NaN draws left out)."""
+    rows = []
+    for name, column in columns(draws):
+        x = column[np.isfinite(column)]
+        stats = [x.mean(), x.std(), *np.quantile(x, quantiles)] if x.size else [np.nan] * (2 + len(quantiles))
+        rows.append((name, *stats))
+    if not rows:
+        return "(no latent random choices)"
+    width = max(8, *(len(r[0]) for r in rows))
+    labels = ["mean", "sd", *(f"{100 * q:g}%" for q in quantiles)]
+    lines = [f"{'':<{width}} " + " ".join(f"{label:>10}" for label in labels)]
+    lines += [f"{r[0]:<{width}} " + " ".join(f"{x:>10.4g}" for x in r[1:]) for r in rows[:max_rows]]
+    if len(rows) > max_rows:
+        lines.append(f"... {len(rows) - max_rows} more rows")
+    return "\n".join(lines)
+
+
+def bins(x: np.ndarray) -> Any:
+    """One bin per value for integer draws over a short range (discrete choices), else numpy's 'auto'."""
+    if x.size and np.array_equal(x, np.round(x)) and x.max() - x.min() <= 50:
+        return np.arange(x.min() - 0.5, x.max() + 1.5)
+    return "auto" if x.size > 1 else 1
+
+
+def moving_average(values: np.ndarray, window: int) -> np.ndarray:
+    """Mean of the finite values among the last `window` (NaN where there are none)."""
+    v = np.asarray(values, dtype=float)
+    ok = np.isfinite(v)
+    sums = np.concatenate([[0.0], np.cumsum(np.where(ok, v, 0.0))])
+    counts = np.concatenate([[0], np.cumsum(ok)])
+    lo = np.maximum(np.arange(1, len(v) + 1) - window, 0)
+    n = counts[1:] - counts[lo]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, (sums[1:] - sums[lo]) / np.maximum(n, 1), np.nan)
+
+
+def jsonable(x: Any) -> Any:
+    """JSON for the numpy scalars, arrays, paths and dataclasses (timings) that end up in `info`."""
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, np.ndarray) or hasattr(x, "__array__"):
+        return np.asarray(x).tolist()
+    if dataclasses.is_dataclass(x) and not isinstance(x, type):
+        return dataclasses.asdict(x)
+    return str(x)
