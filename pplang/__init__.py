@@ -25,6 +25,12 @@ _EXPORTS = {
     "posterior_predictive": "pplang.inference",
     "prior_predictive": "pplang.inference",
     "Model": "pplang.models",
+    "fit": "pplang.fit",
+    "Problem": "pplang.fit",
+    "standard_objectives": "pplang.fit",
+    "FitResult": "pplang.results",
+    "auto_guide": "pplang.autoguide",
+    "AutoGuide": "pplang.autoguide",
     "Trace": "pplang.models",
 }
 _RENAMED = {"load_data": ("pplang.data", "load_json")}

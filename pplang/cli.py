@@ -48,8 +48,16 @@ def parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("compile", help="show a compilation stage or write the generated module")
     c.add_argument("file")
-    c.add_argument("--emit", choices=["ast", "ir", "jax"], default="jax", help="stage to print (default: jax)")
-    c.add_argument("--model", help="only this model or guide")
+    c.add_argument("--emit", choices=["ast", "ir", "jax", "adev"], default="jax",
+                   help="stage to print (default: jax); adev: the gradient estimator of --objective for --model "
+                   "and --guide")
+    c.add_argument("--model", help="only this model or guide (with --emit adev: the model)")
+    c.add_argument("--guide", help="with --emit adev: the guide")
+    c.add_argument("--objective", default="elbo", help="with --emit adev: the objective (default: elbo)")
+    c.add_argument("--arg", action="append", default=[], metavar="NAME=VALUE", help="an objective argument")
+    c.add_argument("--strategy", action="append", default=[], metavar="ADDRESS=STRATEGY",
+                   help="gradient strategy of a guide choice (reparam, reinforce, mvd, enum)")
+    c.add_argument("--data", help="with --emit adev: data (needed for automatic guides)")
     c.add_argument("-o", "--output", help="write the generated JAX module to this file")
     add_host_arg(c)
 
@@ -65,6 +73,34 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--predictive", action="store_true", help="also summarize posterior predictive draws")
     c.add_argument("--output", help="write the weighted draws to this JSON file")
 
+    c = sub.add_parser("fit", help="variational inference: fit a guide by maximizing an objective")
+    add_run_args(c)
+    c.add_argument("--guide", default="mean_field",
+                   help="a guide in the file, or mean_field | full_rank | low_rank | delta (default: mean_field)")
+    c.add_argument("--objective", default="elbo",
+                   help="an objective in the file or a standard one: elbo, iwelbo, renyi, rws, ... (default: elbo)")
+    c.add_argument("--arg", action="append", default=[], metavar="NAME=VALUE",
+                   help="an objective argument, e.g. --arg k=8")
+    c.add_argument("--program", action="append", default=[], metavar="ARG=NAME",
+                   help="bind another program of the file to an objective argument, e.g. --program r=reverse")
+    c.add_argument("--strategy", action="append", default=[], metavar="ADDRESS=STRATEGY",
+                   help="gradient strategy of a guide choice (reparam, reinforce, mvd, enum)")
+    c.add_argument("--baseline", help="reinforce baseline: ema, learned or a number")
+    c.add_argument("--steps", type=positive_int, default=2000)
+    c.add_argument("--lr", type=float, default=0.01, help="learning rate (default 0.01)")
+    c.add_argument("--optimizer", default="adam", choices=sorted(OPTIMIZERS), help="optax optimizer (default adam)")
+    c.add_argument("--particles", type=positive_int, default=1, help="estimates averaged per step")
+    c.add_argument("--on-nan", choices=["stop", "skip"], default="stop")
+    c.add_argument("--tol", type=float, help="stop when the objective changes by less than this (relative)")
+    c.add_argument("--checkpoint", help="folder for periodic checkpoints (default: RESULTS/checkpoint)")
+    c.add_argument("--checkpoint-every", type=positive_int, default=1000)
+    c.add_argument("--resume", action="store_true", help="continue from the checkpoint")
+    c.add_argument("--results", help="folder to save parameters, draws, objective trace and plots to")
+    c.add_argument("--draws", type=positive_int, default=1000, help="posterior draws from the fitted guide")
+    c.add_argument("--correct", type=int, default=0, metavar="N",
+                   help="importance-resample N draws with the fitted guide as proposal (Pareto-k diagnostic)")
+    c.add_argument("--no-progress", action="store_true")
+
     c = sub.add_parser("graph", help="print the dependency graph of a model (Graphviz DOT)")
     c.add_argument("file")
     c.add_argument("--model", help="model or guide (default: the first)")
@@ -75,6 +111,37 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("file")
     add_host_arg(c)
     return p
+
+
+OPTIMIZERS = {"adam": "adam", "adamw": "adamw", "sgd": "sgd", "rmsprop": "rmsprop", "adagrad": "adagrad"}
+
+
+def pairs(items: list[str], what: str) -> dict[str, str]:
+    out = {}
+    for item in items:
+        name, eq, value = item.partition("=")
+        if not eq or not name or not value:
+            raise error(f"expected NAME=VALUE for {what}, got `{item}`", hint=f"for example {what} k=8")
+        out[name.strip()] = value.strip()
+    return out
+
+
+def number(text: str) -> int | float:
+    try:
+        return int(text)
+    except ValueError:
+        try:
+            return float(text)
+        except ValueError:
+            raise error(f"`{text}` is not a number", hint="objective arguments are numbers, e.g. --arg k=8") from None
+
+
+def objective_of(module: Any, name: str, args: list[str]) -> Any:
+    """An objective declared in the file, else a standard one, with its --arg values."""
+    declared = {d.name for d in module.compiled.program.decls if d.kind == "objective"}
+    target = module.objective(name) if name in declared else name
+    values = {k: number(v) for k, v in pairs(args, "--arg").items()}
+    return (target, values) if values else target
 
 
 def add_host_arg(c: argparse.ArgumentParser) -> None:
@@ -156,6 +223,9 @@ def cmd_compile(args: argparse.Namespace) -> None:
                 raise error(f"no model or guide named `{n}`", hint=f"declared: {', '.join(compiled.functions)}")
             print(printer.function(compiled.functions[n]) + "\n")
         return
+    if args.emit == "adev":
+        emit_adev(args)
+        return
     code = compiled.source_code
     if args.model:  # just this declaration's function, still a module that runs on its own
         from pplang.compiler import codegen
@@ -230,6 +300,66 @@ def cmd_infer(args: argparse.Namespace) -> None:
                                  "samples": {a: v.tolist() for a, v in post.samples.items()}})
 
 
+def emit_adev(args: argparse.Namespace) -> None:
+    """The objective's generated code and the estimator the adev transformation generated for it."""
+    import pplang as pp
+    from pplang.fit import Problem, make_guide
+
+    module = pp.load(args.file)
+    model = pick_model(module, args.model)
+    data = read_data(args.data)
+    if args.guide is None:
+        raise error("--emit adev needs --guide", hint="name a guide of the file, or mean_field, full_rank, ...")
+    guide = module[args.guide] if args.guide in module.names else make_guide(model, args.guide, data)
+    objective = objective_of(module, args.objective, args.arg)
+    problem = Problem.build(model, guide, objective, data, strategies=pairs(args.strategy, "--strategy"))
+    obj = problem.objective
+    from pplang.compiler import codegen
+
+    print(f"# objective `{obj.name}`: its generated code (simulate and log_density run the programs bound to "
+          f"{', '.join(f'{r} = {m.name}' for r, m in problem.roles.items())}; see `pplang compile {args.file}`)")
+    print(codegen.generate_module([obj.fn], obj.fn.span.file, obj.source).split("\n", 6)[-1])
+    print(problem.estimator_code)
+
+
+def cmd_fit(args: argparse.Namespace) -> None:
+    import optax
+
+    import pplang as pp
+
+    module = pp.load(args.file)
+    model = pick_model(module, args.model)
+    data = read_data(args.data)
+    guide = module[args.guide] if args.guide in module.names else args.guide
+    objective = objective_of(module, args.objective, args.arg)
+    programs = {r: module[n] for r, n in pairs(args.program, "--program").items()}
+    baseline: Any = args.baseline
+    if baseline not in (None, "ema", "learned"):
+        baseline = number(baseline)
+    optimizer = getattr(optax, OPTIMIZERS[args.optimizer])(args.lr)
+    checkpoint = args.checkpoint or (str(Path(args.results) / "checkpoint") if args.results else None)
+    if args.resume and checkpoint is None:
+        raise error("--resume needs --checkpoint or --results", hint="resume from the folder the fit wrote to")
+    result = pp.fit(model, guide, objective, data, optimizer=optimizer, steps=args.steps, particles=args.particles,
+                    seed=args.seed, strategies=pairs(args.strategy, "--strategy"), baseline=baseline,
+                    programs=programs, on_nan=args.on_nan, tol=args.tol, checkpoint=checkpoint,
+                    checkpoint_every=args.checkpoint_every, resume=args.resume, progress=not args.no_progress,
+                    num_draws=args.draws, results=args.results)
+    print(result.summary())
+    status = result.info.get("status")
+    if status not in ("done", "converged"):
+        print(f"warning: the fit ended early ({status}): {result.info.get('message', '')}", file=sys.stderr)
+    if args.correct:
+        post = result.importance_resample(args.correct, seed=args.seed)
+        print(f"\nimportance-resampled with the fitted guide as proposal ({args.correct} draws)")
+        print(post.summary())
+        if post.pareto_k > 0.7:
+            print(f"warning: Pareto k {post.pareto_k:.2f} > 0.7: the guide is too far from the posterior for "
+                  "importance resampling to correct it; try a richer guide (full_rank) or more steps.", file=sys.stderr)
+    if args.results:
+        print(f"\nresults saved to {args.results} (load with pp.FitResult.load)")
+
+
 def cmd_graph(args: argparse.Namespace) -> None:
     import pplang as pp
     from pplang.compiler.analysis import dependency_graph, to_dot
@@ -261,7 +391,7 @@ def cmd_info(args: argparse.Namespace) -> None:
 
 
 COMMANDS = {"check": cmd_check, "compile": cmd_compile, "simulate": cmd_simulate, "infer": cmd_infer,
-            "graph": cmd_graph, "info": cmd_info}
+            "fit": cmd_fit, "graph": cmd_graph, "info": cmd_info}
 
 
 # ---------------------------------------------------------------- helpers

@@ -23,6 +23,7 @@ from pplang import runtime as rt
 from pplang.compiler import adev as adev_compiler
 from pplang.diagnostics import PplError, did_you_mean, error
 from pplang.embed import Objective, loads
+from pplang.inference import importance_sampling
 from pplang.models import Model, as_key
 from pplang.results import FitResult
 from pplang.runtime import adev
@@ -231,6 +232,10 @@ class Problem:
         return "the objective's value or gradient is not finite; no single term was found to be"
 
 
+def model_role(problem: Problem, model: Model) -> str | None:
+    return next((r for r, m in problem.roles.items() if m is model), None)
+
+
 def bind_roles(obj: Objective, model: Model, guide: Model, programs: dict[str, Model]) -> dict[str, Model]:
     names = obj.fn.programs
     if len(names) < 2 and not programs:
@@ -339,6 +344,10 @@ def fit(model: Model, guide: Any = "mean_field", objective: Any = "elbo", data: 
     )
     result.unconstrained = out.params  # type: ignore[attr-defined]
     result.problem = problem  # type: ignore[attr-defined]
+    if guide_role is not None:
+        result.corrector = lambda n, s: importance_sampling(model, data, num_samples=n, seed=s, proposal=q,
+                                                            proposal_params=gparams,
+                                                            params=out.params.get(model_role(problem, model), {}))
     if results is not None:
         result.save(results, plots=True)
     return result

@@ -32,6 +32,17 @@ class FitResult:
     values: np.ndarray
     draws: dict[str, np.ndarray]
     info: dict[str, Any] = field(default_factory=dict)
+    # set by pp.fit (not saved): `num_samples, seed -> ImportanceResult` with the fitted guide as proposal
+    corrector: Any = field(default=None, repr=False, compare=False)
+
+    def importance_resample(self, num_samples: int = 10_000, seed: int = 0) -> Any:
+        """Correct the fitted guide by importance sampling with it as the proposal (as Pathfinder
+        does): weighted draws that are asymptotically exact, with a Pareto-k diagnostic of how
+        well the guide covers the posterior (above 0.7: too poor to correct; see pplang.pareto)."""
+        if self.corrector is None:
+            raise error("this result has no model attached (it was loaded from disk)",
+                        hint="refit, or run pp.importance_sampling(model, data, proposal=guide, proposal_params=...)")
+        return self.corrector(num_samples, seed)
 
     def __repr__(self) -> str:
         n = next(iter(self.draws.values())).shape[0] if self.draws else 0
