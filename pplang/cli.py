@@ -303,7 +303,7 @@ def cmd_infer(args: argparse.Namespace) -> None:
 def emit_adev(args: argparse.Namespace) -> None:
     """The objective's generated code and the estimator the adev transformation generated for it."""
     import pplang as pp
-    from pplang.fit import Problem, make_guide
+    from pplang.variational import Problem, make_guide
 
     module = pp.load(args.file)
     model = pick_model(module, args.model)

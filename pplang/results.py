@@ -149,7 +149,7 @@ class FitResult:
         folder = Path(folder)
         if not folder.is_dir():
             raise error(f"no saved fit at {folder}: the folder does not exist",
-                        hint="save one with `result.save(folder)` or `pplang fit ... --out folder`")
+                        hint="save one with `result.save(folder)` or `pplang fit ... --results folder`")
         missing = [name for name in FILES if not (folder / name).is_file()]
         if missing:
             raise error(f"the saved fit at {folder} is incomplete: {', '.join(missing)} missing",
