@@ -103,7 +103,7 @@ class ObjectiveContext(Context):
                  score: Score) -> tuple[dict, Score]:
         prog = self._programs[role]
         fixed = {a: v for (c, a), v in self._fixed_calls.items() if c == cid}
-        ctx = GuideContext({**prog.observed, **fixed}, self._all_params.get(role, {}), prog.hosts,
+        ctx = GuideContext(fixed, self._all_params.get(role, {}), prog.hosts,  # a model's observations are drawn too
                            fixed=frozenset(fixed), strategies=prog.strategies, stop=stop)
         _, trace, s = prog.impl(ctx, key, *prog.arguments(args_from))
         if stop:
