@@ -27,13 +27,13 @@ from pplang.diagnostics import PplError, error
 from pplang.syntax import Span
 
 from . import ir
-from .analysis import dependency_graph, stmt_exprs, sub_exprs, walk, writes
+from .analysis import dependency_graph, stmt_exprs, sub_exprs, walk, walk_with_conditions, writes
 from .names import address_var
 
 STRATEGY_HELP = {
     "reparam": "differentiate through the draw (needs a reparameterizable distribution)",
     "reinforce": "score function: works for any distribution; higher variance",
-    "mvd": "measure-valued derivative: normal, bernoulli, categorical, poisson, geometric",
+    "mvd": "measure-valued derivative: normal, exponential, bernoulli, binomial, categorical, poisson, geometric",
     "enum": "exact sum over the finite support: bernoulli, categorical, binomial",
 }
 
@@ -194,20 +194,21 @@ def aligned_edges(fn: ir.Function) -> set[tuple[str, str]]:
                     idx = getattr(inner, "index", None)
                     if isinstance(inner, (ir.Sample, ir.Store)) and idx and _is_var(idx[0], s.var):
                         written_at_loop_var.add(inner.name)
+    factor_name = {id(f): f"factor{k}" for k, f in enumerate(x for x in walk(fn.body) if isinstance(x, ir.Factor))}
     out: set[tuple[str, str]] = set()
     for s in fn.body:
         if not (isinstance(s, ir.Loop) and s.mode == "vector" and _is_zero(s.start)):
             continue
         local = {n for n, key in writes(s.body) if key is None}
-        for st in walk(s.body):
-            node = _node(st, site_of)
+        for st, conds in walk_with_conditions(s.body):
+            node = factor_name.get(id(st)) or _node(st, site_of)
             if node is None:
                 continue
             idx = getattr(st, "index", None)
             if isinstance(st, (ir.Sample, ir.Store)) and not (idx and _is_var(idx[0], s.var)):
                 continue
             reads: dict[str, bool] = {}
-            for root in stmt_exprs(st):
+            for root in [*stmt_exprs(st), *conds]:
                 indexed: set[int] = set()
                 for e in sub_exprs(root):
                     if isinstance(e, ir.Index) and isinstance(e.base, ir.Var):
@@ -293,7 +294,7 @@ def make_plan(objective: ir.Function, obj_source: str, programs: dict[str, Bound
                 check_continuation(site, info, b, scan_sites, linear)
             site.costs = costs_of(site, graph, calls, linear, programs)
             if strategy in ("enum", "mvd") and site.lead:
-                check_factorizes(site, graph, b)
+                check_factorizes(site, graph, b, overrides)
             sites.append(site)
     roles = {r: b.fn.name for r, b in programs.items()}
     return Plan(objective.name, calls, linear, sites, loop_reinforce, roles)
@@ -369,7 +370,7 @@ def check_continuation(site: StrategySite, info: ir.SiteInfo, b: Bound, scan_sit
                     hint="use `via reinforce` here, or an objective of the ELBO family")
 
 
-def check_factorizes(site: StrategySite, graph: nx.DiGraph, b: Bound) -> None:
+def check_factorizes(site: StrategySite, graph: nx.DiGraph, b: Bound, overrides: dict[str, str]) -> None:
     bad = [c.node for c in site.costs if not c.aligned]
     if bad:
         raise error(f"`{site.strategy}` of `{site.address}` needs costs that factorize per iteration, but "
@@ -379,10 +380,10 @@ def check_factorizes(site: StrategySite, graph: nx.DiGraph, b: Bound) -> None:
     for n in nx.descendants(graph, start):
         cid, _, node = n.partition(":")
         prog = graph.nodes[n].get("program")
-        if int(cid) == site.cid and node in b.fn.sites and node != site.address \
-                and b.fn.sites[node].strategy not in (None, "reparam") | {None}:
+        strategy = overrides.get(node) or (b.fn.sites[node].strategy if node in b.fn.sites else None)
+        if int(cid) == site.cid and node in b.fn.sites and node != site.address and strategy not in (None, "reparam"):
             raise error(f"`{site.strategy}` of `{site.address}`: the choice `{node}` drawn after it uses "
-                        f"`{b.fn.sites[node].strategy}`", b.fn.sites[node].span, b.source,
+                        f"`{strategy}`", b.fn.sites[node].span, b.source,
                         hint="choices downstream of an enumerated or mvd choice in a loop must be reparameterized")
         del prog
 

@@ -89,6 +89,17 @@ def walk(stmts: list[ir.Stmt]) -> Iterator[ir.Stmt]:
             yield from walk(s.orelse)
 
 
+def walk_with_conditions(stmts: list[ir.Stmt], conds: tuple = ()) -> Iterator[tuple[ir.Stmt, tuple]]:
+    """Like `walk`, with the conditions of the branches enclosing each statement."""
+    for s in stmts:
+        yield s, conds
+        if isinstance(s, ir.Loop):
+            yield from walk_with_conditions(s.body, conds)
+        elif isinstance(s, ir.Branch):
+            yield from walk_with_conditions(s.then, conds + (s.cond,))
+            yield from walk_with_conditions(s.orelse, conds + (s.cond,))
+
+
 def reads(stmts: list[ir.Stmt]) -> Iterator[tuple[str, IndexKey]]:
     """Every variable read, with the index it is read at (for arrays)."""
     for s in walk(stmts):
@@ -202,7 +213,7 @@ def dependency_graph(fn: ir.Function) -> nx.DiGraph:
     loop_vars: set[str] = set()
     site_of = {address_var(a): a for a in fn.sites}
     factors = 0
-    for s in walk(fn.body):
+    for s, conds in walk_with_conditions(fn.body):
         if isinstance(s, ir.Loop):
             loop_vars.add(s.var)
             continue
@@ -213,7 +224,7 @@ def dependency_graph(fn: ir.Function) -> nx.DiGraph:
             factors += 1
         node, attrs = target
         g.add_node(node, **attrs)
-        for root in stmt_exprs(s):
+        for root in [*stmt_exprs(s), *conds]:  # what a branch condition reads decides what its arms do
             for e in sub_exprs(root):
                 if isinstance(e, ir.Var) and e.name not in loop_vars and e.name != node:
                     src = site_of.get(e.name, e.name)

@@ -101,6 +101,10 @@ def parser() -> argparse.ArgumentParser:
                    help="importance-resample N draws with the fitted guide as proposal (Pareto-k diagnostic)")
     c.add_argument("--no-progress", action="store_true")
 
+    from pplang.smc_cli import register as register_smc
+
+    register_smc(sub)
+
     c = sub.add_parser("graph", help="print the dependency graph of a model (Graphviz DOT)")
     c.add_argument("file")
     c.add_argument("--model", help="model or guide (default: the first)")
@@ -178,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:  # --help (0) or a usage mistake (1)
         return int(e.code or 0)
     try:
-        COMMANDS[args.command](args)
+        (getattr(args, "func", None) or COMMANDS[args.command])(args)
         return 0
     except PplError as e:
         print(e.render(), file=sys.stderr)

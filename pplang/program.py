@@ -59,7 +59,8 @@ def compile_program(program: S.Program, hosts: dict[str, Any] | None = None,
     if only is None:
         functions = checker.check_all()
     else:
-        functions = {n: checker.lower(n) for n in only}
+        functions = {n: checker.lower_objective(n) if checker.decls[n].kind == "objective" else checker.lower(n)
+                     for n in only}
     for fn in functions.values():
         analysis.classify_loops(fn)
     code = codegen.generate_module(list(functions.values()), program.file, program.source)

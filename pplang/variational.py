@@ -8,6 +8,7 @@ chunks of `lax.scan` (runtime.optimize) and collects draws from the fitted guide
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ import optax
 
 from pplang import runtime as rt
 from pplang.compiler import adev as adev_compiler
+from pplang.data import bind
 from pplang.diagnostics import PplError, did_you_mean, error
 from pplang.embed import Objective, loads
 from pplang.inference import importance_sampling
@@ -101,7 +103,12 @@ class Problem:
         bound, runtime_programs, static = {}, {}, {}
         overrides = dict(strategies or {})
         for role, m in roles.items():
-            b = m.bind(data, strict=False, observations=m is model or m.kind == "model")
+            # arguments named like another program's choice and absent from the data come from traces
+            # (a reverse model r(z) scored by log_density(r, tr) takes z from tr)
+            from_traces = {a for a, _ in m.fn.args if a not in data
+                           and any(a in o.fn.sites for o in roles.values() if o is not m)}
+            fn = dataclasses.replace(m.fn, args=[(a, t) for a, t in m.fn.args if a not in from_traces])
+            b = bind(fn, data, m.source, strict=False, observations=m is model or m.kind == "model")
             bound[role] = b
             static[role] = adev_compiler.Bound(m.fn, m.source, frozenset(b.observed))
         plan = adev_compiler.make_plan(obj.fn, obj.source, static, overrides)
@@ -134,11 +141,12 @@ class Problem:
                 out[role] = {}
                 continue
             prog = self.runner.programs[role]
+            given = self.trace_arguments(role, key)
 
-            def collect(k: Any, prog: adev.Program = prog) -> dict:
+            def collect(k: Any, prog: adev.Program = prog, given: dict = given) -> dict:
                 found: dict = {}
                 ctx = rt.Context(prog.observed, {}, prog.hosts, collect=found)
-                prog.impl(ctx, k, *prog.arguments(None))
+                prog.impl(ctx, k, *prog.arguments(given))
                 return found
 
             out[role] = {a: jnp.asarray(v) for a, v in jax.jit(collect)(key).items()}
@@ -154,6 +162,20 @@ class Problem:
             out["_objective"] = jax.jit(collect_obj)(key)
         if self.baseline == "learned":
             out["_baselines"] = {k: jnp.zeros(()) for k in self.plan.baseline_keys()}
+        return out
+
+    def trace_arguments(self, role: str, key: Any) -> dict[str, Any]:
+        """Values for a program's arguments that come from another program's traces (a reverse
+        model's `z`): drawn from the program that makes that choice, to initialize parameters."""
+        prog = self.runner.programs[role]
+        missing = [a for a in prog.arg_names if a not in prog.data]
+        out: dict[str, Any] = {}
+        for other, m in self.roles.items():
+            want = [a for a in missing if a in m.fn.sites and a not in out]
+            if other != role and want:
+                src = self.runner.programs[other]
+                _, tr, _ = src.impl(rt.Context(src.observed, {}, src.hosts), key, *src.arguments(None))
+                out |= {a: tr[a] for a in want}
         return out
 
     def init_state(self) -> dict[str, Any]:
@@ -344,7 +366,14 @@ def fit(model: Model, guide: Any = "mean_field", objective: Any = "elbo", data: 
     )
     result.unconstrained = out.params  # type: ignore[attr-defined]
     result.problem = problem  # type: ignore[attr-defined]
-    if guide_role is not None:
+    extra = [a for a in q.sites if a not in model.sites]
+    if extra:
+        def refuse(n: int, s: int) -> Any:
+            raise error(f"guide `{q.name}` draws auxiliary choices ({', '.join(extra)}) the model does not have, so "
+                        "its density over the model's choices is a marginal that importance sampling cannot use",
+                        q.fn.span, q.source, hint="correct a guide without auxiliary choices (e.g. full_rank)")
+        result.corrector = refuse
+    elif guide_role is not None:
         result.corrector = lambda n, s: importance_sampling(model, data, num_samples=n, seed=s, proposal=q,
                                                             proposal_params=gparams,
                                                             params=out.params.get(model_role(problem, model), {}))
