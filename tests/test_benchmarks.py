@@ -98,3 +98,76 @@ def test_loop_checks_reject_wrong_baselines() -> None:
 
     with pytest.raises(AssertionError, match="sigma"):
         sim.check(jax.jit(sim.make_pplang()), jax.jit(wider_sigma))
+
+
+def test_smc_benchmark_smoke_run_and_check(tmp_path: Path) -> None:
+    """benchmarks/smc_bench.py runs end to end in its smoke configuration, writes its own section of the
+    results file and keeps the rest; its agreement check passes pp.smc against the hand-written filter
+    and rejects a filter with the wrong observation noise."""
+    out, raw = tmp_path / "results.md", tmp_path / "r.json"
+    out.write_text("# earlier results\n\nkept\n")
+    proc = subprocess.run([sys.executable, str(BENCH / "smc_bench.py"), "--smoke", "--out", str(out), "--json",
+                           str(raw)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    text = out.read_text()
+    assert text.startswith("# earlier results\n\nkept\n") and "# Particle filtering" in text
+    for r in json.loads(raw.read_text())["results"]:
+        assert r["jax"]["check_error"] < 5.0 and r["jax"]["rounds"] >= 3
+        assert {"pplang", "hand-written JAX"} <= set(r["log_z_error"])
+    smc = bench_module("smc_bench")
+    data = smc.make_data(20)
+    check = smc.check_filters(data, 100, 30, {})
+    with pytest.raises(AssertionError, match="differ"):
+        check(jax.jit(smc.pplang_filter(data, 100)), jax.jit(smc.jax_filter({**data, "r": 1.5}, 100)))
+
+
+
+def test_vi_benchmark_smoke_run_and_check(tmp_path: Path) -> None:
+    """benchmarks/vi_bench.py runs end to end in its smoke configuration and writes its own section of
+    the results file, keeping the rest; its density check passes pplang's model and guide against the
+    hand-written ones and rejects a hand-written baseline with another prior."""
+    out, raw = tmp_path / "results.md", tmp_path / "r.json"
+    out.write_text("# earlier results\n\nkept\n")
+    proc = subprocess.run([sys.executable, str(BENCH / "vi_bench.py"), "--smoke", "--out", str(out), "--json",
+                           str(raw)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    text = out.read_text()
+    assert text.startswith("# earlier results\n\nkept\n") and "# Variational inference: pplang vs" in text
+    bench = json.loads(raw.read_text())
+    groups = {r["group"] for r in bench["results"]}
+    assert {"grad_written", "grad_pmf", "grad_auto", "step", "loop"} <= groups
+    if bench["numpyro"] is not None:
+        assert {"step_numpyro_written", "step_numpyro_auto", "loop_numpyro"} <= groups
+    assert all(r["rounds"] >= 5 for r in bench["results"])
+    vi = bench_module("vi_bench")
+    data = vi.make_data(50, 2)
+    densities = vi.pplang_densities(vi.pplang_problem(data, "written"), vi.WRITTEN, data)
+    assert vi.check_densities(*densities, vi.hand(data), 2, "pplang") <= 1e-5
+    with pytest.raises(AssertionError, match="differ"):  # b ~ normal(0, 1) instead of normal(0, 5)
+        vi.check_densities(*densities, vi.hand(data, b_scale=1.0), 2, "pplang")
+
+
+def test_vi_variance_smoke_run_and_check(tmp_path: Path) -> None:
+    """benchmarks/vi_variance.py runs end to end in its smoke configuration (every strategy's mean
+    gradient within 5 standard errors of the exact one) and writes its own section; its unbiasedness
+    check rejects estimates of the gradient at another point."""
+    out, raw = tmp_path / "results.md", tmp_path / "r.json"
+    out.write_text("# earlier results\n\nkept\n")
+    proc = subprocess.run([sys.executable, str(BENCH / "vi_variance.py"), "--smoke", "--out", str(out), "--json",
+                           str(raw)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    text = out.read_text()
+    assert text.startswith("# earlier results\n\nkept\n") and "# Variational inference: gradient variance" in text
+    rows = json.loads(raw.read_text())["rows"]
+    assert [r["label"] for r in rows][-2:] == ["mvd", "enum"]
+    assert all(r["max_z"] < 5.0 for r in rows)
+    # mvd and enum sum over the two values of each z exactly: far less variance than reinforce
+    assert rows[-1]["variance_ratio"] < 0.5 and rows[-2]["variance_ratio"] < 0.5
+    var = bench_module("vi_variance")
+    data, point = var.make_data(6), var.fixed_point(6)
+    problem = var.build(data, "enum", None)
+    enum = var.Estimator("enum", problem, {**problem.init_params(0), "q": point}, problem.init_state())
+    g = var.gradients(enum, 500)
+    assert var.check_unbiased("enum", g, var.exact_grad(point, data["y"])) < 5.0
+    with pytest.raises(AssertionError, match="standard errors"):
+        var.check_unbiased("enum", g, var.exact_grad({**point, "m1": point["m1"] + 0.5}, data["y"]))
