@@ -173,14 +173,7 @@ class CodeGen:
     def sample(self, s: ir.Sample, lv: Level) -> None:
         self.where(s)
         self.counter += 1
-        if lv.loop is None or lv.parent is None:
-            key = f"rt.key({lv.key}, {self.counter})"
-        elif lv.kind == "vector":  # one block draw for all iterations where the distribution allows
-            loop = lv.loop
-            site_key = f"rt.key({lv.parent.key}, {self.counter})"
-            key = f"rt.block_key({site_key}, {self.ex(loop.start, lv)}, {self.ex(loop.stop, lv)}, {loop.var})"
-        else:  # the inner fold_in does not depend on the index: computed once per loop
-            key = f"rt.key(rt.key({lv.parent.key}, {self.counter}), {lv.loop.var})"
+        key = self.site_key(lv)
         dist = self.dist(s.dist, lv)
         if s.index is None:
             target = self.bind(s.name, lv)
@@ -193,6 +186,16 @@ class CodeGen:
         tmp = self.fresh("v")
         self.w(f"{tmp}, {lv.score} = _ctx.site({s.address!r}, {dist}, {key}, {lv.score}, {given})")
         self.write_piece(s.name, s.index, tmp, lv, s.span)
+
+    def site_key(self, lv: Level) -> str:
+        """The key expression of the choice numbered `self.counter` at level `lv`."""
+        if lv.loop is None or lv.parent is None:
+            return f"rt.key({lv.key}, {self.counter})"
+        loop = lv.loop
+        if lv.kind == "vector":  # one block draw for all iterations where the distribution allows
+            site_key = f"rt.key({lv.parent.key}, {self.counter})"
+            return f"rt.block_key({site_key}, {self.ex(loop.start, lv)}, {self.ex(loop.stop, lv)}, {loop.var})"
+        return f"rt.key(rt.key({lv.parent.key}, {self.counter}), {loop.var})"  # inner fold_in: once per loop
 
     def simulate(self, s: ir.Let, lv: Level) -> None:
         """`z = simulate(q)` in an objective: the context runs the program bound to `q`. Calls at the

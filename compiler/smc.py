@@ -312,27 +312,13 @@ class SmcCodeGen(CodeGen):
             self.w("_kp = rt.key(_key, _i)  # this particle's own key, for the loops below")
         return Level("top", 0, "_kp", "_s")
 
-    def sample(self, s: ir.Sample, lv: Level) -> None:
+    def site_key(self, lv: Level) -> str:
         """A choice at the function's top level or directly in the step: a `BlockKey` over the
         particles, so that under `jax.vmap` over particles the noise of all of them is one draw.
         Choices in nested loops get keys from the particle's own key, as in the model."""
-        if not (lv.kind == "top" or (lv.depth == 1 and lv.loop is self.plan.loop)):
-            return super().sample(s, lv)
-        self.where(s)
-        self.counter += 1
-        key = f"rt.block_key(rt.key(_key, {self.counter}), 0, _n, _i)"
-        dist = self.dist(s.dist, lv)
-        if s.index is None:
-            target = self.bind(s.name, lv)
-            self.w(f"{target}, {lv.score} = _ctx.site({s.address!r}, {dist}, {key}, {lv.score}, "
-                   f"_ctx.given({s.address!r}))")
-            if lv.kind == "top":
-                self.w(f"_tr[{s.address!r}] = {target}")
-            return
-        given = self.given_view(s.name, s.index, lv)
-        tmp = self.fresh("v")
-        self.w(f"{tmp}, {lv.score} = _ctx.site({s.address!r}, {dist}, {key}, {lv.score}, {given})")
-        self.write_piece(s.name, s.index, tmp, lv, s.span)
+        if lv.kind == "top" or (lv.depth == 1 and lv.loop is self.plan.loop):
+            return f"rt.block_key(rt.key(_key, {self.counter}), 0, _n, _i)"
+        return super().site_key(lv)
 
     def header(self) -> list[str]:
         return [f"# {safe(self.fn.kind)} {safe(self.fn.name)} ({safe(self.file)}:{self.fn.span.line}), "
