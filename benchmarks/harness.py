@@ -13,6 +13,7 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -232,3 +233,16 @@ def details_table(results: list[Result]) -> str:
                  f"{p.optimized_instructions} / {b.optimized_instructions}", f"{r.check_error:.1e}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def write_section(path: Path, heading: str, text: str) -> None:
+    """Replace one benchmark's section of `path` (from `heading` to the next top-level heading) or
+    append it; the rest of the file is kept."""
+    old = path.read_text() if path.exists() else ""
+    if heading not in old:
+        path.write_text((old.rstrip() + "\n\n" if old.strip() else "") + text)
+        return
+    before, after = old.split(heading, 1)
+    rest = after.split("\n# ", 1)
+    tail = "\n# " + rest[1] if len(rest) == 2 else ""
+    path.write_text(before + text.rstrip() + "\n" + tail)

@@ -415,13 +415,6 @@ def report(rows: list[SmcRow], mode_name: str, mode: Mode, elapsed_s: float, loa
     return "\n".join(lines)
 
 
-def write_section(path: Path, text: str) -> None:
-    """Replace this benchmark's section of `path` (from its heading to the end), keeping what comes before."""
-    old = path.read_text() if path.exists() else ""
-    keep = old.split(HEADING)[0].rstrip()
-    path.write_text((keep + "\n\n" if keep else "") + text)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     size = ap.add_mutually_exclusive_group()
@@ -440,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
     text = report(rows, mode_name, mode, time.perf_counter() - start, (load_start, os.getloadavg()[0]))
     print(text)
     if out is not None:
-        write_section(out, text)
+        harness.write_section(out, HEADING, text)
     if args.json is not None:
         raw = [{**asdict(row), "jax": row.jax.as_dict()} for row in rows]
         args.json.write_text(json.dumps({"mode": mode_name, "results": raw}, indent=1))

@@ -657,19 +657,6 @@ def report(results: list[harness.Result], mode_name: str, mode: Mode, elapsed_s:
     return "\n".join(lines)
 
 
-def write_section(path: Path, text: str) -> None:
-    """Replace this benchmark's section of `path` (from its heading to the next top-level heading) or
-    append it; the rest of the file is kept."""
-    old = path.read_text() if path.exists() else ""
-    if HEADING not in old:
-        path.write_text((old.rstrip() + "\n\n" if old.strip() else "") + text)
-        return
-    before, after = old.split(HEADING, 1)
-    rest = after.split("\n# ", 1)
-    tail = "\n# " + rest[1] if len(rest) == 2 else ""
-    path.write_text(before + text.rstrip() + "\n" + tail)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     size = ap.add_mutually_exclusive_group()
@@ -690,7 +677,7 @@ def main(argv: list[str] | None = None) -> int:
     text = report(results, mode_name, mode, time.perf_counter() - start, (load_start, os.getloadavg()[0]), version)
     print(text)
     if out is not None:
-        write_section(out, text)
+        harness.write_section(out, HEADING, text)
     if args.json is not None:
         args.json.write_text(json.dumps({"mode": mode_name, "numpyro": version,
                                          "results": [r.as_dict() for r in results]}, indent=1))
