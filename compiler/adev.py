@@ -379,13 +379,11 @@ def check_factorizes(site: StrategySite, graph: nx.DiGraph, b: Bound, overrides:
     start = f"{site.cid}:{site.address}"
     for n in nx.descendants(graph, start):
         cid, _, node = n.partition(":")
-        prog = graph.nodes[n].get("program")
         strategy = overrides.get(node) or (b.fn.sites[node].strategy if node in b.fn.sites else None)
         if int(cid) == site.cid and node in b.fn.sites and node != site.address and strategy not in (None, "reparam"):
             raise error(f"`{site.strategy}` of `{site.address}`: the choice `{node}` drawn after it uses "
                         f"`{strategy}`", b.fn.sites[node].span, b.source,
                         hint="choices downstream of an enumerated or mvd choice in a loop must be reparameterized")
-        del prog
 
 
 def influence_graph(calls: dict[int, CallInfo], programs: dict[str, Bound]) -> nx.DiGraph:

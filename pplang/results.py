@@ -32,8 +32,11 @@ class FitResult:
     values: np.ndarray
     draws: dict[str, np.ndarray]
     info: dict[str, Any] = field(default_factory=dict)
-    # set by pp.fit (not saved): `num_samples, seed -> ImportanceResult` with the fitted guide as proposal
+    # set by pp.fit (not saved): `num_samples, seed -> ImportanceResult` with the fitted guide as proposal,
+    # the unconstrained parameters by objective argument, and the fitted problem (estimator, programs)
     corrector: Any = field(default=None, repr=False, compare=False)
+    unconstrained: dict[str, dict[str, Any]] | None = field(default=None, repr=False, compare=False)
+    problem: Any = field(default=None, repr=False, compare=False)
 
     def importance_resample(self, num_samples: int = 10_000, seed: int = 0) -> Any:
         """Correct the fitted guide by importance sampling with it as the proposal (as Pathfinder

@@ -154,8 +154,8 @@ class Problem:
             found: dict = {}
 
             def collect_obj(k: Any) -> dict:
-                ctx = adev.ObjectiveContext(self.runner.programs, out, self.runner.hosts, self.runner.strategies, {})
-                ctx._collect = found
+                ctx = adev.ObjectiveContext(self.runner.programs, out, self.runner.hosts, self.runner.strategies, {},
+                                            collect=found)
                 self.runner.impl(ctx, k, *self.runner.args)
                 return dict(found)
 
@@ -364,8 +364,8 @@ def fit(model: Model, guide: Any = "mean_field", objective: Any = "elbo", data: 
          "timings": out.timings, "wall_s": time.perf_counter() - t0,
          "strategies": {f"{s.program}/{s.address}": s.strategy for s in problem.plan.sites}},
     )
-    result.unconstrained = out.params  # type: ignore[attr-defined]
-    result.problem = problem  # type: ignore[attr-defined]
+    result.unconstrained = out.params
+    result.problem = problem
     extra = [a for a in q.sites if a not in model.sites]
     if extra:
         def refuse(n: int, s: int) -> Any:

@@ -80,8 +80,8 @@ class ObjectiveContext(Context):
     """The context of an objective's own generated code: runs the programs bound to its arguments."""
 
     def __init__(self, programs: Mapping[str, Program], params: Mapping[str, Any], hosts: Mapping[str, Any],
-                 strategies: Mapping[str, str], fixed: Mapping[tuple[int, str], Any]):
-        super().__init__(params=params.get("_objective", {}), hosts=hosts, record=True)
+                 strategies: Mapping[str, str], fixed: Mapping[tuple[int, str], Any], collect: dict | None = None):
+        super().__init__(params=params.get("_objective", {}), hosts=hosts, record=True, collect=collect)
         self._programs = programs
         self._all_params = params
         self._strategies = strategies
