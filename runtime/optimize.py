@@ -137,7 +137,7 @@ def make_chunk_runner(step: Step, optimizer: optax.GradientTransformation, chunk
 def optimize(step: Step, params: Params, state: State, optimizer: optax.GradientTransformation, *,
              steps: int, key: Key, chunk: int = 100, on_nan: str = "stop", tol: float | None = None,
              patience: int = 10, checkpoint: str | Path | None = None, checkpoint_every: int = 1000,
-             resume: bool = False, progress: bool = True,
+             resume: bool = False, progress: bool = True, progress_unit: tuple[str, int] = ("step", 1),
              describe_nan: Callable[[Params, Key, State], str] | None = None) -> OptimizeResult:
     """Maximize the objective whose estimate and ascent gradient `step(params, key, state)` returns.
 
@@ -155,6 +155,7 @@ def optimize(step: Step, params: Params, state: State, optimizer: optax.Gradient
       fit continues from it (a missing one starts afresh); `params` and `state` then only give the
       expected structure, and `key` must be the one the checkpoint was written with.
     - Ctrl-C ends the fit after the last completed chunk, with status "interrupted".
+    - progress_unit: (name, steps per unit) of the progress bar, e.g. ("epoch", steps per epoch).
     """
     if on_nan not in ("stop", "skip"):
         raise ValueError(f"on_nan must be 'stop' or 'skip', not {on_nan!r}")
@@ -174,7 +175,14 @@ def optimize(step: Step, params: Params, state: State, optimizer: optax.Gradient
     compile_s = run_s = 0.0
     start_done = written = cur.done
     status, stop_at = "done", None
-    bar = tqdm(total=steps, initial=min(cur.done, steps), disable=not progress, unit="step", dynamic_ncols=True)
+    unit, per = progress_unit
+
+    def units(n: int) -> float:  # whole steps stay ints, so the bar reads "20/20", not "20.0/20.0"
+        return n if per == 1 else n / per
+
+    bar = tqdm(total=units(steps), initial=units(min(cur.done, steps)), disable=not progress, unit=unit,
+               dynamic_ncols=True, bar_format=None if per == 1 else "{l_bar}{bar}| {n:.1f}/{total:.0f} {unit}s "
+               "[{elapsed}<{remaining}{postfix}]")
     try:
         while cur.done < steps:
             n = min(chunk, steps - cur.done)
@@ -209,7 +217,7 @@ def optimize(step: Step, params: Params, state: State, optimizer: optax.Gradient
             cur = Progress(out.params, out.opt_state, out.state, cur.done + len(vals), (*cur.values, vals),
                            cur.skipped + int(out.skipped), first_bad, calm, mean, note)
             bar.set_postfix_str(f"objective={mean:.5g}", refresh=False)
-            bar.update(len(vals))
+            bar.update(units(len(vals)))
             if on_nan == "stop" and bad >= 0:
                 status, stop_at = "nan", bad
                 break

@@ -51,14 +51,14 @@ def _one_of(name: str, probs: Array | None, logits: Array | None) -> None:
         raise ValueError(f"{name}() takes exactly one of `probs` and `logits`")
 
 
-def _logit_term(k: Array, n: Array, logits: Array) -> Array:
-    """k log p + (n - k) log(1 - p) + n log 2 for p = sigmoid(logits).
+def _logit_log_linear(k: Array, n: Array, logits: Array) -> Array:
+    """k log p + (n - k) log(1 - p) for p = sigmoid(logits), as k logits - n log(1 + e^logits).
 
-    scipy's pmfs take probabilities only. Evaluated at p = 1/2 they give the
-    combinatorial term and the support check, -n log 2 being their only p-dependent
-    part; adding this term swaps in the logits without rounding sigmoid to 0 or 1.
+    scipy's pmfs take probabilities only, and sigmoid rounds to 0 or 1 for large |logits|; this form
+    never does, its gradient k - n sigmoid(logits) is finite everywhere, and it costs one softplus
+    per element (what hand-written logistic likelihoods compute).
     """
-    return k * nn.log_sigmoid(logits) + (n - k) * nn.log_sigmoid(-logits) + n * math.log(2.0)
+    return k * logits - n * nn.softplus(logits)
 
 
 def _one_param(value: Array) -> Array:
@@ -527,7 +527,8 @@ class Bernoulli(Distribution):
     def log_prob(self, value: Array) -> Array:
         if self.logits is None:
             return stats.bernoulli.logpmf(value, self.probs)
-        return stats.bernoulli.logpmf(value, 0.5) + _logit_term(value, 1.0, self.logits)
+        k = jnp.asarray(value, self.logits.dtype)
+        return jnp.where((k == 0) | (k == 1), _logit_log_linear(k, 1.0, self.logits), -jnp.inf)
 
     def enumerate_support(self) -> Array:
         return _enumerate(jnp.array([False, True]), self.batch_shape)
@@ -584,7 +585,10 @@ class Binomial(Distribution):
     def log_prob(self, value: Array) -> Array:
         if self.logits is None:
             return stats.binom.logpmf(value, self.total_count, self.probs)
-        return stats.binom.logpmf(value, self.total_count, 0.5) + _logit_term(value, self.total_count, self.logits)
+        k, n = jnp.asarray(value, self.logits.dtype), self.total_count
+        log_choose = special.gammaln(n + 1) - special.gammaln(k + 1) - special.gammaln(n - k + 1)
+        inside = (k >= 0) & (k <= n)
+        return jnp.where(inside, log_choose + _logit_log_linear(k, n, self.logits), -jnp.inf)
 
     def enumerate_support(self) -> Array:
         """0 .. max(total_count); values above a batch member's own count get -inf."""
