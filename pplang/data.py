@@ -209,7 +209,9 @@ def convert_obs(addr: str, info: ir.SiteInfo, value: Any, env: dict[str, Any], s
             raise error(f"observed `{addr}` must be whole numbers for `{info.dist}`", info.span, source,
                         found="non-integer values", hint="observe counts or 0/1 outcomes as integers")
     check_support(addr, info, arr, source)
-    if info.kind in ("int", "bool"):
+    if info.kind == "bool":  # checked to be 0 or 1: bool, as the choice's own draws are
+        return jnp.asarray(arr, bool)
+    if info.kind == "int":
         return jnp.asarray(arr, jnp.int32)
     return jnp.asarray(arr, float)
 

@@ -202,7 +202,10 @@ class Problem:
             v, sur, costs, _ = self.estimate(self.runner, k, params, base)
             return v, sur, costs
 
-        v, sur, costs = jax.vmap(one)(keys)
+        if particles == 1:  # no particle axis: vmap over one key would give every array a leading 1
+            v, sur, costs = one(keys[0])
+        else:
+            v, sur, costs = jax.vmap(one)(keys)
         costs = jax.tree.map(jnp.mean, costs)
         total = jnp.mean(sur)
         if self.baseline == "learned":  # each learned baseline regresses on its cost

@@ -135,7 +135,7 @@ def test_vi_benchmark_smoke_run_and_check(tmp_path: Path) -> None:
     assert text.startswith("# earlier results\n\nkept\n") and "# Variational inference: pplang vs" in text
     bench = json.loads(raw.read_text())
     groups = {r["group"] for r in bench["results"]}
-    assert {"grad_written", "grad_pmf", "grad_auto", "step", "loop"} <= groups
+    assert {"grad_written", "grad_softplus", "grad_auto", "step", "loop"} <= groups
     if bench["numpyro"] is not None:
         assert {"step_numpyro_written", "step_numpyro_auto", "loop_numpyro"} <= groups
     assert all(r["rounds"] >= 5 for r in bench["results"])

@@ -252,3 +252,29 @@ def test_progress_bar_weak_types_and_bad_arguments(capsys):
     with pytest.raises(ValueError, match="scalar objective"):
         optimize(lambda p, k, s: (p["x"], p, s), {"x": jnp.zeros(2)}, {}, optax.adam(0.1), steps=5, key=KEY,
                  progress=False)
+
+
+def test_skip_many_bad_steps_in_one_chunk_matches_a_clean_run():
+    """Adjacent bad steps, one at a chunk's first step and one at its last: each is skipped exactly,
+    the others applied as in a run without them."""
+    bad = (0, 1, 5, 7, 8, 15)
+    momentum = optax.sgd(0.5, momentum=0.9)
+    r = optimize(counter(bad_grad_steps=bad), {"x": jnp.float32(0.0)}, {}, momentum, steps=24, key=KEY, chunk=8,
+                 on_nan="skip", progress=False)
+    clean = optimize(counter(), {"x": jnp.float32(0.0)}, {}, momentum, steps=24 - len(bad), key=KEY, chunk=8,
+                     progress=False)
+    assert r.status == "done" and r.steps == 24 and r.skipped == len(bad) and r.first_bad_step == 0
+    assert equal_trees(r.params, clean.params) and equal_trees(r.opt_state, clean.opt_state)
+    assert np.isnan(r.values[list(bad)]).all()
+    np.testing.assert_array_equal(np.delete(r.values, list(bad)), clean.values)
+
+
+def test_a_gradient_the_optimizer_absorbs_is_not_a_bad_step():
+    """optax.zero_nans turns a NaN gradient into a zero update: the parameters stay finite, so the
+    step counts (value x, no change of x) in whole chunks and in the checked last chunk alike."""
+    sanitizing = optax.chain(optax.zero_nans(), optax.sgd(1.0))
+    r = optimize(counter(bad_grad_steps=(3, 17)), {"x": jnp.float32(0.0)}, {}, sanitizing, steps=18, key=KEY,
+                 chunk=8, on_nan="stop", progress=False)
+    assert r.status == "done" and r.steps == 18 and r.skipped == 0 and r.first_bad_step is None
+    assert float(r.params["x"]) == 16.0  # 18 steps of +1, two of them zero
+    assert np.isfinite(r.values).all()
