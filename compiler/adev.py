@@ -51,13 +51,45 @@ class CallInfo:
     span: Span | None = None
 
 
+@dataclass(frozen=True)
+class Coef:
+    """A coefficient of the linear form: `value` times a product of the objective's value arguments,
+    each to a power (`beta * log_density(p, z)` has Coef(1.0, (("beta", 1),))). The arguments are
+    fixed for a fit, so the coefficient is a constant the estimator reads from the runner's args."""
+
+    value: float
+    factors: tuple[tuple[str, int], ...] = ()
+
+    def times(self, other: Coef) -> Coef:
+        powers = dict(self.factors)
+        for name, k in other.factors:
+            powers[name] = powers.get(name, 0) + k
+        return Coef(self.value * other.value, tuple(sorted((n, k) for n, k in powers.items() if k)))
+
+    def inverse(self) -> Coef | None:
+        return None if self.value == 0.0 else Coef(1.0 / self.value, tuple((n, -k) for n, k in self.factors))
+
+    def code(self, args: list[str]) -> str:
+        """A Python expression of the coefficient inside the generated estimator."""
+        parts = [repr(self.value)]
+        for name, k in self.factors:
+            parts += [f"{'*' if k > 0 else '/'} _run.args[{args.index(name)}]"] * abs(k)
+        return " ".join(parts)
+
+    def text(self) -> str:
+        """The sign and, where it is not 1, the size: "+", "-0.5 * ", "+beta * "."""
+        size = abs(self.value)
+        parts = ([] if size == 1.0 else [f"{size:g}"]) + [n if k == 1 else f"{n}^{k}" for n, k in self.factors]
+        return ("-" if self.value < 0 else "+") + (" * ".join(parts) + " * " if parts else "")
+
+
 @dataclass
 class Cost:
     """A term a choice can influence: entry `node` of the terms of log_density call `cid`."""
 
     cid: int
     node: str
-    coef: float
+    coef: Coef
     aligned: bool  # one entry per iteration, each depending only on the same iteration of the choice
 
 
@@ -83,7 +115,7 @@ class Plan:
 
     objective: str
     calls: dict[int, CallInfo]
-    linear: dict[int, float] | None
+    linear: dict[int, Coef] | None
     sites: list[StrategySite]
     loop_reinforce: bool  # score-function terms summed in the objective's own score (loops, own choices)
     roles: dict[str, str]  # objective argument -> program name
@@ -126,9 +158,10 @@ def objective_calls(fn: ir.Function) -> dict[int, CallInfo]:
     return out
 
 
-def linear_form(fn: ir.Function, calls: dict[int, CallInfo]) -> dict[int, float] | None:
+def linear_form(fn: ir.Function, calls: dict[int, CallInfo]) -> dict[int, Coef] | None:
     """Coefficients c_j when the objective returns a constant plus sum_j c_j * log_density_j over
-    top-level calls whose traces come from top-level simulate calls; None otherwise."""
+    top-level calls whose traces come from top-level simulate calls, each c_j a number times
+    powers of the objective's value arguments; None otherwise."""
     lets: dict[str, ir.Expr | None] = {}
     for s in fn.body:
         if isinstance(s, ir.Let):
@@ -139,43 +172,53 @@ def linear_form(fn: ir.Function, calls: dict[int, CallInfo]) -> dict[int, float]
     ret = next((s for s in fn.body if isinstance(s, ir.Ret)), None)
     if ret is None or ret.value is None:
         return None
+    arguments = {a for a, ty in fn.args if ty.kind in ("real", "int") and not ty.shape and a not in lets}
+    Form = dict[int | None, Coef]  # None: the constant term
 
-    def lin(e: ir.Expr) -> dict[int | None, float] | None:
+    def add(a: Form, b: Form, sign: float) -> Form | None:
+        out = dict(a)
+        for k, v in b.items():
+            v = Coef(sign * v.value, v.factors)
+            if k not in out:
+                out[k] = v
+            elif out[k].factors == v.factors:
+                out[k] = Coef(out[k].value + v.value, v.factors)
+            else:
+                return None  # a sum of different monomials: not one coefficient
+        return out
+
+    def lin(e: ir.Expr) -> Form | None:
         if isinstance(e, ir.Const) and not isinstance(e.value, bool):
-            return {None: float(e.value)}
+            return {None: Coef(float(e.value))}
+        if isinstance(e, ir.Var) and e.name in arguments:
+            return {None: Coef(1.0, ((e.name, 1),))}
         if isinstance(e, ir.Var) and lets.get(e.name) is not None:
             return lin(lets[e.name])  # type: ignore[arg-type]
         if isinstance(e, ir.LogDensity):
             c = calls[e.cid]
-            return {e.cid: 1.0} if c.top and c.trace_from is not None else None
+            return {e.cid: Coef(1.0)} if c.top and c.trace_from is not None else None
         if isinstance(e, ir.Op) and e.op in ("+", "-") and len(e.args) == 2:
             a, b = lin(e.args[0]), lin(e.args[1])
-            if a is None or b is None:
-                return None
-            sign = 1.0 if e.op == "+" else -1.0
-            out = dict(a)
-            for k, v in b.items():
-                out[k] = out.get(k, 0.0) + sign * v
-            return out
+            return None if a is None or b is None else add(a, b, 1.0 if e.op == "+" else -1.0)
         if isinstance(e, ir.Op) and e.op in ("neg", "pos"):
             a = lin(e.args[0])
-            return None if a is None else {k: (-v if e.op == "neg" else v) for k, v in a.items()}
+            return None if a is None else {k: Coef(-v.value if e.op == "neg" else v.value, v.factors)
+                                           for k, v in a.items()}
         if isinstance(e, ir.Op) and e.op in ("*", "/") and len(e.args) == 2:
             a, b = lin(e.args[0]), lin(e.args[1])
             if a is None or b is None:
                 return None
-            if list(b) == [None] and (e.op == "*" or b[None] != 0.0):
-                k = b[None] if e.op == "*" else 1.0 / b[None]
-                return {x: v * k for x, v in a.items()}
+            if list(b) == [None]:  # times or divided by a coefficient
+                k = b[None] if e.op == "*" else b[None].inverse()
+                return None if k is None else {x: v.times(k) for x, v in a.items()}
             if e.op == "*" and list(a) == [None]:
-                return {x: v * a[None] for x, v in b.items()}
+                return {x: v.times(a[None]) for x, v in b.items()}
         return None
 
     form = lin(ret.value)
     if form is None:
         return None
-    form.pop(None, None)
-    return {k: v for k, v in form.items() if k is not None and v != 0.0}
+    return {k: v for k, v in form.items() if k is not None and v.value != 0.0}
 
 
 # ---------------------------------------------------------------- per-iteration alignment
@@ -354,7 +397,7 @@ def sites_in_scans(fn: ir.Function) -> set[str]:
 
 
 def check_continuation(site: StrategySite, info: ir.SiteInfo, b: Bound, scan_sites: set[str],
-                       linear: dict[int, float] | None) -> None:
+                       linear: dict[int, Coef] | None) -> None:
     where = f"{b.fn.kind} `{b.fn.name}`"
     if site.address in scan_sites:
         raise error(f"`{site.strategy}` cannot apply to `{site.address}`: it is drawn in a sequential loop "
@@ -415,7 +458,7 @@ def influence_graph(calls: dict[int, CallInfo], programs: dict[str, Bound]) -> n
     return g
 
 
-def costs_of(site: StrategySite, graph: nx.DiGraph, calls: dict[int, CallInfo], linear: dict[int, float] | None,
+def costs_of(site: StrategySite, graph: nx.DiGraph, calls: dict[int, CallInfo], linear: dict[int, Coef] | None,
              programs: dict[str, Bound]) -> list[Cost]:
     """The log_density terms a choice can influence, each marked aligned when every path to it
     stays within one iteration. Empty when the objective is not linear (the whole value is the cost)."""
@@ -440,8 +483,9 @@ def costs_of(site: StrategySite, graph: nx.DiGraph, calls: dict[int, CallInfo], 
 # ---------------------------------------------------------------- the generated estimator
 
 
-def estimator_source(plan: Plan, programs: dict[str, Bound]) -> str:
-    """Python source of `estimate(_run, _key, _params, _base) -> (value, surrogate, costs)`."""
+def estimator_source(plan: Plan, programs: dict[str, Bound], args: list[str]) -> str:
+    """Python source of `estimate(_run, _key, _params, _base) -> (value, surrogate, costs)`; `args`
+    are the objective's value arguments, in the order of the runner's `args`."""
     top_enum = [s for s in plan.sites if s.strategy == "enum" and s.lead == 0]
     lines = ["def estimate(_run, _key, _params, _base):",
              f"    \"\"\"Objective `{plan.objective}` with " + ", ".join(f"{r} = `{n}`" for r, n in plan.roles.items())
@@ -478,7 +522,7 @@ def estimator_source(plan: Plan, programs: dict[str, Bound]) -> str:
             for c in site.costs:
                 var = f"_t{c.cid}_{c.node.replace('/', '_')}"
                 body += [f"    {var} = adev.expect(_w, _rs[{c.cid}][{c.node!r}])",
-                         f"    _v = _v + {c.coef!r} * (jnp.sum({var}) - jnp.sum({term(c.cid, c.node)}))"]
+                         f"    _v = _v + {c.coef.code(args)} * (jnp.sum({var}) - jnp.sum({term(c.cid, c.node)}))"]
                 terms[(c.cid, c.node)] = var
             body += ["    _sur = _v"]
     for site in plan.sites:
@@ -495,7 +539,7 @@ def estimator_source(plan: Plan, programs: dict[str, Bound]) -> str:
                 body += [f"    {var} = jax.vmap(lambda x: _run(_key, _params, {{**_fixed, ({site.cid}, "
                          f"{site.address!r}): x}})[0])({arr})"]
             else:
-                cost = " + ".join(f"{c.coef!r} * _rk[{c.cid}][{c.node!r}]" for c in site.costs) or "0.0"
+                cost = " + ".join(f"{c.coef.code(args)} * _rk[{c.cid}][{c.node!r}]" for c in site.costs) or "0.0"
                 body += [f"    {var} = jax.vmap(lambda k: (lambda _rk: {cost})(_run(_key, _params, {{**_fixed, "
                          f"({site.cid}, {site.address!r}): adev.take({arr}, k, {site.lead})}})[2]))"
                          f"(jnp.arange({arr}.shape[{site.lead}]))"]
@@ -510,8 +554,8 @@ def estimator_source(plan: Plan, programs: dict[str, Bound]) -> str:
         if plan.linear is None:
             body += ["    _cost = _v"]
         else:
-            parts = [f"{c.coef!r} * adev.{'per_iteration' if c.aligned else 'whole'}({term(c.cid, c.node)}, {like})"
-                     for c in site.costs]
+            parts = [f"{c.coef.code(args)} * adev.{'per_iteration' if c.aligned else 'whole'}"
+                     f"({term(c.cid, c.node)}, {like})" for c in site.costs]
             body += [f"    _cost = {' + '.join(parts) or '0.0'}"]
         body += [f"    _sur = _sur + adev.reinforce({like}, _cost, _base[{site.key!r}])",
                  f"    _costs[{site.key!r}] = jnp.mean(_cost)"]
@@ -533,7 +577,7 @@ def describe(site: StrategySite, programs: dict[str, Bound]) -> str:
 
 def cost_text(c: Cost, plan: Plan) -> str:
     role = plan.calls[c.cid].program
-    return f"{'+' if c.coef > 0 else '-'}{role}/{c.node}{' (same iteration)' if c.aligned else ''}"
+    return f"{c.coef.text()}{role}/{c.node}{' (same iteration)' if c.aligned else ''}"
 
 
 ESTIMATOR_HEADER = '''# The gradient estimator generated by pplang's adev transformation.
@@ -544,8 +588,8 @@ from pplang.runtime import adev
 '''
 
 
-def estimator_module(plan: Plan, programs: dict[str, Bound]) -> str:
-    return ESTIMATOR_HEADER + "\n\n" + estimator_source(plan, programs)
+def estimator_module(plan: Plan, programs: dict[str, Bound], args: list[str]) -> str:
+    return ESTIMATOR_HEADER + "\n\n" + estimator_source(plan, programs, args)
 
 
 __all__ = ["Plan", "make_plan", "estimator_module", "Bound", "PplError"]

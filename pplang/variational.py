@@ -39,6 +39,13 @@ EMA_DECAY = 0.9
 
 _STANDARD: dict[str, Objective] = {}
 
+# Values a standard objective's argument cannot take, with the reason (checked before fitting).
+# Besides these, every int argument of a standard objective counts draws and must be at least 1.
+ARGUMENT_DOMAINS: dict[tuple[str, str], tuple[Callable[[float], bool], str]] = {
+    ("renyi", "alpha"): (lambda a: a != 1.0, "the Renyi bound divides by 1 - alpha; its limit at alpha = 1 is the "
+                         "ELBO: use objective='elbo'"),
+}
+
 
 def standard_objectives() -> dict[str, Objective]:
     """The objectives of the standard library (stdlib/objectives.ppl), compiled once."""
@@ -72,6 +79,13 @@ def resolve_objective(objective: Any) -> tuple[Objective, dict[str, Any]]:
                         objective.source, hint=f"pass objective=('{objective.name}', {{'{name}': ...}})")
         v = args.pop(name, defaults.get(name))
         values.append(int(v) if ty.kind == "int" else float(v))
+    standard = objective is standard_objectives().get(objective.name)
+    for (name, ty), v in zip(objective.fn.args, values):
+        domain = ARGUMENT_DOMAINS.get((objective.name, name)) or (
+            (lambda n: n >= 1, f"{name} counts draws: at least 1") if ty.kind == "int" else None)
+        if standard and domain is not None and not domain[0](v):
+            raise error(f"objective `{objective.name}` cannot take {name} = {v:g}", objective.fn.span,
+                        objective.source, hint=domain[1])
     if args:
         extra = next(iter(args))
         raise error(f"objective `{objective.name}` has no argument `{extra}`", objective.fn.span, objective.source,
@@ -124,7 +138,7 @@ class Problem:
         obj_strategies = {a: overrides.get(a) or info.strategy or "reparam" for a, info in obj.fn.sites.items()}
         hosts = dict(model.hosts)
         runner = adev.ObjectiveRunner(obj.impl, tuple(obj_args.values()), runtime_programs, hosts, obj_strategies)
-        code = adev_compiler.estimator_module(plan, static)
+        code = adev_compiler.estimator_module(plan, static, [a for a, _ in obj.fn.args])
         ns: dict[str, Any] = {"__name__": f"pplang_estimator_{obj.name}"}
         exec(compile(code, f"<pplang estimator {obj.name}>", "exec"), ns)  # noqa: S102 - generated code
         check_baseline(baseline, plan)

@@ -541,6 +541,39 @@ def test_pruned_per_iteration_costs_lower_the_variance_and_both_are_unbiased():
     np.testing.assert_allclose(np.asarray(a["q"]["m"]), np.asarray(b["q"]["m"]), rtol=1e-4, atol=1e-5)
 
 
+TEMPERED = """
+objective tempered(p, q, beta: real):
+    z = simulate(q)
+    return beta * log_density(p, z) - log_density(q, z) / 1.0
+"""
+
+
+@pytest.mark.parametrize("strategy", ["reinforce", "enum", "mvd"])
+def test_value_arguments_are_coefficients_of_the_linear_form(strategy):
+    """beta * log p - log q: a sum of log densities whose coefficient is an argument, so costs are
+    pruned per iteration (and enum and mvd apply in the loop), the generated code reading beta."""
+    beta = 0.7
+    latents = [Latent("b", FAMILIES["bernoulli"], strategy, True)]
+    module = pp.loads(source(latents) + TEMPERED)
+    data = {"N": 3, "y_b": Y_LOOP}
+    pr = Problem.build(module["m"], module["q"], (module.objective("tempered"), {"beta": beta}), data)
+    assert pr.plan.linear is not None
+    assert sorted((c.value, c.factors) for c in pr.plan.linear.values()) == [(-1.0, ()), (1.0, (("beta", 1),))]
+    (site,) = pr.plan.sites
+    assert all(c.aligned for c in site.costs) and "_run.args[0]" in pr.estimator_code
+    params = as_params({"p": {}, "q": {"m": 0.3, "s": math.log(0.7), "b_g": [-1.0, 0.3, 1.2]}})
+    elbo = exact_elbo(latents, data)
+
+    def log_q(p):  # E_q log q(mu, b)
+        q = p["q"]
+        g = jax.nn.sigmoid(q["b_g"])
+        return -0.5 * jnp.log(2 * jnp.pi * jnp.e * jnp.exp(2 * q["s"])) + jnp.sum(g * jnp.log(g) + (1 - g) *
+                                                                                   jnp.log1p(-g))
+
+    exact = exact_grad(lambda p: beta * (elbo(p) + log_q(p)) - log_q(p), params)
+    assert_unbiased(draws(pr, params), exact)
+
+
 # ---------------------------------------------------------------- IWELBO: reinforce inside the objective's loop
 
 IW = """

@@ -366,6 +366,18 @@ def test_hvi_needs_the_reverse_model(module):
     assert "`r`" in info.value.diagnostics[0].message and "programs=" in info.value.diagnostics[0].hint
 
 
+@pytest.mark.parametrize("objective,value,hint", [
+    (("renyi", {"alpha": 1.0}), "alpha = 1", "use objective='elbo'"),
+    (("iwelbo", {"k": 0}), "k = 0", "k counts draws"),
+    (("diwhvi", {"k": 2, "m": 0}), "m = 0", "m counts draws"),
+])
+def test_standard_objectives_refuse_arguments_outside_their_domain(module, objective, value, hint):
+    with pytest.raises(pp.PplError) as info:
+        Problem.build(module["nn"], module["nq"], objective, {"x": XN})
+    d = info.value.diagnostics[0]
+    assert f"cannot take {value}" in d.message and hint in d.hint and d.span.line > 0
+
+
 # ---------------------------------------------------------------- fitting
 
 NN5 = """
