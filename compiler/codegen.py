@@ -536,6 +536,8 @@ class CodeGen:
         if isinstance(e, ir.Call):
             impl = TRACE_FUNCTIONS.get(e.fn) or FUNCTIONS[e.fn].impl
             return f"{impl}({', '.join(self.ex(a, lv) for a in e.args)})"
+        if isinstance(e, ir.HostCall) and e.network:
+            return f"_ctx.network({e.name!r}, {self.ex(e.args[0], lv)})"
         if isinstance(e, ir.HostCall):
             head, *rest = e.name.split(".")
             fn = f"_ctx.host({head!r})" + "".join(f".{r}" for r in rest)

@@ -85,12 +85,14 @@ class Call:
 
 @dataclass(frozen=True)
 class HostCall:
-    """A caller-bound JAX-traceable callable, opaque to the compiler."""
+    """A caller-bound JAX-traceable callable, opaque to the compiler; with `network`, a neural
+    network (declared in the file or bound) whose weights are parameters of the calling program."""
 
     name: str
     args: tuple[Expr, ...]
     kwargs: tuple[tuple[str, Expr], ...]
     ty: Ty
+    network: bool = False
 
 
 @dataclass(frozen=True)
@@ -279,6 +281,7 @@ class Function:
     arg_types: dict[str, str] = field(default_factory=dict)  # as declared, for messages
     checks: list[SizeCheck] = field(default_factory=list)
     programs: list[str] = field(default_factory=list)  # an objective's program arguments (p, q, ...)
+    networks: list[str] = field(default_factory=list)  # the networks it calls (their weights are parameters)
 
 
 @dataclass

@@ -17,7 +17,7 @@ def expr(e: object) -> str:
     if isinstance(e, ir.Call):
         return f"{e.fn}({', '.join(expr(a) for a in e.args)})"
     if isinstance(e, ir.HostCall):
-        return f"host {e.name}({arguments(e.args, e.kwargs)})"
+        return f"{'network' if e.network else 'host'} {e.name}({arguments(e.args, e.kwargs)})"
     if isinstance(e, ir.Index):
         parts = [(f"{expr(i.lo) if i.lo else ''}:{expr(i.hi) if i.hi else ''}" if isinstance(i, ir.SliceIx)
                   else expr(i)) for i in e.indices]

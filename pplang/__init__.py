@@ -36,19 +36,19 @@ _EXPORTS = {
     "check_gradient": "pplang.gradcheck",
     "AutoGuide": "pplang.autoguide",
     "Trace": "pplang.models",
+    "amortize": "pplang.amortized",
+    "AmortizedPosterior": "pplang.amortized_result",
+    "network": "pplang.stdlib.networks",
+    "load_data": "pplang.data",
 }
-_RENAMED = {"load_data": ("pplang.data", "load_json")}
 
-__all__ = sorted([*_EXPORTS, *_RENAMED])
+__all__ = sorted(_EXPORTS)
 __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
         return getattr(import_module(_EXPORTS[name]), name)
-    if name in _RENAMED:
-        module, attr = _RENAMED[name]
-        return getattr(import_module(module), attr)
     raise AttributeError(f"module 'pplang' has no attribute {name!r}")
 
 

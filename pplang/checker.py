@@ -15,6 +15,7 @@ from pplang.compiler.ir import INT, UNKNOWN, Ty
 from pplang.compiler.names import address_var, py_name
 from pplang.diagnostics import PplError, did_you_mean, error
 from pplang.stdlib import distributions as dists
+from pplang.stdlib import networks as nets
 from pplang.stdlib.mathfns import FUNCTIONS
 
 # Names other languages use for pplang's functions, for the hint of an unknown function.
@@ -97,7 +98,7 @@ class Checker:
     def __init__(self, program: S.Program, hosts: dict[str, object] | None = None):
         self.program = program
         self.src = program.source
-        self.hosts = dict(hosts or {})
+        self.hosts = {name: nets.as_network(v) for name, v in (hosts or {}).items()}
         self.decls: dict[str, S.Decl] = {}
         for d in program.decls:
             if d.name in self.decls:
@@ -105,6 +106,52 @@ class Checker:
                     f"`{d.name}` is declared twice", d.span, hint=f"first declared at {self.decls[d.name].span}"
                 )
             self.decls[d.name] = d
+        for n in program.networks:
+            if n.name in self.decls or n.name in self.hosts:
+                where = self.decls[n.name].span if n.name in self.decls else "by the caller (hosts)"
+                raise self.err(f"`{n.name}` is declared twice", n.span, hint=f"first declared {where}")
+            self.hosts[n.name] = self.network(n)
+
+    def network(self, n: S.NetworkDecl) -> nets.Network:
+        """The network a `network name = block(options)` declaration builds; options are int
+        literals, lists of them, or activation names."""
+        e = n.value
+        blocks = ", ".join(f"{b}(...)" for b in nets.BLOCKS)
+        if not isinstance(e, S.Call) or e.func not in nets.BLOCKS:
+            raise self.err(f"network `{n.name}` must be built from a standard block", expr_span(e),
+                           hint=did_you_mean(e.func, nets.BLOCKS) if isinstance(e, S.Call) else None
+                           or f"blocks: {blocks}; or bind an equinox module by name from Python")
+        cls, names = nets.BLOCKS[e.func]
+        if e.args:
+            raise self.err(f"`{e.func}` takes its options by name", expr_span(e.args[0]),
+                           hint=f"for example {e.func}(out_size=2, hidden=[64, 64], activation=relu); "
+                           f"options: {', '.join(names)}")
+        options: dict[str, object] = {}
+        for k in e.kwargs:
+            if k.name not in names:
+                raise self.err(f"`{e.func}` has no option `{k.name}`", k.span,
+                               hint=did_you_mean(k.name, names) or f"options: {', '.join(names)}")
+            options[k.name] = self.network_option(e.func, k)
+        if "out_size" not in options:
+            raise self.err(f"`{e.func}` needs `out_size`", e.span, hint=f"for example {e.func}(out_size=2, ...)")
+        return cls(**options)
+
+    def network_option(self, block: str, k: S.Keyword) -> object:
+        v = k.value
+        if k.name in ("activation", "final"):
+            if not isinstance(v, S.Name) or v.id not in nets.ACTIVATIONS:
+                raise self.err(f"`{k.name}` must name an activation", expr_span(v),
+                               hint=(did_you_mean(v.id, nets.ACTIVATIONS) if isinstance(v, S.Name) else None)
+                               or f"activations: {', '.join(nets.ACTIVATIONS)}")
+            return v.id
+        items = v.items if k.name == "hidden" and isinstance(v, S.VectorLit) else [v]
+        if k.name == "hidden" and not isinstance(v, S.VectorLit):
+            raise self.err("`hidden` is a list of layer widths", expr_span(v), hint="for example hidden=[64, 64]")
+        for x in items:
+            if not (isinstance(x, S.Num) and isinstance(x.value, int) and x.value > 0):
+                raise self.err(f"`{k.name}` of `{block}` must be a positive int literal", expr_span(x),
+                               hint="network sizes are fixed when the file is compiled")
+        return tuple(x.value for x in items) if k.name == "hidden" else items[0].value
 
     # ------------------------------------------------------------ helpers
 
@@ -166,6 +213,7 @@ class DeclLowering:
         self.aliases: dict[str, ir.Expr] = {}  # callee argument -> the caller's static int it stands for
         self.callee_args: set[str] = set()  # inlined callees' arguments, which cannot be reassigned
         self.checks: list[ir.SizeCheck] = []
+        self.networks: set[str] = set()  # the networks this declaration calls
 
     def err(self, message: str, span: S.Span, **kw: str | None) -> PplError:
         return self.c.err(message, span, **kw)
@@ -201,6 +249,7 @@ class DeclLowering:
             fn.arg_spans[a.name] = a.span
             fn.arg_types[a.name] = type_text(a.type) if a.type is not None else "any"
         fn.checks = self.checks
+        fn.networks = sorted(self.networks)
         return fn
 
     def check_new_name(self, name: str, span: S.Span) -> None:
@@ -794,6 +843,9 @@ class DeclLowering:
             )
         if self.loops:
             raise self.err("`param` cannot appear inside a loop", s.span, hint="declare parameters at the top level")
+        if isinstance(self.c.hosts.get(s.name), nets.Network):
+            raise self.err(f"`{s.name}` is a network; its weights are already parameters", s.span,
+                           hint="give the parameter another name")
         init = self.expr(s.init, scope)
         constraint = "real"
         if s.constraint is not None:
@@ -1056,9 +1108,36 @@ class DeclLowering:
             kind = "int"
         return ir.Op(e.op, (a, b), Ty(kind, shape, static))
 
+    def network_call(self, e: S.Call, scope: Scope) -> ir.Expr:
+        """`net(x)`: one input, mapped over its leading dimensions beyond one example's."""
+        net = self.c.hosts[e.func]
+        if len(e.args) != 1 or e.kwargs:
+            raise self.err(f"network `{e.func}` takes one input", e.span, hint=f"`{e.func}(x)`")
+        x = self.expr(e.args[0], scope)
+        if x.ty.kind == "bool":
+            raise self.err(f"network `{e.func}` takes a real input, not a bool", expr_span(e.args[0]),
+                           hint="convert it: `1.0 * x`")
+        self.networks.add(e.func)
+        shape = x.ty.shape
+        rank = net.input_rank
+        if shape is None or rank is None or net.out_size is None:
+            return ir.HostCall(e.func, (x,), (), UNKNOWN, network=True)
+        if len(shape) < rank:
+            raise self.err(f"network `{e.func}` takes inputs with at least {rank} dimension(s)",
+                           expr_span(e.args[0]), found=str(x.ty), hint="pass a vector (one example) or a batch")
+        in_size = getattr(net, "in_size", None)
+        if rank and in_size is not None and isinstance(shape[-1], int) and shape[-1] != in_size:
+            raise self.err(f"network `{e.func}` takes inputs of size {in_size}", expr_span(e.args[0]),
+                           found=str(x.ty), expected=f"real[..., {in_size}]",
+                           hint="change the network's in_size, or leave it out to take the input's size")
+        out = shape[:len(shape) - rank] + (net.out_size,)
+        return ir.HostCall(e.func, (x,), (), Ty("real", out), network=True)
+
     def call(self, e: S.Call, scope: Scope) -> ir.Expr:
         fn = e.func
         head = fn.split(".")[0]
+        if isinstance(self.c.hosts.get(fn), nets.Network):
+            return self.network_call(e, scope)
         if head in self.c.hosts:
             args = tuple(self.expr(a, scope) for a in e.args)
             kwargs = tuple((k.name, self.expr(k.value, scope)) for k in e.kwargs)

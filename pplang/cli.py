@@ -14,7 +14,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from pplang.diagnostics import PplError, error
+from pplang.diagnostics import PplError, did_you_mean, error
 
 EPILOG = "Data files use Stan's JSON data format: one object mapping argument and choice names to values."
 
@@ -76,7 +76,8 @@ def parser() -> argparse.ArgumentParser:
     c = sub.add_parser("fit", help="variational inference: fit a guide by maximizing an objective")
     add_run_args(c)
     c.add_argument("--guide", default="mean_field",
-                   help="a guide in the file, or mean_field | full_rank | low_rank | delta (default: mean_field)")
+                   help="a guide in the file, OTHER.ppl:NAME, or mean_field | full_rank | low_rank | delta "
+                   "(default: mean_field)")
     c.add_argument("--objective", default="elbo",
                    help="an objective in the file or a standard one: elbo, iwelbo, renyi, rws, ... (default: elbo)")
     c.add_argument("--arg", action="append", default=[], metavar="NAME=VALUE",
@@ -101,9 +102,11 @@ def parser() -> argparse.ArgumentParser:
                    help="importance-resample N draws with the fitted guide as proposal (Pareto-k diagnostic)")
     c.add_argument("--no-progress", action="store_true")
 
+    from pplang.amortize_cli import register as register_amortize
     from pplang.smc_cli import register as register_smc
 
     register_smc(sub)
+    register_amortize(sub)
 
     c = sub.add_parser("graph", help="print the dependency graph of a model (Graphviz DOT)")
     c.add_argument("file")
@@ -256,10 +259,27 @@ def pick_model(module: Any, name: str | None) -> Any:
     return got
 
 
-def read_data(path: str | None) -> dict[str, Any]:
-    from pplang.data import load_json
+def pick_guide(module: Any, spec: str) -> Any:
+    """`--guide`: a guide of the file, `OTHER.ppl:NAME` (a guide of another file, e.g. a variational
+    autoencoder's encoder beside the file of its decoder), or an automatic guide's name."""
+    if spec in module.names:
+        return module[spec]
+    path, sep, name = spec.rpartition(":")
+    if sep and path.endswith(".ppl"):
+        import pplang as pp
 
-    return load_json(path) if path else {}
+        other = pp.load(path)
+        if name not in other.names:
+            raise error(f"{path} declares no guide `{name}`", hint=did_you_mean(name, other.names)
+                        or f"declared: {', '.join(other.names)}")
+        return other[name]
+    return spec
+
+
+def read_data(path: str | None) -> dict[str, Any]:
+    from pplang.data import load_data
+
+    return load_data(path) if path else {}
 
 
 def cmd_simulate(args: argparse.Namespace) -> None:
@@ -314,7 +334,8 @@ def emit_adev(args: argparse.Namespace) -> None:
     data = read_data(args.data)
     if args.guide is None:
         raise error("--emit adev needs --guide", hint="name a guide of the file, or mean_field, full_rank, ...")
-    guide = module[args.guide] if args.guide in module.names else make_guide(model, args.guide, data)
+    guide = pick_guide(module, args.guide)
+    guide = guide if isinstance(guide, pp.Model) else make_guide(model, guide, data)
     objective = objective_of(module, args.objective, args.arg)
     problem = Problem.build(model, guide, objective, data, strategies=pairs(args.strategy, "--strategy"))
     obj = problem.objective
@@ -334,7 +355,7 @@ def cmd_fit(args: argparse.Namespace) -> None:
     module = pp.load(args.file)
     model = pick_model(module, args.model)
     data = read_data(args.data)
-    guide = module[args.guide] if args.guide in module.names else args.guide
+    guide = pick_guide(module, args.guide)
     objective = objective_of(module, args.objective, args.arg)
     programs = {r: module[n] for r, n in pairs(args.program, "--program").items()}
     baseline: Any = args.baseline

@@ -53,6 +53,19 @@ class Bound:
     observed: dict[str, Any]
 
 
+def load_data(path: str) -> dict[str, Any]:
+    """Read a data file: Stan-format JSON, or NumPy's .npz (named arrays, for large collections such
+    as image data sets; read without pickles, so a file cannot run code)."""
+    if not str(path).endswith(".npz"):
+        return load_json(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {name: z[name] for name in z.files}
+    except (OSError, ValueError) as e:
+        raise error(f"cannot read data file {path}: {e}", hint="an .npz file written by numpy.savez, holding "
+                    "numeric arrays by name") from None
+
+
 def load_json(path: str) -> dict[str, Any]:
     """Read a Stan-format JSON data file into a dict of numbers and nested lists."""
     p = Path(path)
@@ -248,4 +261,4 @@ def show(shape: tuple | None) -> str:
     return "(" + ", ".join("?" if d is None else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
-__all__ = ["Bound", "PplError", "bind", "load_json"]
+__all__ = ["Bound", "PplError", "bind", "load_data", "load_json"]

@@ -85,7 +85,7 @@ def _decorate(kind: str) -> Callable[[Callable], Model]:
         compiled = compile_program(program, hosts, only=[decl.name])
         if kind == "objective":
             return Objective(compiled.functions[decl.name], compiled.function(decl.name), source)  # type: ignore
-        return Model(compiled.functions[decl.name], compiled.function(decl.name), hosts, source, decls)
+        return Model(compiled.functions[decl.name], compiled.function(decl.name), compiled.hosts, source, decls)
 
     wrap.__name__ = kind
     return wrap

@@ -159,9 +159,13 @@ class Model:
                 raise error(f"{self.kind} `{self.name}` has no random choice `{a}`", self.fn.span, self.source,
                             hint=did_you_mean(a, self.fn.sites) or f"choices: {', '.join(self.fn.sites) or 'none'}")
         for a in params:
-            if a not in self.params:
+            if a not in self.params and not self.network_weight(a):
                 raise error(f"{self.kind} `{self.name}` has no parameter `{a}`", self.fn.span, self.source,
                             hint=did_you_mean(a, self.params) or f"parameters: {', '.join(self.params) or 'none'}")
+
+    def network_weight(self, address: str) -> bool:
+        """Whether `address` names a weight of a network this program calls (`enc.layers[0].weight`)."""
+        return any(address.startswith(n) and address[len(n):len(n) + 1] in (".", "[") for n in self.fn.networks)
 
     # ------------------------------------------------------------ transformations
 

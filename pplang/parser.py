@@ -37,6 +37,7 @@ from pplang.syntax import (
     Index,
     Keyword,
     Name,
+    NetworkDecl,
     Num,
     Param,
     Program,
@@ -196,7 +197,8 @@ def parse_program(source: str, file: str = "<string>") -> Program:
     text = source if source.endswith("\n") else source + "\n"
     _check_first_indent(text, file, source)
     tree = _run_parser(text, "start", _Builder(file, source))
-    return Program(decls=tree, file=file, source=source)
+    return Program(decls=[d for d in tree if isinstance(d, Decl)], file=file, source=source,
+                   networks=[d for d in tree if isinstance(d, NetworkDecl)])
 
 
 def parse_type(text: str, file: str, line: int, col: int, source: str = "") -> TypeExpr:
@@ -494,8 +496,12 @@ class _Builder(Transformer):
 
     # -- declarations and statements
 
-    def start(self, meta: Meta, children: list) -> list[Decl]:
-        return [c for c in children if isinstance(c, Decl)]
+    def start(self, meta: Meta, children: list) -> list[Decl | NetworkDecl]:
+        return [c for c in children if isinstance(c, Decl | NetworkDecl)]
+
+    def network_decl(self, meta: Meta, children: list) -> NetworkDecl:
+        name, value = children
+        return NetworkDecl(str(name), value, self.span(meta))
 
     def type_only(self, meta: Meta, children: list) -> TypeExpr:
         return children[0]

@@ -64,7 +64,7 @@ def compile_program(program: S.Program, hosts: dict[str, Any] | None = None,
     for fn in functions.values():
         analysis.classify_loops(fn)
     code = codegen.generate_module(list(functions.values()), program.file, program.source)
-    return Compiled(program, functions, hosts, code, exec_module(code))
+    return Compiled(program, functions, checker.hosts, code, exec_module(code))
 
 
 def exec_module(code: str) -> dict[str, Any]:

@@ -254,7 +254,17 @@ class Decl:
 
 
 @dataclass
+class NetworkDecl:
+    """`network name = block(options)`: a neural network the file's programs call by name."""
+
+    name: str
+    value: Expr
+    span: Span = NO_SPAN
+
+
+@dataclass
 class Program:
     decls: list[Decl]
     file: str = "<string>"
     source: str = ""
+    networks: list[NetworkDecl] = field(default_factory=list)

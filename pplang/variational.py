@@ -151,7 +151,7 @@ class Problem:
         key = as_key(seed)
         out: dict[str, dict[str, Any]] = {}
         for role, m in self.roles.items():
-            if not m.fn.params:
+            if not m.fn.params and not m.fn.networks:
                 out[role] = {}
                 continue
             prog = self.runner.programs[role]
@@ -207,13 +207,26 @@ class Problem:
 
     # ------------------------------------------------------------ estimates
 
-    def surrogate(self, params: Mapping, key: Any, state: Mapping, particles: int = 1) -> tuple:
-        """(surrogate, (value, costs)) averaged over `particles` independent estimates."""
+    def with_data(self, values: Mapping[str, Any]) -> adev.ObjectiveRunner:
+        """The runner with some arguments and observations replaced (one data set of a collection
+        during amortized training; values may be traced). Names neither takes are ignored."""
+        programs = {}
+        for role, prog in self.runner.programs.items():
+            data = {a: values.get(a, v) for a, v in prog.data.items()}
+            observed = {a: values.get(a, v) for a, v in prog.observed.items()}
+            programs[role] = dataclasses.replace(prog, data=data, observed=observed)
+        return dataclasses.replace(self.runner, programs=programs)
+
+    def surrogate(self, params: Mapping, key: Any, state: Mapping, particles: int = 1,
+                  runner: adev.ObjectiveRunner | None = None) -> tuple:
+        """(surrogate, (value, costs)) averaged over `particles` independent estimates (of the
+        problem's own data, or of the data `runner` was made for by `with_data`)."""
         base = self.baselines(params, state)
         keys = jax.random.split(key, particles)
+        run = self.runner if runner is None else runner
 
         def one(k: Any) -> tuple:
-            v, sur, costs, _ = self.estimate(self.runner, k, params, base)
+            v, sur, costs, _ = self.estimate(run, k, params, base)
             return v, sur, costs
 
         if particles == 1:  # no particle axis: vmap over one key would give every array a leading 1
@@ -233,12 +246,16 @@ class Problem:
 
         def step(params: Any, key: Any, state: Any) -> tuple:
             g, (v, costs) = grad(params, key, state, particles)
-            if self.baseline == "ema":
-                state = {"ema": {k: EMA_DECAY * state["ema"][k] + (1 - EMA_DECAY) * jax.lax.stop_gradient(costs[k])
-                                 for k in state["ema"]}}
-            return v, g, state
+            return v, g, self.next_state(state, costs)
 
         return step
+
+    def next_state(self, state: Any, costs: Mapping[str, Any]) -> Any:
+        """The state after a step whose reinforce costs were `costs` (moving-average baselines)."""
+        if self.baseline != "ema":
+            return state
+        return {"ema": {k: EMA_DECAY * state["ema"][k] + (1 - EMA_DECAY) * jax.lax.stop_gradient(costs[k])
+                        for k in state["ema"]}}
 
     def value_and_grad(self, params: Mapping, key: Any, particles: int = 1) -> tuple[Any, Any]:
         """One estimate of the objective and of its gradient with respect to the (unconstrained) params."""
@@ -269,6 +286,25 @@ class Problem:
                 return (f"the {what} of `{a}` in {m.kind} `{m.name}`{where} is not finite "
                         f"(objective line {call.span.line if call.span else '?'})")
         return "the objective's value or gradient is not finite; no single term was found to be"
+
+
+def hold(problem: Problem, params: dict, opt: optax.GradientTransformation,
+         fixed: Mapping[str, Mapping[str, Any]]) -> tuple[dict, optax.GradientTransformation]:
+    """Parameters with the `fixed` programs' values set, and an optimizer that leaves them alone."""
+    names = {m.name: r for r, m in problem.roles.items()}
+    for name, values in fixed.items():
+        if name not in names:
+            raise error(f"fixed names `{name}`, which is none of the fitted programs",
+                        hint=did_you_mean(name, names) or f"programs: {', '.join(names)}")
+        role = names[name]
+        unknown = [a for a in values if a not in params.get(role, {})]
+        if unknown:
+            raise error(f"{problem.roles[role].kind} `{name}` has no parameter `{unknown[0]}`",
+                        hint=did_you_mean(unknown[0], params.get(role, {})) or "check the fixed values")
+        params[role] = {**params[role], **{a: jnp.asarray(v) for a, v in values.items()}}
+    held = {names[n] for n in fixed}
+    labels = {r: jax.tree.map(lambda _, r=r: "held" if r in held else "fitted", ps) for r, ps in params.items()}
+    return params, optax.multi_transform({"fitted": opt, "held": optax.set_to_zero()}, labels)
 
 
 def model_role(problem: Problem, model: Model) -> str | None:
@@ -320,11 +356,12 @@ def make_guide(model: Model, guide: Any, data: Mapping[str, Any]) -> Model:
 
 
 def constrained(m: Model, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Parameter values mapped to their constraints (network weights are unconstrained)."""
     out = {}
-    for a, p in m.params.items():
-        if a in params:
-            c = {"vector": "real", "matrix": "real"}.get(p.constraint, p.constraint)
-            out[a] = np.asarray(CONSTRAINTS[c].forward(params[a]))
+    for a, v in params.items():
+        p = m.params.get(a)
+        c = "real" if p is None else {"vector": "real", "matrix": "real"}.get(p.constraint, p.constraint)
+        out[a] = np.asarray(CONSTRAINTS[c].forward(v))
     return out
 
 
@@ -334,7 +371,7 @@ def fit(model: Model, guide: Any = "mean_field", objective: Any = "elbo", data: 
         programs: Mapping[str, Model] | None = None, on_nan: str = "stop", tol: float | None = None,
         patience: int = 10, chunk: int = 100, checkpoint: str | None = None, checkpoint_every: int = 1000,
         resume: bool = False, progress: bool = True, num_draws: int = 1000, results: str | None = None,
-        **data_kwargs: Any) -> FitResult:
+        fixed: Mapping[str, Mapping[str, Any]] | None = None, **data_kwargs: Any) -> FitResult:
     """Fit `guide` to `model` given `data` by maximizing `objective` with optax (default Adam).
 
     guide: a guide, or "mean_field" / "full_rank" / "low_rank" / "delta" (automatic, in unconstrained
@@ -344,7 +381,9 @@ def fit(model: Model, guide: Any = "mean_field", objective: Any = "elbo", data: 
     "ema" or "learned". particles: independent estimates averaged per step. The fit stops on NaN
     ("stop") or skips such steps ("skip"), keeping the last good parameters; `tol` stops on
     convergence; `checkpoint` is a folder for periodic checkpoints, `resume` continues from one;
-    `results` a folder to save the result to (with plots)."""
+    `results` a folder to save the result to (with plots). `fixed` holds programs' parameters at
+    given unconstrained values, by program name (e.g. a decoder's trained weights:
+    fixed={"vae": trained}); they are not optimized."""
     for name, v in (("steps", steps), ("particles", particles), ("num_draws", num_draws), ("chunk", chunk)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise error(f"{name} must be a positive int, got {v!r}", hint=f"for example {name}=1000")
@@ -354,6 +393,8 @@ def fit(model: Model, guide: Any = "mean_field", objective: Any = "elbo", data: 
     problem = Problem.build(model, q, objective, data, programs, strategies, baseline)
     params = problem.init_params(seed)
     opt = optimizer if optimizer is not None else optax.adam(learning_rate)
+    if fixed:
+        params, opt = hold(problem, params, opt, fixed)
     t0 = time.perf_counter()
     try:
         out = optimize(problem.step(particles), params, problem.init_state(), opt, steps=steps,

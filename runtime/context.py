@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import jax.numpy as jnp
+from pplang.stdlib import networks as nets
 from pplang.stdlib.constraints import CONSTRAINTS
 
 from .ops import BlockKey, Score, merge_terms
@@ -88,6 +89,22 @@ class Context:
     def site_terms(self, address: str, lp: Any, dist: Any, key: Any, value: Any) -> dict:
         """What a recording context keeps of one choice: its log density."""
         return {address: lp}
+
+    def network(self, name: str, x: Any) -> Any:
+        """Apply network `name` to `x` with its weights from `params` (addresses `name.path`) when
+        set, else its initial weights (recorded when the context collects parameters)."""
+        net = self._hosts[name]
+        module = net.initial(name, x)
+        initial = nets.weights(name, module)
+        if any(a in self._params for a in initial):
+            missing = [a for a in initial if a not in self._params]
+            if missing:
+                raise ValueError(f"network `{name}` is missing weights {', '.join(missing[:3])}"
+                                 f"{' ...' if len(missing) > 3 else ''}: pass all of its parameters or none")
+            module = nets.with_weights(name, module, self._params)
+        elif self._collect is not None:
+            self._collect.update(initial)
+        return net.apply(module, x)
 
     def param(self, address: str, init: Any, constraint: str, shape: tuple | None = None) -> Any:
         """The parameter's value: from `params` (unconstrained) when set, else its initial value,

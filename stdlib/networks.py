@@ -1,0 +1,145 @@
+"""Neural networks that programs call by name: equinox modules whose weights are parameters.
+
+A network is either declared in a model file from a standard block (`network enc = mlp(...)`,
+built here with equinox layers) or an equinox module the caller binds by name. Either way its
+weights are ordinary parameters of the program that calls it, one per array leaf, at addresses
+`name.path` (`enc.layers[0].weight`), so optimizers, checkpoints and saved results treat them
+like any `param`. A network maps one example (an input of `input_rank` dimensions) to its output;
+inputs with more leading dimensions are mapped over them (a batch, or an array of examples).
+"""
+
+from __future__ import annotations
+
+import abc
+import zlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+Array = Any
+
+ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
+    "identity": lambda x: x,
+    "relu": jax.nn.relu,
+    "tanh": jnp.tanh,
+    "sigmoid": jax.nn.sigmoid,
+    "softplus": jax.nn.softplus,
+    "elu": jax.nn.elu,
+    "gelu": jax.nn.gelu,
+    "silu": jax.nn.silu,
+    "leaky_relu": jax.nn.leaky_relu,
+}
+
+
+class Network(abc.ABC):
+    """What a program needs of a network: its initial module for an input, and how to apply it."""
+
+    input_rank: int | None = None  # dimensions of one example; None: the module takes inputs whole
+    out_size: int | None = None  # size of the last output dimension, when known before running
+
+    @abc.abstractmethod
+    def initial(self, name: str, x: Array) -> eqx.Module:
+        """The module before training, for input `x` (whose shape may size the first layer)."""
+
+    def apply(self, module: eqx.Module, x: Array) -> Array:
+        x = jnp.asarray(x)
+        rank = self.input_rank
+        if rank is None or x.ndim == rank:
+            return module(x)
+        if x.ndim < rank:
+            raise ValueError(f"the network takes inputs of {rank} dimension(s), got shape {x.shape}")
+        lead = x.shape[:x.ndim - rank]
+        flat = x.reshape((-1,) + x.shape[x.ndim - rank:])
+        out = jax.vmap(module)(flat)
+        return out.reshape(lead + out.shape[1:])
+
+
+@dataclass(frozen=True)
+class MLP(Network):
+    """A multilayer perceptron: equinox Linear layers of the given hidden widths with `activation`
+    between them and `final` after the last. `in_size` None takes the size of the input's last
+    dimension at the first call. Initial weights come from a key derived from the network's name
+    (equinox's default initialization), so a program's initial state is reproducible."""
+
+    out_size: int
+    hidden: tuple[int, ...] = ()
+    activation: str = "relu"
+    final: str = "identity"
+    in_size: int | None = None
+    input_rank: int | None = 1
+    _built: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
+
+    def initial(self, name: str, x: Array) -> eqx.Module:
+        in_size = self.in_size or jnp.shape(x)[-1]
+        dtype = jnp.result_type(float)
+        cache_key = (name, in_size, str(dtype))
+        if cache_key not in self._built:
+            sizes = [in_size, *self.hidden, self.out_size]
+            layers: list[eqx.Module] = []
+            with jax.ensure_compile_time_eval():  # concrete initial weights even while tracing
+                keys = jax.random.split(jax.random.key(zlib.crc32(name.encode())), len(sizes) - 1)
+                for k, (a, b) in enumerate(zip(sizes, sizes[1:], strict=False)):
+                    layers.append(eqx.nn.Linear(a, b, key=keys[k], dtype=dtype))
+                    if k < len(sizes) - 2:
+                        layers.append(eqx.nn.Lambda(ACTIVATIONS[self.activation]))
+                if self.final != "identity":
+                    layers.append(eqx.nn.Lambda(ACTIVATIONS[self.final]))
+            self._built[cache_key] = eqx.nn.Sequential(layers)
+        return self._built[cache_key]
+
+
+@dataclass(frozen=True, eq=False)
+class Bound(Network):
+    """An equinox module bound by the caller; its own weights are the initial ones."""
+
+    module: eqx.Module
+    input_rank: int | None = None
+
+    def initial(self, name: str, x: Array) -> eqx.Module:
+        return self.module
+
+
+def network(module: eqx.Module, input_rank: int | None = None) -> Bound:
+    """Bind an equinox module as a network whose weights are trained. `input_rank` is the number
+    of dimensions of one example (inputs with more are mapped over their leading dimensions); by
+    default 1 for modules with an integer `in_size` (equinox's MLP and Linear), 0 for `in_size`
+    "scalar", else the module is called on its input whole."""
+    if input_rank is None:
+        in_size = getattr(module, "in_size", None)
+        input_rank = 0 if in_size == "scalar" else 1 if isinstance(in_size, int) else None
+    return Bound(module, input_rank)
+
+
+def as_network(value: Any) -> Any:
+    """A caller-bound value as a network when it is an equinox module with weights; else unchanged."""
+    if isinstance(value, eqx.Module) and not isinstance(value, Network) and jax.tree.leaves(trainable(value)):
+        return network(value)
+    return value
+
+
+def trainable(module: eqx.Module) -> Any:
+    return eqx.filter(module, eqx.is_inexact_array)
+
+
+def weights(name: str, module: eqx.Module) -> dict[str, Array]:
+    """The module's trainable arrays by parameter address (`name` + the leaf's path)."""
+    leaves = jax.tree_util.tree_flatten_with_path(trainable(module))[0]
+    return {name + jax.tree_util.keystr(path): leaf for path, leaf in leaves}
+
+
+def with_weights(name: str, module: eqx.Module, params: Mapping[str, Array]) -> eqx.Module:
+    """The module with its trainable arrays replaced by `params[address]`."""
+    arrays, static = eqx.partition(module, eqx.is_inexact_array)
+    paths, treedef = jax.tree_util.tree_flatten_with_path(arrays)
+    new = [params[name + jax.tree_util.keystr(path)] for path, _ in paths]
+    return eqx.combine(jax.tree_util.tree_unflatten(treedef, new), static)
+
+
+# the standard blocks a model file's `network` declaration can build, with their options
+BLOCKS: dict[str, tuple[type[Network], tuple[str, ...]]] = {
+    "mlp": (MLP, ("out_size", "hidden", "activation", "final", "in_size")),
+}
