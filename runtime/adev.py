@@ -87,6 +87,7 @@ class ObjectiveContext(Context):
         self._strategies = strategies
         self._fixed_calls = fixed
         self.records: dict[int, dict] = {}
+        self._simulated: dict[int, tuple[Mapping, str, Score]] = {}  # id(trace) -> (trace, role, its score)
 
     # the objective's own choices: reinforce ones add their log density to the score
     def draw(self, address: str, dist: Any, key: Any) -> Any:
@@ -108,6 +109,8 @@ class ObjectiveContext(Context):
         _, trace, s = prog.impl(ctx, key, *prog.arguments(args_from))
         if stop:
             return jax.tree.map(lax.stop_gradient, trace), score
+        if args_from is None and not prog.observed:
+            self._simulated[id(trace)] = (trace, role, s)
         if cid is not None:
             self.records[cid] = s.terms
             return trace, score
@@ -115,10 +118,19 @@ class ObjectiveContext(Context):
         return trace, Score(score.lp + lq, score.lw, score.terms)
 
     def log_density(self, role: str, trace: Mapping[str, Any], cid: int | None) -> Any:
+        """The program's log density of the trace. A trace this run's `simulate` of the same program
+        drew (the same object, with the data's arguments and no observations) already has its log
+        density, with the same value and gradient paths (through the parameters, and through the
+        reparameterized values): it is reused, so a guide's network runs, and is differentiated,
+        once for `log_density(q, simulate(q))` rather than twice."""
         prog = self._programs[role]
-        given = {**{a: v for a, v in trace.items() if a in prog.sites}, **prog.observed}
-        ctx = Context(given, self._all_params.get(role, {}), prog.hosts, complete=True, record=cid is not None)
-        _, _, s = prog.impl(ctx, jax.random.key(0), *prog.arguments(trace))
+        hit = self._simulated.get(id(trace))
+        if hit is not None and hit[0] is trace and hit[1] == role:
+            s = hit[2]
+        else:
+            given = {**{a: v for a, v in trace.items() if a in prog.sites}, **prog.observed}
+            ctx = Context(given, self._all_params.get(role, {}), prog.hosts, complete=True, record=cid is not None)
+            _, _, s = prog.impl(ctx, jax.random.key(0), *prog.arguments(trace))
         if cid is not None:
             self.records[cid] = s.terms
         return s.lp
