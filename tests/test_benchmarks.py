@@ -171,3 +171,37 @@ def test_vi_variance_smoke_run_and_check(tmp_path: Path) -> None:
     assert var.check_unbiased("enum", g, var.exact_grad(point, data["y"])) < 5.0
     with pytest.raises(AssertionError, match="standard errors"):
         var.check_unbiased("enum", g, var.exact_grad({**point, "m1": point["m1"] + 0.5}, data["y"]))
+
+
+def test_amortize_benchmark_smoke_run_and_checks(tmp_path: Path) -> None:
+    """benchmarks/amortize_bench.py runs end to end in its smoke configuration and writes its own
+    section; its checks pass pplang's VAE against the hand-written one and reject a hand-written VAE
+    whose decoder is wired differently (its gradient is another one)."""
+    out, raw = tmp_path / "results.md", tmp_path / "r.json"
+    out.write_text("# earlier results\n\nkept\n")
+    proc = subprocess.run([sys.executable, str(BENCH / "amortize_bench.py"), "--smoke", "--out", str(out),
+                           "--json", str(raw)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    text = out.read_text()
+    assert text.startswith("# earlier results\n\nkept\n") and "# Amortized inference" in text
+    bench = json.loads(raw.read_text())
+    assert {r["group"] for r in bench["results"]} == {"grad", "step"}
+    assert [p["what"] for p in bench["posteriors"]] == ["vae", "normal"]
+    am = bench_module("amortize_bench")
+    model, guide, x = am.load_vae()
+    problem = am.pplang_problem(model, guide, x)
+    params = problem.init_params(0)
+    am.check_densities(model, guide, params, x[0])
+    batch = jnp.asarray(x[:8])
+    assert am.check_gradients(am.pplang_grad(problem), am.hand_grad, params, batch, 300) < 5.0
+
+    def relu_free(params, key, batch):  # the decoder without its relus: another model
+        relu = jax.nn.relu
+        jax.nn.relu = lambda h: h
+        try:
+            return am.hand_grad(params, key, batch)
+        finally:
+            jax.nn.relu = relu
+
+    with pytest.raises(AssertionError, match="differ"):
+        am.check_gradients(am.pplang_grad(problem), relu_free, params, batch, 300)
