@@ -24,6 +24,7 @@ import harness
 import jax
 
 HERE = Path(__file__).resolve().parent
+HEADING = "# pplang vs hand-written JAX"
 GROUPS = ("loop_simulate", "loop_log_density", "compile_vs_length", "hier_grad")
 
 
@@ -94,7 +95,7 @@ def report(results: list[harness.Result], mode_name: str, elapsed_s: float, load
            frontend: dict[str, float]) -> str:
     dev = jax.devices()[0]
     head = [
-        "# pplang vs hand-written JAX",
+        HEADING,
         "",
         f"Mode `{mode_name}`, {datetime.date.today().isoformat()}; JAX {jax.__version__} on {dev.platform} "
         f"({dev.device_kind}), {os.cpu_count()} CPU cores, Python {platform.python_version()}; "
@@ -127,8 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     size.add_argument("--quick", action="store_true", help="same sizes, short timings (about a minute)")
     size.add_argument("--smoke", action="store_true", help="tiny sizes and few repetitions (for tests)")
     ap.add_argument("--only", choices=GROUPS, action="append", help="run only this benchmark (repeatable)")
-    ap.add_argument("--out", type=Path, help="markdown file to write (a full run of everything: "
-                                              "benchmarks/results.md unless given)")
+    ap.add_argument("--out", type=Path, help="markdown file whose core section to write, keeping the other "
+                                              "benchmarks' sections (a full run of everything: benchmarks/results.md "
+                                              "unless given)")
     ap.add_argument("--json", type=Path, help="also write the raw results as JSON")
     args = ap.parse_args(argv)
     mode_name = "quick" if args.quick else "smoke" if args.smoke else "full"
@@ -150,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     text = report(results, mode_name, time.perf_counter() - start, (load_start, os.getloadavg()[0]), frontend)
     print(text)
     if out is not None:
-        out.write_text(text)
+        harness.write_section(out, HEADING, text)
     if args.json is not None:
         args.json.write_text(json.dumps({"mode": mode_name, "results": [r.as_dict() for r in results]}, indent=1))
     return 0
