@@ -2,7 +2,7 @@
 
     pplang amortize FILE --model M --guide Q --data COLLECTION.json --set J=5 --results DIR
     pplang amortize FILE --model M --guide Q --simulate 10000 --set J=5 --results DIR
-    pplang posterior DIR --data NEW.json [--correct N]
+    pplang posterior DIR --data NEW.json [--correct N] [--compare STEPS]
 
 A collection file (JSON, or .npz for large ones) maps each name to an array with one entry per data
 set along its first axis; `--set` and `--shared` give values common to all of them. `--arg` sets
@@ -62,6 +62,9 @@ def register(sub: Any) -> None:
     c.add_argument("--draws", type=cli.positive_int, default=1000)
     c.add_argument("--correct", type=int, default=0, metavar="N",
                    help="importance-sample N draws with the amortized guide as proposal (Pareto-k diagnostic)")
+    c.add_argument("--compare", type=int, default=0, metavar="STEPS",
+                   help="also fit a full-rank guide to this data set alone for STEPS steps and report the "
+                   "amortization gap and the time each answer took")
     c.add_argument("--output", help="write the draws to this JSON file")
     c.add_argument("--seed", type=int, default=0)
     c.set_defaults(func=cmd_posterior)
@@ -128,5 +131,10 @@ def cmd_posterior(args: argparse.Namespace) -> None:
             print(f"warning: Pareto k {corrected.pareto_k:.2f} > 0.7: the amortized guide is too far from this "
                   "data set's posterior for importance sampling to correct it; fit this data set (pplang fit).",
                   file=sys.stderr)
+    if args.compare:
+        if post.batched:
+            raise cli.error("--compare takes one data set, not a batch", hint="pass a single data set with --data")
+        print(f"\nagainst a full-rank guide fitted to this data set alone ({args.compare} steps):")
+        print(result.compare(data, steps=args.compare, seed=args.seed).summary())
     if args.output:
         cli.write_json(args.output, {a: v.tolist() for a, v in post.draws.items()})

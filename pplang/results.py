@@ -79,28 +79,9 @@ class FitResult:
     def plot(self, folder: str | Path) -> list[Path]:
         """Write objective.png (the objective per step and a moving average) and, when there are
         draws, marginals.png (a histogram per scalar variable and per leading array element)."""
-        try:
-            from matplotlib.backends.backend_agg import FigureCanvasAgg
-            from matplotlib.figure import Figure
-        except ImportError:
-            raise error("plotting needs matplotlib, which is not installed", hint="pip install matplotlib") from None
+        Figure, FigureCanvasAgg = matplotlib_figure()
         folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        written = []
-
-        fig = Figure(figsize=(7, 4), layout="constrained")
-        FigureCanvasAgg(fig)
-        ax = fig.add_subplot()
-        steps = np.arange(len(self.values))
-        ax.plot(steps, self.values, lw=0.6, alpha=0.35, label="per step")
-        if len(self.values):
-            window = max(1, len(self.values) // 50)
-            ax.plot(steps, moving_average(self.values, window), lw=1.8, label=f"moving average ({window} steps)")
-        ax.set_xlabel("step")
-        ax.set_ylabel(str(self.info.get("objective", "objective")))
-        ax.legend(loc="lower right")
-        written.append(folder / "objective.png")
-        fig.savefig(written[-1], dpi=110)
+        written = [plot_objective(self.values, str(self.info.get("objective", "objective")), folder)]
 
         panels = list(itertools.islice(columns(self.draws, ARRAY_PANELS), MARGINAL_PANELS))
         if panels:
@@ -208,6 +189,35 @@ def bins(x: np.ndarray) -> Any:
     if x.size and np.array_equal(x, np.round(x)) and x.max() - x.min() <= 50:
         return np.arange(x.min() - 0.5, x.max() + 1.5)
     return "auto" if x.size > 1 else 1
+
+
+def matplotlib_figure() -> tuple[Any, Any]:
+    """matplotlib's Figure and its Agg canvas (no screen needed), or a located error without it."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise error("plotting needs matplotlib, which is not installed", hint="pip install matplotlib") from None
+    return Figure, FigureCanvasAgg
+
+
+def plot_objective(values: np.ndarray, label: str, folder: Path) -> Path:
+    """folder/objective.png: the objective per step and its moving average."""
+    Figure, FigureCanvasAgg = matplotlib_figure()
+    folder.mkdir(parents=True, exist_ok=True)
+    fig = Figure(figsize=(7, 4), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    steps = np.arange(len(values))
+    ax.plot(steps, values, lw=0.6, alpha=0.35, label="per step")
+    if len(values):
+        window = max(1, len(values) // 50)
+        ax.plot(steps, moving_average(values, window), lw=1.8, label=f"moving average ({window} steps)")
+    ax.set_xlabel("step")
+    ax.set_ylabel(label)
+    ax.legend(loc="lower right")
+    fig.savefig(folder / "objective.png", dpi=110)
+    return folder / "objective.png"
 
 
 def moving_average(values: np.ndarray, window: int) -> np.ndarray:

@@ -419,12 +419,12 @@ def test_cli_trains_on_simulations_saves_and_answers(capsys, tmp_path):
     assert code == 0, err
     assert "20000 simulations" in out and "saved to" in out
     code, out, err = run(capsys, "posterior", str(tmp_path / "r"), "--data", query, "--correct", "4000",
-                         "--output", str(tmp_path / "draws.json"))
+                         "--compare", "500", "--output", str(tmp_path / "draws.json"))
     assert code == 0, err
     mean, sd = exact(np.array(json.loads(Path(query).read_text())["y"]))
     rows = [line.split() for line in out.splitlines() if line.startswith("mu ")]
     assert len(rows) == 2 and all(abs(float(r[1]) - mean) < 0.3 * sd for r in rows)
-    assert "Pareto k" in out and len(json.loads((tmp_path / "draws.json").read_text())["mu"]) == 1000
+    assert "Pareto k" in out and "gap" in out and len(json.loads((tmp_path / "draws.json").read_text())["mu"]) == 1000
 
 
 def test_cli_trains_a_vae_from_a_model_file_and_a_guide_file_on_npz_data(capsys, tmp_path):
