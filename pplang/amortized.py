@@ -36,6 +36,7 @@ from pplang.runtime.optimize import CheckpointError, optimize
 from pplang.variational import Problem, make_guide
 
 DATA_SALT = 0x6461  # folded into the seed for the order of data sets in each epoch
+MAX_CHUNK = 1000  # most steps per compiled chunk (the progress bar and NaN checks run between chunks)
 
 
 @dataclass
@@ -257,9 +258,11 @@ def amortize(model: Model, guide: Any, data: Mapping[str, Any] | None = None, *,
     steps = epochs * per_epoch
     opt = optimizer if optimizer is not None else optax.adam(learning_rate)
     step = minibatches(inner, rows, size, batch, seed)
+    # chunks that divide an epoch (so every chunk is whole and one compiled loop serves the training)
+    chunk = max(d for d in range(1, min(per_epoch, MAX_CHUNK) + 1) if per_epoch % d == 0)
     try:
         out = optimize(step, params, batch_state(size, state), opt, steps=steps, key=jax.random.key(seed),
-                       chunk=min(per_epoch, steps, 500), on_nan=on_nan, checkpoint=checkpoint,
+                       chunk=chunk, on_nan=on_nan, checkpoint=checkpoint,
                        checkpoint_every=checkpoint_every, resume=resume, progress=progress,
                        progress_unit=("epoch", per_epoch))
     except CheckpointError as e:

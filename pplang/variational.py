@@ -381,7 +381,9 @@ def fit(model: Model, guide: Any = "mean_field", objective: Any = "elbo", data: 
     "ema" or "learned". particles: independent estimates averaged per step. The fit stops on NaN
     ("stop") or skips such steps ("skip"), keeping the last good parameters; `tol` stops on
     convergence; `checkpoint` is a folder for periodic checkpoints, `resume` continues from one;
-    `results` a folder to save the result to (with plots). `fixed` holds programs' parameters at
+    `results` a folder to save the result to (with plots). `chunk` steps run per compiled call
+    (the progress bar, convergence test and NaN check happen between calls); with `steps` not a
+    multiple of it, the last call compiles a second, checked loop. `fixed` holds programs' parameters at
     given unconstrained values, by program name (e.g. a decoder's trained weights:
     fixed={"vae": trained}); they are not optimized."""
     for name, v in (("steps", steps), ("particles", particles), ("num_draws", num_draws), ("chunk", chunk)):

@@ -179,7 +179,8 @@ def optimize(step: Step, params: Params, state: State, optimizer: optax.Gradient
       the first such step is reported, with the text `describe_nan(params, key, state)` gives for
       that step's inputs. Whole chunks run unchecked and are tested once at their end; a chunk that
       fails the test is run again, checked step by step (see make_chunk_runner), so fits without a
-      bad step pay nothing for the check.
+      bad step pay nothing for the check. A last chunk shorter than `chunk` (steps not a multiple
+      of it) runs checked too, which costs one more compilation: choose `steps` a multiple of `chunk`.
     - tol: with m_k the mean of the finite values of chunk k, chunk k is calm when
       |m_k - m_{k-1}| < tol * max(|m_k|, |m_{k-1}|, 1) (relative change; absolute below magnitude 1);
       the fit stops as "converged" after `patience` consecutive calm chunks.
