@@ -25,9 +25,7 @@ A full run writes its section of `benchmarks/results.md`.
 
 from __future__ import annotations
 
-import argparse
 import datetime
-import json
 import os
 import platform
 import statistics
@@ -371,34 +369,16 @@ def report(results: list[harness.Result], posts: list[dict[str, Any]], mode_name
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    size = ap.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_true", help="fewer batch sizes, short timings")
-    size.add_argument("--smoke", action="store_true", help="tiny sizes and few repetitions (for tests)")
-    ap.add_argument("--out", type=Path, help="markdown file whose amortized-inference section to write (a full "
-                                              "run: benchmarks/results.md unless given)")
-    ap.add_argument("--json", type=Path, help="also write the raw results as JSON")
-    args = ap.parse_args(argv)
-    mode_name = "quick" if args.quick else "smoke" if args.smoke else "full"
-    out = args.out if args.out is not None or mode_name != "full" else HERE / "results.md"
-    jax.config.update("jax_enable_compilation_cache", False)  # cold compiles on both sides, as in run.py
-    mode = MODES[mode_name]
-    start, load_start = time.perf_counter(), os.getloadavg()[0]
+    run = harness.command_line(__doc__, argv, "batch sizes 64 and 1024, short timings")
+    mode = MODES[run.mode]
 
     def log(s: str) -> None:
         print(s, file=sys.stderr)
 
     results = run_rows(mode, log)
     posts = time_to_posterior(mode, log)
-    text = report(results, posts, mode_name, mode, time.perf_counter() - start, (load_start, os.getloadavg()[0]))
-    print(text)
-    if out is not None:
-        harness.write_section(out, HEADING, text)
-    if args.json is not None:
-        args.json.write_text(json.dumps({"mode": mode_name, "results": [r.as_dict() for r in results],
-                                         "posteriors": posts}, indent=1, default=float))
-    return 0
-
+    text = report(results, posts, run.mode, mode, *run.elapsed())
+    return run.finish(HEADING, text, {"results": [r.as_dict() for r in results], "posteriors": posts})
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -7,8 +7,11 @@ build new functions on every call so that no JAX trace cache carries over betwee
 
 from __future__ import annotations
 
+import argparse
 import gc
+import json
 import math
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -246,3 +249,50 @@ def write_section(path: Path, heading: str, text: str) -> None:
     rest = after.split("\n# ", 1)
     tail = "\n# " + rest[1] if len(rest) == 2 else ""
     path.write_text(before + text.rstrip() + "\n" + tail)
+
+
+# ---------------------------------------------------------------- command line of the section benchmarks
+
+
+@dataclass
+class Invocation:
+    """How a benchmark was asked to run: its mode ("full", "quick" or "smoke"), the markdown file
+    whose section it writes (None: print only) and the JSON file for the raw figures."""
+
+    mode: str
+    out: Path | None
+    json: Path | None
+    load_start: float = field(default_factory=lambda: os.getloadavg()[0])
+    start: float = field(default_factory=time.perf_counter)
+
+    def elapsed(self) -> tuple[float, tuple[float, float]]:
+        """Seconds since the start, and the 1-minute load average at the start and now."""
+        return time.perf_counter() - self.start, (self.load_start, os.getloadavg()[0])
+
+    def finish(self, heading: str, text: str, raw: dict[str, Any]) -> int:
+        """Print the report, write its section of the markdown file and the raw figures."""
+        print(text)
+        if self.out is not None:
+            write_section(self.out, heading, text)
+        if self.json is not None:
+            self.json.write_text(json.dumps({"mode": self.mode, **raw}, indent=1, default=float))
+        return 0
+
+
+def command_line(doc: str, argv: list[str] | None, quick_help: str = "same sizes, short timings") -> Invocation:
+    """The command line the section benchmarks share: --quick | --smoke, --out FILE, --json FILE. A
+    full run writes its section of benchmarks/results.md unless --out names another file. Turns
+    JAX's persistent compilation cache off (pplang turns it on), so compiles are cold on all sides."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    size = ap.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help=quick_help)
+    size.add_argument("--smoke", action="store_true", help="tiny sizes and few repetitions (for tests)")
+    ap.add_argument("--out", type=Path, help="markdown file whose section of this benchmark to write, keeping the "
+                                              "rest (a full run: benchmarks/results.md unless given)")
+    ap.add_argument("--json", type=Path, help="also write the raw results as JSON")
+    args = ap.parse_args(argv)
+    mode = "quick" if args.quick else "smoke" if args.smoke else "full"
+    out = args.out if args.out is not None or mode != "full" else Path(__file__).resolve().parent / "results.md"
+    jax.config.update("jax_enable_compilation_cache", False)
+    return Invocation(mode, out, args.json)
+

@@ -22,10 +22,8 @@ A full run writes its section of `benchmarks/results.md` (the part under the hea
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import importlib
-import json
 import math
 import os
 import platform
@@ -416,29 +414,11 @@ def report(rows: list[SmcRow], mode_name: str, mode: Mode, elapsed_s: float, loa
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    size = ap.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_true", help="same sizes, short timings")
-    size.add_argument("--smoke", action="store_true", help="tiny sizes and few repetitions (for tests)")
-    ap.add_argument("--out", type=Path, help="markdown file whose particle-filtering section to write (a full "
-                                              "run: benchmarks/results.md unless given)")
-    ap.add_argument("--json", type=Path, help="also write the raw results as JSON")
-    args = ap.parse_args(argv)
-    mode_name = "quick" if args.quick else "smoke" if args.smoke else "full"
-    out = args.out if args.out is not None or mode_name != "full" else HERE / "results.md"
-    jax.config.update("jax_enable_compilation_cache", False)  # cold compiles on both sides, as in run.py
-    mode = MODES[mode_name]
-    start, load_start = time.perf_counter(), os.getloadavg()[0]
+    run = harness.command_line(__doc__, argv)
+    mode = MODES[run.mode]
     rows = [run_size(n, mode, log=lambda s: print(s, file=sys.stderr)) for n in mode.sizes]
-    text = report(rows, mode_name, mode, time.perf_counter() - start, (load_start, os.getloadavg()[0]))
-    print(text)
-    if out is not None:
-        harness.write_section(out, HEADING, text)
-    if args.json is not None:
-        raw = [{**asdict(row), "jax": row.jax.as_dict()} for row in rows]
-        args.json.write_text(json.dumps({"mode": mode_name, "results": raw}, indent=1))
-    return 0
-
+    text = report(rows, run.mode, mode, *run.elapsed())
+    return run.finish(HEADING, text, {"results": [{**asdict(row), "jax": row.jax.as_dict()} for row in rows]})
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -25,15 +25,12 @@ warm calls interleaved round by round, medians, their ratio). A full run writes 
 
 from __future__ import annotations
 
-import argparse
 import datetime
-import json
 import math
 import os
 import platform
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -657,31 +654,13 @@ def report(results: list[harness.Result], mode_name: str, mode: Mode, elapsed_s:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    size = ap.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_true", help="same sizes, short timings")
-    size.add_argument("--smoke", action="store_true", help="tiny sizes and few repetitions (for tests)")
-    ap.add_argument("--out", type=Path, help="markdown file whose variational-inference section to write (a full "
-                                              "run: benchmarks/results.md unless given)")
-    ap.add_argument("--json", type=Path, help="also write the raw results as JSON")
-    args = ap.parse_args(argv)
-    mode_name = "quick" if args.quick else "smoke" if args.smoke else "full"
-    out = args.out if args.out is not None or mode_name != "full" else HERE / "results.md"
-    jax.config.update("jax_enable_compilation_cache", False)  # cold compiles on all sides, as in run.py
-    mode = MODES[mode_name]
+    run = harness.command_line(__doc__, argv)
+    mode = MODES[run.mode]
     version = numpyro_available()
-    start, load_start = time.perf_counter(), os.getloadavg()[0]
     results = [run_pair(p, mode.settings, lambda s: print(s, file=sys.stderr))
                for p in build_pairs(mode, version is not None)]
-    text = report(results, mode_name, mode, time.perf_counter() - start, (load_start, os.getloadavg()[0]), version)
-    print(text)
-    if out is not None:
-        harness.write_section(out, HEADING, text)
-    if args.json is not None:
-        args.json.write_text(json.dumps({"mode": mode_name, "numpyro": version,
-                                         "results": [r.as_dict() for r in results]}, indent=1))
-    return 0
-
+    text = report(results, run.mode, mode, *run.elapsed(), version)
+    return run.finish(HEADING, text, {"numpyro": version, "results": [r.as_dict() for r in results]})
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -24,14 +24,11 @@ heading), keeping the rest.
 
 from __future__ import annotations
 
-import argparse
 import datetime
-import json
 import math
 import os
 import platform
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -298,29 +295,11 @@ def report(rows: list[Row], info: dict, mode_name: str, mode: Mode, elapsed_s: f
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    size = ap.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_true", help="fewer estimates, short timings")
-    size.add_argument("--smoke", action="store_true", help="tiny sizes and few repetitions (for tests)")
-    ap.add_argument("--out", type=Path, help="markdown file whose section to write (a full run: "
-                                              "benchmarks/results.md unless given)")
-    ap.add_argument("--json", type=Path, help="also write the raw results as JSON")
-    args = ap.parse_args(argv)
-    mode_name = "quick" if args.quick else "smoke" if args.smoke else "full"
-    out = args.out if args.out is not None or mode_name != "full" else HERE / "results.md"
-    jax.config.update("jax_enable_compilation_cache", False)
-    mode = MODES[mode_name]
-    start, load_start = time.perf_counter(), os.getloadavg()[0]
+    run = harness.command_line(__doc__, argv, "fewer estimates, short timings")
+    mode = MODES[run.mode]
     rows, info = measure(mode, lambda s: print(s, file=sys.stderr))
-    text = report(rows, info, mode_name, mode, time.perf_counter() - start, (load_start, os.getloadavg()[0]))
-    print(text)
-    if out is not None:
-        harness.write_section(out, HEADING, text)
-    if args.json is not None:
-        args.json.write_text(json.dumps({"mode": mode_name, "info": info, "rows": [r.__dict__ for r in rows]},
-                                        indent=1))
-    return 0
-
+    text = report(rows, info, run.mode, mode, *run.elapsed())
+    return run.finish(HEADING, text, {"info": info, "rows": [r.__dict__ for r in rows]})
 
 if __name__ == "__main__":
     sys.exit(main())
