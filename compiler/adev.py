@@ -178,7 +178,7 @@ def linear_form(fn: ir.Function, calls: dict[int, CallInfo]) -> dict[int, Coef] 
     def add(a: Form, b: Form, sign: float) -> Form | None:
         out = dict(a)
         for k, v in b.items():
-            v = Coef(sign * v.value, v.factors)
+            v = v.times(Coef(sign))
             if k not in out:
                 out[k] = v
             elif out[k].factors == v.factors:
@@ -202,8 +202,7 @@ def linear_form(fn: ir.Function, calls: dict[int, CallInfo]) -> dict[int, Coef] 
             return None if a is None or b is None else add(a, b, 1.0 if e.op == "+" else -1.0)
         if isinstance(e, ir.Op) and e.op in ("neg", "pos"):
             a = lin(e.args[0])
-            return None if a is None else {k: Coef(-v.value if e.op == "neg" else v.value, v.factors)
-                                           for k, v in a.items()}
+            return None if a is None else {k: v.times(Coef(-1.0 if e.op == "neg" else 1.0)) for k, v in a.items()}
         if isinstance(e, ir.Op) and e.op in ("*", "/") and len(e.args) == 2:
             a, b = lin(e.args[0]), lin(e.args[1])
             if a is None or b is None:

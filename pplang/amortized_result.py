@@ -4,7 +4,6 @@ proposal, compared with a per-data-set fit, and saved to and loaded from a folde
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,9 +17,7 @@ import numpy as np
 from pplang import runtime as rt
 from pplang.diagnostics import error
 from pplang.models import Model, as_key
-from pplang.results import jsonable, plot_objective, table
-
-FILES = ("params.npz", "values.npy", "info.json")
+from pplang.results import load_folder, plot_objective, save_folder, table
 
 
 def guide_inputs(model: Model, guide: Model) -> list[str]:
@@ -298,14 +295,9 @@ class AmortizedPosterior:
         """params.npz (keys `model/address`, `guide/address`), values.npy and info.json (with the
         shared values and the source of the model's and the guide's files, so `load` can compile
         them again; programs written in Python are not saved, and `load` takes them as arguments)."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        np.savez(folder / "params.npz", **{f"{r}/{a}": np.asarray(v) for r, ps in self.params.items()
-                                            for a, v in ps.items()})
-        np.save(folder / "values.npy", np.asarray(self.values))
         info = {**self.info, "shared": self.shared, "model": self.model.name, "guide": self.guide.name,
                 "programs": {role: program_record(m) for role, m in (("model", self.model), ("guide", self.guide))}}
-        (folder / "info.json").write_text(json.dumps(info, indent=2, default=jsonable) + "\n")
+        folder = save_folder(folder, self.params, self.values, info)
         if plots:
             self.plot(folder)
         return folder
@@ -315,25 +307,8 @@ class AmortizedPosterior:
              hosts: Mapping[str, Any] | None = None) -> AmortizedPosterior:
         """Read back what `save` wrote. The model and guide are compiled again from the saved source
         (with `hosts`, for networks or functions bound from Python), unless given."""
-        folder = Path(folder)
-        if not folder.is_dir():
-            raise error(f"no saved amortized posterior at {folder}: the folder does not exist",
-                        hint="save one with `result.save(folder)` or `pplang amortize ... --results folder`")
-        missing = [name for name in FILES if not (folder / name).is_file()]
-        if missing:
-            raise error(f"the saved amortized posterior at {folder} is incomplete: {', '.join(missing)} missing",
-                        hint="save it again with `result.save(folder)`")
-        params: dict[str, dict[str, Any]] = {"model": {}, "guide": {}}
-        try:
-            with np.load(folder / "params.npz", allow_pickle=False) as z:
-                for key in z.files:
-                    role, _, address = key.partition("/")
-                    params.setdefault(role, {})[address] = jnp.asarray(z[key])
-            values = np.load(folder / "values.npy", allow_pickle=False)
-            info = json.loads((folder / "info.json").read_text())
-        except (OSError, ValueError) as exc:
-            raise error(f"cannot read the saved amortized posterior at {folder}: {exc}",
-                        hint="save it again with `result.save(folder)`") from None
+        saved, values, info, folder = load_folder(folder, "amortized posterior", "pplang amortize ... --results folder")
+        params = {"model": {}, "guide": {}} | {r: {a: jnp.asarray(v) for a, v in ps.items()} for r, ps in saved.items()}
         records = info.pop("programs", {})
         model = model or compile_saved(records.get("model"), info.get("model"), hosts, folder, "model")
         guide = guide or compile_saved(records.get("guide"), info.get("guide"), hosts, folder, "guide")

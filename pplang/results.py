@@ -16,7 +16,7 @@ import numpy as np
 
 from pplang.diagnostics import error
 
-FILES = ("params.npz", "draws.npz", "values.npy", "info.json")
+FILES = ("params.npz", "values.npy", "info.json")  # what every saved result has (a fit adds draws.npz)
 MARGINAL_PANELS = 16  # at most this many histograms in marginals.png
 ARRAY_PANELS = 4  # and at most this many elements of one array choice
 
@@ -113,16 +113,8 @@ class FitResult:
     def save(self, folder: str | Path, plots: bool = False) -> Path:
         """Write params.npz (keys `program/address`), draws.npz, values.npy and info.json to `folder`
         (and the plots, if asked)."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        for program in self.params:
-            if "/" in program:
-                raise error(f"cannot save parameters of a program named {program!r}: the name contains '/'")
-        np.savez(folder / "params.npz", **{f"{p}/{a}": np.asarray(v) for p, ps in self.params.items()
-                                            for a, v in ps.items()})
+        folder = save_folder(folder, self.params, self.values, self.info)
         np.savez(folder / "draws.npz", **{k: np.asarray(v) for k, v in self.draws.items()})
-        np.save(folder / "values.npy", np.asarray(self.values))
-        (folder / "info.json").write_text(json.dumps(self.info, indent=2, default=jsonable) + "\n")
         if plots:
             self.plot(folder)
         return folder
@@ -130,28 +122,56 @@ class FitResult:
     @classmethod
     def load(cls, folder: str | Path) -> FitResult:
         """Read back what `save` wrote."""
-        folder = Path(folder)
-        if not folder.is_dir():
-            raise error(f"no saved fit at {folder}: the folder does not exist",
-                        hint="save one with `result.save(folder)` or `pplang fit ... --results folder`")
-        missing = [name for name in FILES if not (folder / name).is_file()]
-        if missing:
-            raise error(f"the saved fit at {folder} is incomplete: {', '.join(missing)} missing",
-                        hint="save it again with `result.save(folder)`")
-        params: dict[str, dict[str, np.ndarray]] = {}
+        params, values, info, folder = load_folder(folder, "fit", "pplang fit ... --results folder", ("draws.npz",))
         try:
-            with np.load(folder / "params.npz", allow_pickle=False) as z:
-                for key in z.files:
-                    program, _, address = key.partition("/")
-                    params.setdefault(program, {})[address] = z[key]
             with np.load(folder / "draws.npz", allow_pickle=False) as z:
                 draws = {k: z[k] for k in z.files}
-            values = np.load(folder / "values.npy", allow_pickle=False)
-            info = json.loads((folder / "info.json").read_text())
         except (OSError, ValueError) as exc:
             raise error(f"cannot read the saved fit at {folder}: {exc}",
                         hint="save it again with `result.save(folder)`") from None
         return cls(params, values, draws, info)
+
+
+def save_folder(folder: str | Path, params: Mapping[str, Mapping[str, Any]], values: Any,
+                info: Mapping[str, Any]) -> Path:
+    """The files every saved result has: params.npz (keys `program/address`), values.npy (the
+    objective per step) and info.json."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for program in params:
+        if "/" in program:
+            raise error(f"cannot save parameters of a program named {program!r}: the name contains '/'")
+    np.savez(folder / "params.npz", **{f"{p}/{a}": np.asarray(v) for p, ps in params.items() for a, v in ps.items()})
+    np.save(folder / "values.npy", np.asarray(values))
+    (folder / "info.json").write_text(json.dumps(info, indent=2, default=jsonable) + "\n")
+    return folder
+
+
+def load_folder(folder: str | Path, what: str, command: str,
+                extra: Sequence[str] = ()) -> tuple[dict[str, dict[str, np.ndarray]], np.ndarray, dict, Path]:
+    """(params by program, values, info, folder) from what `save_folder` wrote, after checking that
+    the folder and its files (and the `extra` ones) exist; errors name `what` was saved and the
+    `command` that saves one."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise error(f"no saved {what} at {folder}: the folder does not exist",
+                    hint=f"save one with `result.save(folder)` or `{command}`")
+    missing = [name for name in (*FILES, *extra) if not (folder / name).is_file()]
+    if missing:
+        raise error(f"the saved {what} at {folder} is incomplete: {', '.join(missing)} missing",
+                    hint="save it again with `result.save(folder)`")
+    params: dict[str, dict[str, np.ndarray]] = {}
+    try:
+        with np.load(folder / "params.npz", allow_pickle=False) as z:
+            for key in z.files:
+                program, _, address = key.partition("/")
+                params.setdefault(program, {})[address] = z[key]
+        values = np.load(folder / "values.npy", allow_pickle=False)
+        info = json.loads((folder / "info.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise error(f"cannot read the saved {what} at {folder}: {exc}",
+                    hint="save it again with `result.save(folder)`") from None
+    return params, values, info, folder
 
 
 def columns(draws: Mapping[str, np.ndarray], per_array: int | None = None) -> Iterator[tuple[str, np.ndarray]]:

@@ -178,7 +178,7 @@ def optimize(step: Step, params: Params, state: State, optimizer: optax.Gradient
       and goes on; "stop" ends the fit there with the parameters of the last good step. Either way
       the first such step is reported, with the text `describe_nan(params, key, state)` gives for
       that step's inputs. Whole chunks run unchecked and are tested once at their end; a chunk that
-      fails the test is run again, checked step by step (see make_chunk_runner), so fits without a
+      fails the test is run again, checked step by step (make_checked_runner), so fits without a
       bad step pay nothing for the check. A last chunk shorter than `chunk` (steps not a multiple
       of it) runs checked too, which costs one more compilation: choose `steps` a multiple of `chunk`.
     - tol: with m_k the mean of the finite values of chunk k, chunk k is calm when
