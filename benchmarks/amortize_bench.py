@@ -9,7 +9,7 @@ MLP 64-128-128-4 (relu) giving each coordinate's location and log-scale, trained
 digits of examples/digits.npz. Rows:
 
 * `grad B`: the gradient of the mean ELBO over a batch of B images (one draw of z per image) with
-  respect to both networks' weights, `pplang.amortized.objective_step` (what `pp.amortize` runs
+  respect to both networks' weights, `pplang.inference.amortized.objective_step` (what `pp.amortize` runs
   per step) against the same written by hand with equinox (`hand_elbo`: the encoder, the
   reparameterized draw, the decoder and the densities, vmapped over the batch);
 * `step B`: the same plus an optax Adam update of the weights.
@@ -83,14 +83,14 @@ def load_vae() -> tuple[Any, Any, np.ndarray]:
 
 
 def pplang_problem(model: Any, guide: Any, x: np.ndarray) -> Any:
-    from pplang.variational import Problem
+    from pplang.inference.variational import Problem
 
     return Problem.build(model, guide, "elbo", {"x": x[0]})
 
 
 def pplang_grad(problem: Any) -> Callable:
     """`(params, key, batch) -> (mean ELBO, grads)`: the step `pp.amortize` takes, without the update."""
-    from pplang.amortized import objective_step
+    from pplang.inference.amortized import objective_step
 
     step = objective_step(problem, 1)
 

@@ -153,7 +153,7 @@ def pplang_problem(data: dict, guide: str) -> Any:
     """`Problem.build(logreg, guide, "elbo", data)` from a fresh `pp.load`, so that no JAX trace is
     shared with earlier builds. guide: "written" (`logreg_mf`) or "auto" (pplang's `mean_field`)."""
     import pplang as pp
-    from pplang.autoguide import auto_guide
+    from pplang.inference.autoguide import auto_guide
 
     module = pp.load(str(MODEL_PATH))
     model = module["logreg"]

@@ -13,9 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import networkx as nx
-
-from . import ir
-from .names import address_var, py_name
+from pplang.compiler import ir
+from pplang.compiler.names import address_var, py_name
 
 IndexKey = tuple | None  # structural form of an index tuple; None for a whole-array read
 

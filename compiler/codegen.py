@@ -16,13 +16,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from pplang.compiler import ir
+from pplang.compiler.analysis import expr_key, stmt_exprs, sub_exprs, walk, writes
+from pplang.compiler.diagnostics import PplError, error
+from pplang.compiler.names import address_var, py_name
 from pplang.stdlib.mathfns import FUNCTIONS
-
-from pplang.diagnostics import PplError, error
-
-from . import ir
-from .analysis import expr_key, stmt_exprs, sub_exprs, walk, writes
-from .names import address_var, py_name
 
 TRACE_FUNCTIONS = {"merge": "rt.merge"}  # functions of traces, in objectives
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pplang.syntax import NO_SPAN, Span
+from pplang.compiler.frontend.syntax import NO_SPAN, Span
 
 Dim = int | str | None
 Shape = tuple[Dim, ...] | None

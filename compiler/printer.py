@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import ir
+from pplang.compiler import ir
 
 
 def expr(e: object) -> str:

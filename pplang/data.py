@@ -18,10 +18,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from pplang.compiler import analysis, ir
+from pplang.compiler.diagnostics import PplError, did_you_mean, error
+from pplang.compiler.dims import eval_dim, eval_shape
+from pplang.compiler.frontend.syntax import Span
 from pplang.compiler.names import address_var, py_name
-from pplang.diagnostics import PplError, did_you_mean, error
-from pplang.dims import eval_dim, eval_shape
-from pplang.syntax import Span
 
 # Membership tests by constraint name, for an argument's declared constraint and an observed
 # choice's support alike: (test, what the values must be).

@@ -11,12 +11,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pplang import syntax as S
 from pplang.compiler import ir
-from pplang.diagnostics import did_you_mean, error
+from pplang.compiler.diagnostics import did_you_mean, error
+from pplang.compiler.frontend import syntax as S
+from pplang.compiler.frontend.pyfront import parse_function
+from pplang.compiler.pipeline import Compiled, compile_program, parse_file
 from pplang.models import Model
-from pplang.program import Compiled, compile_program, parse_file
-from pplang.pyfront import parse_function
 from pplang.stdlib import distributions as dists
 from pplang.stdlib.mathfns import FUNCTIONS
 
@@ -67,7 +67,7 @@ def load(path: str, hosts: Mapping[str, Any] | None = None) -> Module:
 
 def loads(source: str, hosts: Mapping[str, Any] | None = None, file: str = "<string>") -> Module:
     """Like `load`, from a string."""
-    from pplang.parser import parse_program
+    from pplang.compiler.frontend.parser import parse_program
 
     return Module(compile_program(parse_program(source, file), dict(hosts or {})))
 

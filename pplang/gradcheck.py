@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pplang.diagnostics import PplError, error
+from pplang.compiler.diagnostics import PplError, error
 from pplang.models import Model
 
 REFERENCES = ("enum", "reparam")
@@ -204,7 +204,7 @@ def check_gradient(model: Model, guide: Model | str | None = None, objective: An
       where the objective allows it (other choices keep their strategy; the report lists them).
       reference=None is the same as "enum".
     Returns a `GradCheck`: `.ok`, `.z`, `.mean`, `.se`, `.reference`, `.report()`."""
-    from pplang.variational import Problem, make_guide
+    from pplang.inference.variational import Problem, make_guide
 
     if reference is not None and reference not in REFERENCES:
         raise error(f"unknown reference {reference!r}", hint="reference='enum', 'reparam' or None (the same as enum)")
@@ -256,7 +256,7 @@ def reference_problem(problem: Any, model: Model, guide: Model, objective: Any, 
     """The same objective with the lowest-variance strategies that apply: `reparam` for every
     reparameterizable choice, then `enum` for each finite one that the objective allows (tried one
     at a time, since enum cannot apply inside the objective's loops or some of the programs')."""
-    from pplang.variational import Problem
+    from pplang.inference.variational import Problem
 
     def build(overrides: Mapping[str, str]) -> Any:
         return Problem.build(model, guide, objective, data, programs, overrides, None)

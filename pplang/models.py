@@ -14,9 +14,9 @@ import numpy as np
 
 from pplang import runtime as rt
 from pplang.compiler import ir
+from pplang.compiler.diagnostics import did_you_mean, error
+from pplang.compiler.frontend.syntax import Span
 from pplang.data import Bound, bind
-from pplang.diagnostics import did_you_mean, error
-from pplang.syntax import Span
 
 
 @dataclass

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from pplang.diagnostics import error
+from pplang.compiler.diagnostics import error
 
 FILES = ("params.npz", "values.npy", "info.json")  # what every saved result has (a fit adds draws.npz)
 MARGINAL_PANELS = 16  # at most this many histograms in marginals.png

@@ -1,5 +1,5 @@
 """The run-time half of the `adev` transformation: the contexts an objective runs under and the
-small functions generated estimators call (see `pplang.compiler.adev`).
+small functions generated estimators call (see `pplang.compiler.transforms.adev`).
 
 An objective's generated code calls `_ctx.simulate(role, ...)` and `_ctx.log_density(role, ...)`;
 the `ObjectiveContext` runs the generated code of the program bound to that role. While a guide is

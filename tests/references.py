@@ -1,7 +1,7 @@
 """Exact reference algorithms that the particle-filter tests compare against.
 
 Each is a few lines of NumPy/SciPy in float64, written independently of pplang, and itself checked
-in tests/test_references.py against a second method (scipy's multivariate normal of the stacked
+in tests/inference/test_references.py against a second method (scipy's multivariate normal of the stacked
 observations; brute-force enumeration of every state path):
 
 * `kalman_filter`: log marginal likelihood and filtering means/covariances of a linear-Gaussian
@@ -10,7 +10,7 @@ observations; brute-force enumeration of every state path):
   finitely many states (exact).
 * `grid_filter`: the same for a model with one continuous state, by quadrature on a fine uniform
   grid (the forward algorithm with the grid points as states; exact up to the quadrature error,
-  which tests/test_references.py shows is negligible on a linear-Gaussian model).
+  which tests/inference/test_references.py shows is negligible on a linear-Gaussian model).
 """
 
 from __future__ import annotations

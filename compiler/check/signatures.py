@@ -1,0 +1,247 @@
+"""Signatures: distribution calls matched against the standard library's signatures, gradient
+strategies, math and host function calls, and networks (declared blocks and their calls)."""
+
+from __future__ import annotations
+
+from pplang.compiler import ir
+from pplang.compiler.check import shapes as sh
+from pplang.compiler.check.scopes import Scope, expr_span
+from pplang.compiler.check.shapes import dim_code, literal
+from pplang.compiler.diagnostics import did_you_mean
+from pplang.compiler.frontend import syntax as S
+from pplang.compiler.ir import UNKNOWN, Ty
+from pplang.stdlib import distributions as dists
+from pplang.stdlib import networks as nets
+from pplang.stdlib.mathfns import FUNCTIONS
+
+SYNONYMS = {"len": "size", "length": "size", "num_elements": "size", "std": "sd", "var": "variance",
+            "log_sum_exp": "logsumexp", "expit": "sigmoid", "lbeta": "lgamma",
+            "gammaln": "lgamma", "power": "pow", "mat_mul": "matmul", "crossprod": "matmul",
+            "concatenate": "concat", "append": "concat", "rep_vector": "ones", "eye": "identity",
+            "diag": "diag_matrix", "inv": "inverse", "tcrossprod": "matmul", "square_root": "sqrt"}
+STRATEGIES = ("reparam", "reinforce", "mvd", "enum")
+
+
+class Signatures:
+    """Mixin of `DeclLowering`: calls of distributions, functions, hosts and networks."""
+
+    def dist_call(self, call: S.Call, scope: Scope) -> tuple[ir.Dist, object]:
+        args = [self.expr(a, scope) for a in call.args]
+        kwargs = {k.name: self.expr(k.value, scope) for k in call.kwargs}
+        sig = self.match_signature(call, args, kwargs)
+        bound = bind_signature(sig, args, kwargs)
+        batch: list[ir.Shape] = []
+        event: ir.Shape = ()
+        for spec in sig.params:
+            v = bound.get(spec.name)
+            if v is None:
+                continue
+            self.check_param_kind(call, spec, v)
+            if v.ty.shape is None:
+                batch.append(None)
+                continue
+            if len(v.ty.shape) < spec.event_rank:
+                raise self.err(
+                    f"argument `{spec.name}` of `{call.func}` must have at least {spec.event_rank} dimension(s)",
+                    call.span,
+                    expected=spec.kind,
+                    found=str(v.ty),
+                    hint=f"signatures: {dists.describe(call.func)}",
+                )
+            cut = len(v.ty.shape) - spec.event_rank
+            batch.append(v.ty.shape[:cut])
+            if sig.event_rank and spec.event_rank:
+                event = v.ty.shape[cut : cut + sig.event_rank] if spec.event_rank >= sig.event_rank else event
+        self.assume_equal(tuple(batch), call.span, f"the arguments of `{call.func}`")
+        try:
+            bshape = sh.broadcast(*batch) if batch else ()
+        except sh.ShapeError as e:
+            raise self.err(
+                f"the arguments of `{call.func}` have shapes that do not fit together: {e}",
+                call.span,
+                hint=f"signatures: {dists.describe(call.func)}",
+            ) from None
+        if sig.event_rank and not event:
+            event = self.event_from_size(sig, bound)
+        vshape = None if bshape is None or event is None else bshape + event
+        value_ty = Ty(sig.value_kind, vshape)
+        dist = ir.Dist(call.func, tuple(args), tuple(kwargs.items()), value_ty)
+        return dist, sig
+
+    def event_from_size(self, sig: object, bound: dict) -> ir.Shape:
+        """A value whose shape no argument's shape gives (`lkj_cholesky(3, ...)` is 3 x 3) takes its
+        event size from the static int argument; unknown otherwise."""
+        for spec in sig.params:
+            v = bound.get(spec.name)
+            if spec.kind == "int" and v is not None and v.ty.static and v.ty.shape == ():
+                return (dim_code(v),) * sig.event_rank
+        return None
+
+    def match_signature(self, call: S.Call, args: list, kwargs: dict) -> object:
+        sigs = dists.SIGNATURES[call.func]
+        for sig in sigs:
+            if bind_signature(sig, args, kwargs) is not None:
+                return sig
+        found = ", ".join([str(a.ty) for a in args] + [f"{k}={v.ty}" for k, v in kwargs.items()])
+        names = sorted({p.name for sig in sigs for p in sig.params})
+        unknown = [k for k in kwargs if k not in names]
+        hint = "check the number and names of the arguments"
+        if unknown:
+            near = did_you_mean(unknown[0], names)
+            hint = f"`{call.func}` has no parameter `{unknown[0]}`; its parameters are {', '.join(names)}"
+            hint += f" ({near})" if near else ""
+        raise self.err(
+            f"no form of `{call.func}` takes these arguments",
+            call.span,
+            expected=dists.describe(call.func),
+            found=f"{call.func}({found})",
+            hint=hint,
+        )
+
+    def check_param_kind(self, call: S.Call, spec: object, v: ir.Expr) -> None:
+        if v.ty.kind in ("unknown",):
+            return
+        if v.ty.kind not in ("int", "real", "bool"):
+            raise self.err(
+                f"argument `{spec.name}` of `{call.func}` must be a number",
+                call.span,
+                found=str(v.ty),
+                hint=f"signatures: {dists.describe(call.func)}",
+            )
+        if isinstance(v, (ir.Const, ir.Op)) and literal(v) is not None:
+            x = literal(v)
+            bad = (spec.kind == "positive" and x <= 0) or (spec.kind == "unit" and not 0 <= x <= 1)
+            if bad:
+                want = "> 0" if spec.kind == "positive" else "between 0 and 1"
+                raise self.err(
+                    f"argument `{spec.name}` of `{call.func}` must be {want}",
+                    call.span,
+                    expected=f"{spec.name}: {spec.kind}",
+                    found=repr(x),
+                    hint=f"signatures: {dists.describe(call.func)}",
+                )
+        if spec.kind == "int" and v.ty.kind == "real":
+            raise self.err(
+                f"argument `{spec.name}` of `{call.func}` must be an int",
+                call.span,
+                expected="int",
+                found=str(v.ty),
+                hint="use an int value or to_int(...)",
+            )
+
+    def strategy(self, s: S.Sample, sig: object) -> str | None:
+        if s.via is None:
+            return None
+        if s.via not in STRATEGIES:
+            raise self.err(
+                f"unknown gradient strategy `{s.via}`",
+                s.span,
+                hint=did_you_mean(s.via, STRATEGIES) or "strategies: " + ", ".join(STRATEGIES),
+            )
+        if s.via == "reparam" and not dist_flag(sig, "reparameterized"):
+            raise self.err(
+                f"`{s.dist.func}` cannot be reparameterized",
+                s.span,
+                hint="use `via reinforce`, `via mvd` or (for finite supports) `via enum`",
+            )
+        if s.via == "enum" and not dist_flag(sig, "enumerable"):
+            raise self.err(
+                f"`{s.dist.func}` has no finite support to enumerate", s.span, hint="use `via reinforce` or `via mvd`"
+            )
+        return s.via
+
+    def network_call(self, e: S.Call, scope: Scope) -> ir.Expr:
+        """`net(x)`: one input, mapped over its leading dimensions beyond one example's."""
+        net = self.c.hosts[e.func]
+        if len(e.args) != 1 or e.kwargs:
+            raise self.err(f"network `{e.func}` takes one input", e.span, hint=f"`{e.func}(x)`")
+        x = self.expr(e.args[0], scope)
+        if x.ty.kind == "bool":
+            raise self.err(f"network `{e.func}` takes a real input, not a bool", expr_span(e.args[0]),
+                           hint="convert it: `1.0 * x`")
+        self.networks.add(e.func)
+        shape = x.ty.shape
+        rank = net.input_rank
+        if shape is None or rank is None or net.out_size is None:
+            return ir.HostCall(e.func, (x,), (), UNKNOWN, network=True)
+        if len(shape) < rank:
+            raise self.err(f"network `{e.func}` takes inputs with at least {rank} dimension(s)",
+                           expr_span(e.args[0]), found=str(x.ty), hint="pass a vector (one example) or a batch")
+        in_size = getattr(net, "in_size", None)
+        if rank and in_size is not None and isinstance(shape[-1], int) and shape[-1] != in_size:
+            raise self.err(f"network `{e.func}` takes inputs of size {in_size}", expr_span(e.args[0]),
+                           found=str(x.ty), expected=f"real[..., {in_size}]",
+                           hint="change the network's in_size, or leave it out to take the input's size")
+        out = shape[:len(shape) - rank] + (net.out_size,)
+        return ir.HostCall(e.func, (x,), (), Ty("real", out), network=True)
+
+    def call(self, e: S.Call, scope: Scope) -> ir.Expr:
+        fn = e.func
+        head = fn.split(".")[0]
+        if isinstance(self.c.hosts.get(fn), nets.Network):
+            return self.network_call(e, scope)
+        if head in self.c.hosts:
+            args = tuple(self.expr(a, scope) for a in e.args)
+            kwargs = tuple((k.name, self.expr(k.value, scope)) for k in e.kwargs)
+            return ir.HostCall(fn, args, kwargs, UNKNOWN)
+        if fn in dists.SIGNATURES:
+            raise self.err(
+                f"`{fn}` is a distribution; it can only appear on the right of `~`",
+                e.span,
+                hint=f"draw it: `x ~ {fn}(...)`; for its density use factor(...) with a math function",
+            )
+        if fn in self.c.decls:
+            raise self.err(
+                f"`{fn}` is a {self.c.decls[fn].kind}; call it as a random choice", e.span, hint=f"`x ~ {fn}(...)`"
+            )
+        if fn == "factor":
+            raise self.err("`factor` is a statement, not a value", e.span, hint="write `factor(expr)` on its own line")
+        if fn not in FUNCTIONS:
+            known = list(FUNCTIONS) + list(self.c.hosts) + list(dists.SIGNATURES)
+            synonym = SYNONYMS.get(fn)
+            raise self.err(
+                f"unknown function `{fn}`",
+                e.func_span if e.func_span.line else e.span,
+                hint=(f"pplang calls this `{synonym}`: {synonym}(...)" if synonym else None)
+                or did_you_mean(fn, known)
+                or "host functions must be bound by the caller: pp.load(file, hosts={...}), "
+                "or declared with --host NAME on the command line",
+            )
+        spec = FUNCTIONS[fn]
+        if e.kwargs:
+            raise self.err(
+                f"`{fn}` takes no keyword arguments", e.kwargs[0].span, hint="pass the arguments by position"
+            )
+        lo, hi = spec.arity
+        if not lo <= len(e.args) <= hi:
+            want = str(lo) if lo == hi else f"{lo} to {hi}"
+            raise self.err(
+                f"`{fn}` takes {want} argument(s)",
+                e.span,
+                expected=f"{want} argument(s)",
+                found=f"{len(e.args)} argument(s)",
+                hint=f"{fn}: {spec.doc}",
+            )
+        args = tuple(self.expr(a, scope) for a in e.args)
+        return ir.Call(fn, args, self.call_type(e, spec, args))
+
+
+def dist_flag(sig: object, flag: str) -> bool:
+    return bool(getattr(sig.constructor, flag, getattr(sig, flag, False)))
+
+
+def bind_signature(sig: object, args: list, kwargs: dict) -> dict | None:
+    """Bind call arguments to a signature's parameters, or None if they do not fit."""
+    params = sig.params
+    positional = [p for p in params if not getattr(p, "keyword_only", False)]
+    if len(args) > len(positional):
+        return None
+    bound = {p.name: a for p, a in zip(positional, args)}
+    for k, v in kwargs.items():
+        if k in bound or k not in {p.name for p in params}:
+            return None
+        bound[k] = v
+    for p in params:
+        if p.name not in bound and p.default is None:
+            return None
+    return bound

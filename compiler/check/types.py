@@ -1,0 +1,158 @@
+"""Kinds and symbolic shapes: declared argument types and sizes, broadcasting with the sizes it
+assumes equal (checked when data is bound), and the result types of the math functions."""
+
+from __future__ import annotations
+
+from pplang.compiler import ir
+from pplang.compiler.check import shapes as sh
+from pplang.compiler.check.scopes import (
+    ARRAY_TYPES,
+    CONSTRAINT_OF,
+    SCALAR_TYPES,
+    VECTOR_TYPES,
+    ArgSpec,
+    Scope,
+    expr_span,
+)
+from pplang.compiler.check.shapes import dim_code, literal
+from pplang.compiler.diagnostics import did_you_mean
+from pplang.compiler.frontend import syntax as S
+from pplang.compiler.ir import Ty
+from pplang.compiler.names import py_name
+
+
+class Types:
+    """Mixin of `DeclLowering`: the types of arguments, sizes and function calls."""
+
+    def dim_of(self, e: S.Expr, scope: Scope) -> ir.Dim:
+        """A declared size: an int literal or an expression over static int arguments."""
+        v = self.expr(e, scope)
+        if v.ty.kind != "int" or not v.ty.static or v.ty.shape != ():
+            raise self.err(
+                "a size must be a number or an `int` argument",
+                expr_span(e),
+                expected="a static int",
+                found=str(v.ty),
+                hint="declare the size as an int argument, e.g. `N: int`, and write vector[N]",
+            )
+        lit = literal(v)
+        if lit is not None and lit < 0:
+            raise self.err("a size cannot be negative", expr_span(e), found=str(int(lit)), hint="use a size >= 0")
+        return dim_code(v)
+
+    def arg_spec(self, a: S.Arg, scope: Scope) -> ArgSpec:
+        t = a.type
+        if t is None:
+            return ArgSpec(a.name, Ty("unknown", None), None, None)
+        dims = [self.dim_of(d, scope) for d in t.dims]
+        base = t.base
+        n = py_name(a.name)
+        if base in SCALAR_TYPES and not dims:
+            kind = SCALAR_TYPES[base]
+            return ArgSpec(a.name, Ty(kind, (), kind in ("int", "bool")), CONSTRAINT_OF.get(base), t)
+        if base in ARRAY_TYPES and dims:
+            return ArgSpec(a.name, Ty(ARRAY_TYPES[base], tuple(dims)), None, t)
+        if base in VECTOR_TYPES and len(dims) <= 1:
+            d0 = dims[0] if dims else f"{n}.shape[0]"
+            return ArgSpec(a.name, Ty("real", (d0,)), CONSTRAINT_OF.get(base), t)
+        if base == "matrix" and len(dims) in (0, 2):
+            ds = tuple(dims) if dims else (f"{n}.shape[0]", f"{n}.shape[1]")
+            return ArgSpec(a.name, Ty("real", ds), None, t)
+        if base == "cholesky_corr" and len(dims) <= 1:
+            d0 = dims[0] if dims else f"{n}.shape[0]"
+            return ArgSpec(a.name, Ty("real", (d0, d0)), "cholesky_corr", t)
+        known = sorted(set(SCALAR_TYPES) | set(VECTOR_TYPES) | {"matrix", "cholesky_corr"})
+        raise self.err(
+            f"unknown type `{base}` with {len(dims)} size(s)",
+            t.span,
+            hint=did_you_mean(base, known) or "types: " + ", ".join(known),
+        )
+
+    def require_numeric(self, v: ir.Expr, e: S.Expr, what: str) -> None:
+        if v.ty.kind not in ("int", "real", "bool", "unknown"):
+            raise self.err(f"{what} must be a number", e.span, found=str(v.ty), hint="use an int, real or bool value")
+
+    def assume_equal(self, shapes: tuple, span: S.Span, what: str) -> None:
+        """Record pairs of different symbolic sizes that broadcasting assumed equal."""
+        known = [s for s in shapes if s is not None]
+        if len(known) < 2:
+            return
+        n = max(len(s) for s in known)
+        padded = [(1,) * (n - len(s)) + tuple(s) for s in known]
+        for k in range(n):
+            dims = {d for d in (p[k] for p in padded) if isinstance(d, str)}
+            first = sorted(dims)
+            for other in first[1:]:
+                self.checks.append(ir.SizeCheck("==", first[0], other, f"sizes in {what} must match", span))
+
+    def bcast(self, e: S.Expr, *shapes: ir.Shape) -> ir.Shape:
+        self.assume_equal(shapes, e.span, "this expression")
+        try:
+            return sh.broadcast(*shapes)
+        except sh.ShapeError as err:
+            raise self.err(
+                f"shapes do not match: {err}",
+                e.span,
+                found=" and ".join(sh.show(s) for s in shapes),
+                hint="index or reshape one side so both have the same shape",
+            ) from None
+
+    def call_type(self, e: S.Call, spec: object, args: tuple[ir.Expr, ...]) -> Ty:
+        shapes = [a.ty.shape for a in args]
+        kind = args[0].ty.kind if spec.kind == "arg" else spec.kind
+        if kind == "bool" and spec.kind == "arg" and spec.rule in ("reduce",):
+            kind = "int"
+        static = all(a.ty.static for a in args)
+        rule = spec.rule
+        try:
+            if rule == "elementwise":
+                return Ty(kind, sh.broadcast(*shapes), static)
+            if rule == "where":
+                return Ty(args[1].ty.kind, sh.broadcast(*shapes))
+            if rule == "reduce":
+                return Ty(kind, ())
+            if rule == "same":
+                return Ty(kind, shapes[0])
+            if rule == "dot":
+                return Ty("real", ())
+            if rule == "matmul":
+                return Ty("real", sh.matmul(shapes[0], shapes[1]))
+            if rule == "outer":
+                a, b = shapes
+                return Ty("real", None if a is None or b is None else (a[0] if a else 1, b[0] if b else 1))
+            if rule == "transpose":
+                s0 = shapes[0]
+                return Ty(kind, None if s0 is None else tuple(reversed(s0)))
+            if rule in ("square", "solve"):
+                return Ty("real", shapes[-1])
+            if rule == "diag":
+                s0 = shapes[0]
+                return Ty("real", None if s0 is None else (s0[0], s0[0]))
+            if rule in ("sized", "sized_square"):
+                dims = []
+                for a, src in zip(args, e.args):
+                    if a.ty.kind != "int" or not a.ty.static or a.ty.shape != ():
+                        raise self.err(
+                            f"the sizes given to `{e.func}` must be ints known before running",
+                            expr_span(src),
+                            found=str(a.ty),
+                            hint="use int arguments or numbers",
+                        )
+                    dims.append(dim_code(a))
+                if rule == "sized_square":
+                    dims = dims * 2
+                return Ty("real", tuple(dims))
+            if rule == "concat":
+                a, b = (s if s is None or s else (1,) for s in shapes)  # a number counts as one entry
+                if a is None or b is None or len(a) != 1 or len(b) != 1:
+                    return Ty(kind, None)
+                if isinstance(a[0], int) and isinstance(b[0], int):
+                    return Ty(kind, (a[0] + b[0],))
+                return Ty(kind, (sh.dim_add(a[0], 0) if b[0] == 0 else f"({a[0]} + {b[0]})",))
+            if rule == "size":
+                return Ty("int", (), True)
+        except sh.ShapeError as err:
+            raise self.err(
+                f"shapes do not fit `{e.func}`: {err}", e.span, hint="check the sizes of the arguments"
+            ) from None
+        raise AssertionError(f"unknown shape rule {rule}")

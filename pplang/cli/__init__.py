@@ -1,0 +1,54 @@
+"""The `pplang` command line: one module per verb family, each adding its subcommands with
+`register(sub)`; `common` holds what they share.
+
+Exit codes: 0 success, 1 a user error (printed as a located diagnostic), 2 an internal error
+(printed with a request to report it). No user error is shown as a Python traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+
+from pplang.cli import amortize, fit, graph, importance, program, smc
+from pplang.cli.common import EPILOG, Parser
+from pplang.compiler.diagnostics import PplError
+
+# In the order `pplang --help` lists them.
+VERBS = (program, importance, fit, smc, amortize, graph)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = Parser(prog="pplang", description="Compile and run pplang model files.", epilog=EPILOG)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
+    for verb in VERBS:
+        verb.register(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = parser().parse_args(argv)
+    except SystemExit as e:  # --help (0) or a usage mistake (1)
+        return int(e.code or 0)
+    try:
+        args.func(args)
+        return 0
+    except PplError as e:
+        print(e.render(), file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stderr.close()
+        return 0
+    except Exception:  # noqa: BLE001 - anything else is our bug, not the user's
+        print("internal error in pplang; please report it with the input that caused it:\n", file=sys.stderr)
+        traceback.print_exc()
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""`pplang amortize` trains an amortized guide; `pplang posterior` answers with a saved one.
+
+    pplang amortize FILE --model M --guide Q --data COLLECTION.json --set J=5 --results DIR
+    pplang amortize FILE --model M --guide Q --simulate 10000 --set J=5 --results DIR
+    pplang posterior DIR --data NEW.json [--correct N] [--compare STEPS]
+
+A collection file (JSON, or .npz for large ones) maps each name to an array with one entry per data
+set along its first axis; `--set` and `--shared` give values common to all of them. `--arg` sets
+an objective's argument, as in `pplang fit`. `pplang posterior` reads a data set (or a batch, one
+more leading axis) in the same form the guide takes and prints the amortized posterior.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from pplang.cli import common
+from pplang.compiler.diagnostics import error
+
+
+def register(sub: Any) -> None:
+    """Add the `amortize` and `posterior` subcommands (dispatched through `func`)."""
+
+    c = sub.add_parser("amortize", help="train a guide driven by a neural network on many data sets or on "
+                                        "simulations, to answer for new data in one pass")
+    c.add_argument("file")
+    c.add_argument("--model", help="model to train on (default: the first model in the file)")
+    c.add_argument("--guide", required=True, help="the amortized guide, in the file or OTHER.ppl:NAME (its "
+                                                  "arguments are named after the model's observations)")
+    source = c.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", help="collection (JSON or .npz): each entry an array with one value per data set "
+                                       "along its first axis")
+    source.add_argument("--simulate", type=common.positive_int, metavar="N",
+                        help="train on N simulations from the model (neural posterior estimation)")
+    c.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                   help="a value common to every data set (a size or a known constant), e.g. --set J=5")
+    c.add_argument("--shared", help="JSON file of values common to every data set")
+    c.add_argument("--objective", default="elbo", help="objective when training on data (default: elbo)")
+    c.add_argument("--arg", action="append", default=[], metavar="NAME=VALUE",
+                   help="an objective argument, e.g. --arg k=8")
+    c.add_argument("--epochs", type=common.positive_int, default=10)
+    c.add_argument("--batch-size", type=common.positive_int, default=64, help="data sets per step (default 64)")
+    c.add_argument("--lr", type=float, default=1e-3, help="learning rate (default 0.001)")
+    c.add_argument("--optimizer", default="adam", choices=sorted(common.OPTIMIZERS), help="optax optimizer")
+    c.add_argument("--particles", type=common.positive_int, default=1, help="estimates per data set and step")
+    c.add_argument("--strategy", action="append", default=[], metavar="ADDRESS=STRATEGY",
+                   help="gradient strategy of a guide choice (reparam, reinforce, mvd, enum)")
+    c.add_argument("--on-nan", choices=["stop", "skip"], default="stop")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--checkpoint", help="folder for periodic checkpoints (default: RESULTS/checkpoint)")
+    c.add_argument("--checkpoint-every", type=common.positive_int, default=1000, metavar="STEPS")
+    c.add_argument("--resume", action="store_true", help="continue from the checkpoint")
+    c.add_argument("--results", help="folder to save the trained guide to (load with pp.AmortizedPosterior.load)")
+    c.add_argument("--query", metavar="JSON", help="after training, print the posterior for this data set")
+    c.add_argument("--no-progress", action="store_true")
+    c.set_defaults(func=cmd_amortize)
+
+    c = sub.add_parser("posterior", help="the posterior of a saved amortized guide for new data (no training)")
+    c.add_argument("results", help="folder written by `pplang amortize --results`")
+    c.add_argument("--data", required=True, help="JSON data set (the guide's inputs), or a batch of them")
+    c.add_argument("--draws", type=common.positive_int, default=1000)
+    c.add_argument("--correct", type=int, default=0, metavar="N",
+                   help="importance-sample N draws with the amortized guide as proposal (Pareto-k diagnostic)")
+    c.add_argument("--compare", type=int, default=0, metavar="STEPS",
+                   help="also fit a full-rank guide to this data set alone for STEPS steps and report the "
+                   "amortization gap and the time each answer took")
+    c.add_argument("--output", help="write the draws to this JSON file")
+    c.add_argument("--seed", type=int, default=0)
+    c.set_defaults(func=cmd_posterior)
+
+
+def shared_values(args: argparse.Namespace) -> dict[str, Any]:
+
+
+    shared = common.read_data(args.shared) if args.shared else {}
+    shared |= {k: common.number(v) for k, v in common.pairs(args.set, "--set").items()}
+    return shared
+
+
+def cmd_amortize(args: argparse.Namespace) -> None:
+    import optax
+
+    import pplang as pp
+
+
+    module = pp.load(args.file)
+    model = common.pick_model(module, args.model)
+    guide = common.pick_guide(module, args.guide)
+    objective = common.objective_of(module, args.objective, args.arg)
+    checkpoint = args.checkpoint or (str(Path(args.results) / "checkpoint") if args.results else None)
+    if args.resume and checkpoint is None:
+        raise error("--resume needs --checkpoint or --results", hint="resume from the folder training wrote to")
+    result = pp.amortize(model, guide, common.read_data(args.data) if args.data else None, simulate=args.simulate,
+                         shared=shared_values(args), objective=objective, epochs=args.epochs,
+                         batch_size=args.batch_size,
+                         optimizer=getattr(optax, common.OPTIMIZERS[args.optimizer])(args.lr),
+                         particles=args.particles, seed=args.seed, strategies=common.pairs(args.strategy, "--strategy"),
+                         on_nan=args.on_nan, checkpoint=checkpoint, checkpoint_every=args.checkpoint_every,
+                         resume=args.resume, progress=not args.no_progress, results=args.results)
+    print(result.summary())
+    if result.info.get("status") not in ("done", "converged"):
+        print(f"warning: training ended early ({result.info.get('status')}): {result.info.get('message', '')}",
+              file=sys.stderr)
+    if args.query:
+        print(f"\nposterior for {args.query}:")
+        print(result.posterior(common.read_data(args.query), seed=args.seed).summary())
+    if args.results:
+        print(f"\nsaved to {args.results}: answer new data with `pplang posterior {args.results} --data NEW.json`")
+
+
+def cmd_posterior(args: argparse.Namespace) -> None:
+    import pplang as pp
+
+
+    result = pp.AmortizedPosterior.load(args.results)
+    data = common.read_data(args.data)
+    post = result.posterior(data, num_samples=args.draws, seed=args.seed)
+    if post.batched:
+        n = next(iter(post.draws.values())).shape[0] if post.draws else 0
+        for i in range(n):
+            print(f"data set {i}:\n{post.summary(i)}\n")
+    else:
+        print(post.summary())
+    if args.correct:
+        if post.batched:
+            raise error("--correct takes one data set, not a batch", hint="pass a single data set with --data")
+        corrected = result.importance_sampling(data, num_samples=args.correct, seed=args.seed)
+        print(f"\nimportance sampling with the amortized guide as proposal ({args.correct} draws)")
+        print(corrected.summary())
+        if corrected.pareto_k > 0.7:
+            print(f"warning: Pareto k {corrected.pareto_k:.2f} > 0.7: the amortized guide is too far from this "
+                  "data set's posterior for importance sampling to correct it; fit this data set (pplang fit).",
+                  file=sys.stderr)
+    if args.compare:
+        if post.batched:
+            raise error("--compare takes one data set, not a batch", hint="pass a single data set with --data")
+        print(f"\nagainst a full-rank guide fitted to this data set alone ({args.compare} steps):")
+        print(result.compare(data, steps=args.compare, seed=args.seed).summary())
+    if args.output:
+        common.write_json(args.output, {a: v.tolist() for a, v in post.draws.items()})

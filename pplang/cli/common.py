@@ -1,0 +1,138 @@
+"""What every `pplang` verb shares: the argument parser class, common arguments, picking a model
+or guide of a file, reading data and writing outputs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from pplang.compiler.diagnostics import did_you_mean, error
+
+EPILOG = "Data files use Stan's JSON data format: one object mapping argument and choice names to values."
+OPTIMIZERS = {"adam": "adam", "adamw": "adamw", "sgd": "sgd", "rmsprop": "rmsprop", "adagrad": "adagrad"}
+
+
+class Parser(argparse.ArgumentParser):
+    """Command-line mistakes are user errors: exit code 1, not argparse's 2 (ours means internal)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        raise SystemExit(1)
+
+
+def positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
+    return n
+
+
+def add_run_args(c: argparse.ArgumentParser) -> None:
+    c.add_argument("file")
+    c.add_argument("--model", help="model to run (default: the first model in the file)")
+    c.add_argument("--data", help="JSON data file (arguments and observations)")
+    c.add_argument("--seed", type=int, default=0)
+
+
+def add_host_arg(c: argparse.ArgumentParser) -> None:
+    c.add_argument("--host", action="append", default=[], metavar="NAME",
+                   help="declare NAME as a host function the file calls (bound from Python when it runs)")
+
+
+class UnboundHost:
+    """Stands for a host function named on the command line: enough to check and compile a file;
+    running needs the real function, bound from Python with pp.load(file, hosts={...})."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise error(f"host function `{self.name}` is only declared, not bound",
+                    hint="run the model from Python: pp.load(file, hosts={...})")
+
+
+def declared_hosts(args: argparse.Namespace) -> dict[str, Any]:
+    return {n: UnboundHost(n) for n in getattr(args, "host", [])}
+
+
+def pairs(items: list[str], what: str) -> dict[str, str]:
+    out = {}
+    for item in items:
+        name, eq, value = item.partition("=")
+        if not eq or not name or not value:
+            raise error(f"expected NAME=VALUE for {what}, got `{item}`", hint=f"for example {what} k=8")
+        out[name.strip()] = value.strip()
+    return out
+
+
+def number(text: str) -> int | float:
+    try:
+        return int(text)
+    except ValueError:
+        try:
+            return float(text)
+        except ValueError:
+            raise error(f"`{text}` is not a number", hint="objective arguments are numbers, e.g. --arg k=8") from None
+
+
+def objective_of(module: Any, name: str, args: list[str]) -> Any:
+    """An objective declared in the file, else a standard one, with its --arg values."""
+    declared = {d.name for d in module.compiled.program.decls if d.kind == "objective"}
+    target = module.objective(name) if name in declared else name
+    values = {k: number(v) for k, v in pairs(args, "--arg").items()}
+    return (target, values) if values else target
+
+
+def pick_model(module: Any, name: str | None) -> Any:
+    if name is None:
+        models = [d.name for d in module.compiled.program.decls if d.kind == "model"]
+        if not models:
+            raise error(f"{module.compiled.program.file} declares no model")
+        name = models[0]
+    got = module[name]
+    if got.fn.kind == "objective":
+        raise error(f"`{name}` is an objective; objectives are used by `pplang fit --objective {name}`",
+                    got.fn.span, got.source, hint="name a model or guide here")
+    return got
+
+
+def pick_guide(module: Any, spec: str) -> Any:
+    """`--guide`: a guide of the file, `OTHER.ppl:NAME` (a guide of another file, e.g. a variational
+    autoencoder's encoder beside the file of its decoder), or an automatic guide's name."""
+    if spec in module.names:
+        return module[spec]
+    path, sep, name = spec.rpartition(":")
+    if sep and path.endswith(".ppl"):
+        import pplang as pp
+
+        other = pp.load(path)
+        if name not in other.names:
+            raise error(f"{path} declares no guide `{name}`", hint=did_you_mean(name, other.names)
+                        or f"declared: {', '.join(other.names)}")
+        return other[name]
+    return spec
+
+
+def read_data(path: str | None) -> dict[str, Any]:
+    from pplang.data import load_data
+
+    return load_data(path) if path else {}
+
+
+def write_json(path: str, obj: Any) -> None:
+    write_text(path, json.dumps(obj))
+
+
+def write_text(path: str, text: str) -> None:
+    try:
+        Path(path).write_text(text)
+    except OSError as e:
+        raise error(f"cannot write {path}: {e.strerror}", hint="check that the folder exists and is writable") from None
+    print(f"wrote {path}")

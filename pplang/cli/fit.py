@@ -1,0 +1,92 @@
+"""`pplang fit`: variational inference from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from pplang.cli.common import (
+    OPTIMIZERS,
+    add_run_args,
+    number,
+    objective_of,
+    pairs,
+    pick_guide,
+    pick_model,
+    positive_int,
+    read_data,
+)
+from pplang.compiler.diagnostics import error
+
+
+def register(sub: Any) -> None:
+    """Add the `fit` subcommand."""
+    c = sub.add_parser("fit", help="variational inference: fit a guide by maximizing an objective")
+    add_run_args(c)
+    c.add_argument("--guide", default="mean_field",
+                   help="a guide in the file, OTHER.ppl:NAME, or mean_field | full_rank | low_rank | delta "
+                   "(default: mean_field)")
+    c.add_argument("--objective", default="elbo",
+                   help="an objective in the file or a standard one: elbo, iwelbo, renyi, rws, ... (default: elbo)")
+    c.add_argument("--arg", action="append", default=[], metavar="NAME=VALUE",
+                   help="an objective argument, e.g. --arg k=8")
+    c.add_argument("--program", action="append", default=[], metavar="ARG=NAME",
+                   help="bind another program of the file to an objective argument, e.g. --program r=reverse")
+    c.add_argument("--strategy", action="append", default=[], metavar="ADDRESS=STRATEGY",
+                   help="gradient strategy of a guide choice (reparam, reinforce, mvd, enum)")
+    c.add_argument("--baseline", help="reinforce baseline: ema, learned or a number")
+    c.add_argument("--steps", type=positive_int, default=2000)
+    c.add_argument("--lr", type=float, default=0.01, help="learning rate (default 0.01)")
+    c.add_argument("--optimizer", default="adam", choices=sorted(OPTIMIZERS), help="optax optimizer (default adam)")
+    c.add_argument("--particles", type=positive_int, default=1, help="estimates averaged per step")
+    c.add_argument("--on-nan", choices=["stop", "skip"], default="stop")
+    c.add_argument("--tol", type=float, help="stop when the objective changes by less than this (relative)")
+    c.add_argument("--checkpoint", help="folder for periodic checkpoints (default: RESULTS/checkpoint)")
+    c.add_argument("--checkpoint-every", type=positive_int, default=1000)
+    c.add_argument("--resume", action="store_true", help="continue from the checkpoint")
+    c.add_argument("--results", help="folder to save parameters, draws, objective trace and plots to")
+    c.add_argument("--draws", type=positive_int, default=1000, help="posterior draws from the fitted guide")
+    c.add_argument("--correct", type=int, default=0, metavar="N",
+                   help="importance-resample N draws with the fitted guide as proposal (Pareto-k diagnostic)")
+    c.add_argument("--no-progress", action="store_true")
+    c.set_defaults(func=cmd_fit)
+
+
+def cmd_fit(args: argparse.Namespace) -> None:
+    import optax
+
+    import pplang as pp
+
+    module = pp.load(args.file)
+    model = pick_model(module, args.model)
+    data = read_data(args.data)
+    guide = pick_guide(module, args.guide)
+    objective = objective_of(module, args.objective, args.arg)
+    programs = {r: module[n] for r, n in pairs(args.program, "--program").items()}
+    baseline: Any = args.baseline
+    if baseline not in (None, "ema", "learned"):
+        baseline = number(baseline)
+    optimizer = getattr(optax, OPTIMIZERS[args.optimizer])(args.lr)
+    checkpoint = args.checkpoint or (str(Path(args.results) / "checkpoint") if args.results else None)
+    if args.resume and checkpoint is None:
+        raise error("--resume needs --checkpoint or --results", hint="resume from the folder the fit wrote to")
+    result = pp.fit(model, guide, objective, data, optimizer=optimizer, steps=args.steps, particles=args.particles,
+                    seed=args.seed, strategies=pairs(args.strategy, "--strategy"), baseline=baseline,
+                    programs=programs, on_nan=args.on_nan, tol=args.tol, checkpoint=checkpoint,
+                    checkpoint_every=args.checkpoint_every, resume=args.resume, progress=not args.no_progress,
+                    num_draws=args.draws, results=args.results)
+    print(result.summary())
+    status = result.info.get("status")
+    if status not in ("done", "converged"):
+        print(f"warning: the fit ended early ({status}): {result.info.get('message', '')}", file=sys.stderr)
+    if args.correct:
+        post = result.importance_resample(args.correct, seed=args.seed)
+        print(f"\nimportance-resampled with the fitted guide as proposal ({args.correct} draws)")
+        print(post.summary())
+        if post.pareto_k > 0.7:
+            print(f"warning: Pareto k {post.pareto_k:.2f} > 0.7: the guide is too far from the posterior for "
+                  "importance resampling to correct it; try a richer guide (full_rank) or more steps.", file=sys.stderr)
+    if args.results:
+        print(f"\nresults saved to {args.results} (load with pp.FitResult.load)")

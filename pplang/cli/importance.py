@@ -1,0 +1,68 @@
+"""`pplang simulate` and `pplang infer`: prior draws and importance sampling."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from pplang.cli.common import add_run_args, pick_model, positive_int, read_data, write_json
+
+
+def register(sub: Any) -> None:
+    """Add the `simulate` and `infer` subcommands."""
+    c = sub.add_parser("simulate", help="draw from the prior (prior predictive simulation)")
+    add_run_args(c)
+    c.add_argument("-n", "--num-samples", type=positive_int, default=1000)
+    c.add_argument("--output", help="write the draws to this JSON file")
+    c.set_defaults(func=cmd_simulate)
+
+    c = sub.add_parser("infer", help="posterior by importance sampling, with log marginal likelihood")
+    add_run_args(c)
+    c.add_argument("-n", "--num-samples", type=positive_int, default=10_000)
+    c.add_argument("--proposal", help="a guide in the same file to propose from (default: the prior)")
+    c.add_argument("--predictive", action="store_true", help="also summarize posterior predictive draws")
+    c.add_argument("--output", help="write the weighted draws to this JSON file")
+    c.set_defaults(func=cmd_infer)
+
+
+def cmd_simulate(args: argparse.Namespace) -> None:
+    import pplang as pp
+    from pplang.summary import summarize
+
+    module = pp.load(args.file)
+    model = pick_model(module, args.model)
+    draws = pp.prior_predictive(model, read_data(args.data), num_samples=args.num_samples, seed=args.seed)
+    print(f"prior simulation of {model.name}: {args.num_samples} draws")
+    print(summarize(draws))
+    if args.output:
+        write_json(args.output, {a: v.tolist() for a, v in draws.items()})
+
+
+def cmd_infer(args: argparse.Namespace) -> None:
+    import pplang as pp
+    from pplang.summary import summarize
+
+    module = pp.load(args.file)
+    model = pick_model(module, args.model)
+    data = read_data(args.data)
+    proposal = module[args.proposal] if args.proposal else None
+    post = pp.importance_sampling(model, data, num_samples=args.num_samples, seed=args.seed, proposal=proposal)
+    print(f"posterior of {model.name} ({'proposal ' + args.proposal if proposal else 'prior proposal'})")
+    print(post.summary())
+    if post.ess < 100:
+        print(f"warning: effective sample size {post.ess:.1f} is small; the estimates are unreliable. "
+              "Draw more samples or use a better proposal.", file=sys.stderr)
+    if post.pareto_k > 0.7:
+        print(f"warning: Pareto k {post.pareto_k:.2f} > 0.7: the weights have so heavy a tail that these "
+              "estimates are unreliable however many draws are made. Use a proposal (guide) closer to "
+              "the posterior.", file=sys.stderr)
+    if args.predictive:
+        rep = pp.posterior_predictive(model, post, data, seed=args.seed)
+        print("\nposterior predictive")
+        print(summarize({a: v for a, v in rep.items() if a in post.observed}))
+    if args.output:
+        write_json(args.output, {"log_weights": post.log_weights.tolist(),
+                                 "log_marginal_likelihood": post.log_marginal_likelihood,
+                                 "ess": post.ess, "pareto_k": post.pareto_k,
+                                 "samples": {a: v.tolist() for a, v in post.samples.items()}})

@@ -1,0 +1,128 @@
+"""`pplang check` and `pplang compile`: the compiler's stages from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from typing import Any
+
+from pplang.cli.common import (
+    add_host_arg,
+    declared_hosts,
+    objective_of,
+    pairs,
+    pick_guide,
+    pick_model,
+    read_data,
+    write_text,
+)
+from pplang.compiler.diagnostics import error
+
+
+def register(sub: Any) -> None:
+    """Add the `check` and `compile` subcommands."""
+    c = sub.add_parser("check", help="parse and check a model file (names, types, shapes)")
+    c.add_argument("file")
+    add_host_arg(c)
+    c.set_defaults(func=cmd_check)
+
+    c = sub.add_parser("compile", help="show a compilation stage or write the generated module")
+    c.add_argument("file")
+    c.add_argument("--emit", choices=["ast", "ir", "jax", "adev"], default="jax",
+                   help="stage to print (default: jax); adev: the gradient estimator of --objective for --model "
+                   "and --guide")
+    c.add_argument("--model", help="only this model or guide (with --emit adev: the model)")
+    c.add_argument("--guide", help="with --emit adev: the guide")
+    c.add_argument("--objective", default="elbo", help="with --emit adev: the objective (default: elbo)")
+    c.add_argument("--arg", action="append", default=[], metavar="NAME=VALUE", help="an objective argument")
+    c.add_argument("--strategy", action="append", default=[], metavar="ADDRESS=STRATEGY",
+                   help="gradient strategy of a guide choice (reparam, reinforce, mvd, enum)")
+    c.add_argument("--data", help="with --emit adev: data (needed for automatic guides)")
+    c.add_argument("-o", "--output", help="write the generated JAX module to this file")
+    add_host_arg(c)
+    c.set_defaults(func=cmd_compile)
+
+
+def cmd_check(args: argparse.Namespace) -> None:
+    import pplang as pp
+
+    module = pp.load(args.file, hosts=declared_hosts(args))
+    decls = module.compiled.program.decls
+    print(f"{args.file}: ok ({len(decls)} declaration{'s' if len(decls) != 1 else ''}: "
+          + ", ".join(f"{d.kind} {d.name}" for d in decls) + ")")
+
+
+def cmd_compile(args: argparse.Namespace) -> None:
+    from pplang.compiler import printer
+    from pplang.compiler.pipeline import compile_program, parse_file
+
+    program = parse_file(args.file)
+    if args.emit == "ast":
+        print(show_ast(program))
+        return
+    compiled = compile_program(program, declared_hosts(args))
+    if args.emit == "ir":
+        names = [args.model] if args.model else list(compiled.functions)
+        for n in names:
+            if n not in compiled.functions:
+                raise error(f"no model or guide named `{n}`", hint=f"declared: {', '.join(compiled.functions)}")
+            print(printer.function(compiled.functions[n]) + "\n")
+        return
+    if args.emit == "adev":
+        emit_adev(args)
+        return
+    code = compiled.source_code
+    if args.model:  # just this declaration's function, still a module that runs on its own
+        from pplang.compiler import codegen
+
+        if args.model not in compiled.functions:
+            raise error(f"no model or guide named `{args.model}`", hint=f"declared: {', '.join(compiled.functions)}")
+        code = codegen.generate_module([compiled.functions[args.model]], program.file, program.source)
+    if args.output:
+        write_text(args.output, code)
+    else:
+        print(code)
+
+
+def emit_adev(args: argparse.Namespace) -> None:
+    """The objective's generated code and the estimator the adev transformation generated for it."""
+    import pplang as pp
+    from pplang.inference.variational import Problem, make_guide
+
+    module = pp.load(args.file)
+    model = pick_model(module, args.model)
+    data = read_data(args.data)
+    if args.guide is None:
+        raise error("--emit adev needs --guide", hint="name a guide of the file, or mean_field, full_rank, ...")
+    guide = pick_guide(module, args.guide)
+    guide = guide if isinstance(guide, pp.Model) else make_guide(model, guide, data)
+    objective = objective_of(module, args.objective, args.arg)
+    problem = Problem.build(model, guide, objective, data, strategies=pairs(args.strategy, "--strategy"))
+    obj = problem.objective
+    from pplang.compiler import codegen
+
+    print(f"# objective `{obj.name}`: its generated code (simulate and log_density run the programs bound to "
+          f"{', '.join(f'{r} = {m.name}' for r, m in problem.roles.items())}; see `pplang compile {args.file}`)")
+    print(codegen.generate_module([obj.fn], obj.fn.span.file, obj.source).split("\n", 6)[-1])
+    print(problem.estimator_code)
+
+
+def show_ast(node: Any, depth: int = 0) -> str:
+    """An indented dump of the surface syntax tree (spans as line:col)."""
+    pad = "  " * depth
+    if isinstance(node, list):
+        return "\n".join(show_ast(n, depth) for n in node)
+    if not dataclasses.is_dataclass(node):
+        return pad + repr(node)
+    fields = [f for f in dataclasses.fields(node) if f.name not in ("span", "func_span", "source")]
+    simple = [f"{f.name}={getattr(node, f.name)!r}" for f in fields
+              if not dataclasses.is_dataclass(getattr(node, f.name)) and not isinstance(getattr(node, f.name), list)]
+    span = getattr(node, "span", None)
+    at = f" @{span.line}:{span.col}" if span is not None and span.line else ""
+    lines = [f"{pad}{type(node).__name__}({', '.join(simple)}){at}"]
+    for f in fields:
+        v = getattr(node, f.name)
+        if dataclasses.is_dataclass(v) or (isinstance(v, list) and v):
+            lines.append(f"{pad}  {f.name}:")
+            lines.append(show_ast(v, depth + 2))
+    return "\n".join(lines)

@@ -1,0 +1,78 @@
+"""`pplang smc FILE --model M --data D --particles N`: run a particle filter from the command line.
+
+`register(sub)` adds the subcommand to the `pplang` parser's subparsers; the command prints the
+filter's summary (log marginal likelihood, effective sample sizes, filtering means), and can write
+the results as JSON (`--output`), plots (`--plots DIR`) or the generated filter (`--show-code`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from pplang.cli import common
+
+# The resampling schemes of pplang.runtime.smc.SCHEMES, named here so that building the parser does
+# not import JAX (a test checks the two agree).
+SCHEMES = ("multinomial", "stratified", "systematic", "residual")
+
+
+def fraction(low_open: bool) -> Any:
+    """An argparse type for a number in [0, 1] (or (0, 1) when `low_open`)."""
+
+    def parse(text: str) -> float:
+        try:
+            x = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not (0.0 < x < 1.0 if low_open else 0.0 <= x <= 1.0):
+            raise argparse.ArgumentTypeError(f"must be in {'(0, 1)' if low_open else '[0, 1]'}, got {x:g}")
+        return x
+
+    return parse
+
+
+def register(sub: Any) -> None:
+    """Add the `smc` subcommand (dispatched through `func`)."""
+
+    c = sub.add_parser("smc", help="particle filter (SMC) over a sequential model: log marginal likelihood, "
+                                   "filtering means, effective sample size")
+    common.add_run_args(c)
+    c.add_argument("-n", "--particles", type=common.positive_int, default=1000,
+                   help="number of particles (default 1000)")
+    c.add_argument("--resample", choices=list(SCHEMES), default="systematic", help="resampling scheme")
+    c.add_argument("--ess-threshold", type=fraction(False), default=0.5, metavar="F",
+                   help="resample when the effective sample size is below F * particles (1: every step, 0: never)")
+    c.add_argument("--anneal", type=fraction(True), default=None, metavar="H",
+                   help="entropy-guided annealing: resample from tempered weights of normalized entropy H")
+    c.add_argument("--proposal", help="a guide in the same file to propose from (default: the prior)")
+    c.add_argument("--output", help="write the results (log Z, ESS, filtering means and quantiles) to this JSON file")
+    c.add_argument("--plots", metavar="DIR", help="write filtering.png and ess.png to this folder")
+    c.add_argument("--no-progress", action="store_true", help="no progress bar")
+    c.add_argument("--show-code", action="store_true", help="print the generated particle filter and exit")
+    c.set_defaults(func=cmd_smc)
+
+
+def cmd_smc(args: argparse.Namespace) -> None:
+    import pplang as pp
+    from pplang.inference.filtering import filter_code, smc
+
+    module = pp.load(args.file)
+    model = common.pick_model(module, args.model)
+    proposal = module[args.proposal] if args.proposal else None
+    if args.show_code:
+        print(filter_code(model, proposal))
+        return
+    res = smc(model, common.read_data(args.data), particles=args.particles, proposal=proposal, resample=args.resample,
+              ess_threshold=args.ess_threshold, anneal=args.anneal, seed=args.seed, progress=not args.no_progress)
+    print(res.summary())
+    low = float(res.ess.min())
+    if low < 0.01 * args.particles or low < 2:
+        print(f"warning: the effective sample size fell to {low:.1f} of {args.particles}: the estimates rest on very "
+              "few particles. Use more particles or a proposal (guide) closer to the data.", file=sys.stderr)
+    if args.output:
+        common.write_json(args.output, res.to_json())
+    if args.plots:
+        for path in res.plot(args.plots):
+            print(f"wrote {path}")

@@ -1,0 +1,300 @@
+"""Amortized inference: train a guide driven by a neural network on a collection of data sets, or on
+simulations from the model, so that it answers for new data in one forward pass.
+
+A model describes one data set; a collection is many data sets of the same shapes, stacked along a
+leading axis (the rows of an image data set, or repeated experiments). Training maximizes the mean
+over the collection of an objective (ELBO, IWELBO, RWS, ... as in `pp.fit`), one minibatch of data
+sets per step: the objective estimate of each data set in the batch comes from the same generated
+estimator `pp.fit` uses, with that data set's values swapped in (`Problem.with_data`), and the
+batch is a `vmap` over them. Parameters of the model (a decoder's weights) are trained with the
+guide's, as in a variational autoencoder.
+
+Training on simulations (`simulate=N`) needs no data: N draws of (latents, observations) from the
+model, and the guide's log density of the latents given the observations is maximized (sleep
+phase / neural posterior estimation), which fits q(z | x) to the exact posterior on average over
+the model's prior predictive.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from pplang import runtime as rt
+from pplang.compiler.diagnostics import did_you_mean, error
+from pplang.data import check_support
+from pplang.inference.amortized_result import AmortizedPosterior, guide_inputs
+from pplang.inference.variational import Problem, make_guide
+from pplang.models import Model, as_key
+from pplang.runtime.optimize import CheckpointError, optimize
+
+DATA_SALT = 0x6461  # folded into the seed for the order of data sets in each epoch
+MAX_CHUNK = 1000  # most steps per compiled chunk (the progress bar and NaN checks run between chunks)
+
+
+@dataclass
+class Collection:
+    """Data sets stacked along a leading axis (`rows`, converted) and what they share (`shared`)."""
+
+    rows: dict[str, Any]
+    shared: dict[str, Any]
+    size: int
+
+    def first(self) -> dict[str, Any]:
+        return {**self.shared, **{k: np.asarray(v[0]) for k, v in self.rows.items()}}
+
+
+def stack(model: Model, guide: Model, data: Mapping[str, Any], shared: Mapping[str, Any]) -> Collection:
+    """Check a collection: every entry an array whose leading axis counts the data sets, all of one
+    length, each name known to the model or the guide, values inside the observed choices' supports."""
+    if not isinstance(data, Mapping) or not data:
+        raise error("amortized training needs data: a mapping from names to arrays whose first axis "
+                    "counts the data sets", model.fn.span, model.source,
+                    hint="e.g. data={'y': Y} with Y of shape (number of data sets, ...), or simulate=N")
+    rows, size = {}, None
+    known = set(model.fn.sites) | {a for a, _ in model.fn.args} | {a for a, _ in guide.fn.args}
+    for name, value in data.items():
+        if name in shared:
+            raise error(f"`{name}` is both in the data and in `shared`", hint="give it in one of them")
+        if name not in known:
+            raise error(f"the data has `{name}`, which neither model `{model.name}` nor guide `{guide.name}` uses",
+                        model.fn.span, model.source, hint=did_you_mean(name, known) or
+                        f"model choices: {', '.join(model.fn.sites)}; guide arguments: "
+                        f"{', '.join(a for a, _ in guide.fn.args) or 'none'}")
+        arr = np.asarray(value)
+        if arr.dtype == object or arr.dtype.kind not in "biuf" or arr.ndim == 0:
+            raise error(f"data for `{name}` must be an array with one entry per data set (a leading axis)",
+                        model.fn.span, model.source, found=f"{type(value).__name__} of shape {np.shape(value)}",
+                        hint="stack the data sets: shape (number of data sets, ...); values common to all go "
+                        "in shared=...")
+        if size is not None and arr.shape[0] != size:
+            first = next(iter(rows))
+            raise error(f"`{name}` has {arr.shape[0]} data sets but `{first}` has {size}", model.fn.span,
+                        model.source, hint="every entry of the data needs the same leading axis")
+        size = arr.shape[0]
+        rows[name] = arr
+        info = model.fn.sites.get(name)
+        if info is not None:
+            if info.kind in ("int", "bool") and arr.dtype.kind == "f" and not np.all(arr == np.round(arr)):
+                raise error(f"observed `{name}` must be whole numbers for `{info.dist}`", info.span, model.source,
+                            found="non-integer values", hint="observe counts or 0/1 outcomes as integers")
+            check_support(name, info, arr, model.source)
+    if size == 0:
+        raise error("the data has no data sets (its leading axis is empty)")
+    return Collection(rows, dict(shared), int(size))
+
+
+def convert(rows: Mapping[str, np.ndarray], like: Mapping[str, Any]) -> dict[str, Any]:
+    """The stacked arrays as JAX arrays of the dtypes binding gave the first data set's values."""
+    out = {}
+    for name, arr in rows.items():
+        ref = like.get(name)
+        out[name] = jnp.asarray(arr, None if ref is None else jnp.asarray(ref).dtype)
+    return out
+
+
+def minibatches(step: Callable, rows: Mapping[str, Any], size: int, batch_size: int, seed: int) -> Callable:
+    """`step(params, key, state)` for runtime.optimize from `step(params, key, state, batch)`: each
+    epoch visits the data sets in a fresh random order, `batch_size` at a time (the last partial
+    batch of an epoch is left out). The order and the position in it live in the state."""
+    per_epoch = size // batch_size
+    data_key = jax.random.fold_in(jax.random.key(seed), DATA_SALT)
+
+    def run(params: Any, key: Any, state: Any) -> tuple:
+        t = state["t"]
+        epoch, j = t // per_epoch, t % per_epoch
+        order = jax.lax.cond(j == 0, lambda: jax.random.permutation(jax.random.fold_in(data_key, epoch), size),
+                             lambda: state["order"])
+        index = jax.lax.dynamic_slice(order, (j * batch_size,), (batch_size,))
+        batch = {k: v[index] for k, v in rows.items()}
+        value, grads, inner = step(params, key, state["inner"], batch)
+        return value, grads, {"t": t + 1, "order": order, "inner": inner}
+
+    return run
+
+
+def batch_state(size: int, inner: Any) -> dict[str, Any]:
+    return {"t": jnp.int32(0), "order": jnp.arange(size, dtype=jnp.int32), "inner": inner}
+
+
+def objective_step(problem: Problem, particles: int) -> Callable:
+    """One step of the mean objective over a batch of data sets: each data set's estimate by the
+    problem's generated estimator, with its own key."""
+
+    def surrogate(params: Any, key: Any, state: Any, batch: Mapping[str, Any]) -> tuple:
+        n = jax.tree.leaves(batch)[0].shape[0]
+        keys = jax.random.split(key, n)
+
+        def one(row: Mapping[str, Any], k: Any) -> tuple:
+            return problem.surrogate(params, k, state, particles, runner=problem.with_data(row))
+
+        sur, (v, costs) = jax.vmap(one)(dict(batch), keys)
+        return jnp.mean(sur), (jnp.mean(v), jax.tree.map(jnp.mean, costs))
+
+    grad = jax.grad(surrogate, has_aux=True)
+
+    def step(params: Any, key: Any, state: Any, batch: Mapping[str, Any]) -> tuple:
+        g, (v, costs) = grad(params, key, state, batch)
+        return v, g, problem.next_state(state, costs)
+
+    return step
+
+
+def simulation_step(guide: Model, latents: list[str], env: Mapping[str, Any]) -> Callable:
+    """One step of neural posterior estimation: the mean over the batch of log q(z | x), the
+    guide's log density of simulated latents given the simulated observations it takes as inputs
+    (`env`: the guide's other arguments, bound)."""
+    order = [a for a, _ in guide.fn.args]
+
+    def log_q(params: Any, row: Mapping[str, Any]) -> Any:
+        ctx = rt.Context({a: row[a] for a in latents}, params.get("q", {}), guide.hosts, complete=True)
+        values = {**env, **row}
+        return guide.impl(ctx, jax.random.key(0), *[values[a] for a in order])[2].lp
+
+    def mean_log_q(params: Any, batch: Mapping[str, Any]) -> Any:
+        return jnp.mean(jax.vmap(lambda row: log_q(params, row))(dict(batch)))
+
+    grad = jax.value_and_grad(mean_log_q)
+
+    def step(params: Any, key: Any, state: Any, batch: Mapping[str, Any]) -> tuple:
+        v, g = grad(params, batch)
+        return v, g, state
+
+    return step
+
+
+def simulations(model: Model, guide: Model, count: int, shared: Mapping[str, Any], seed: int) -> tuple:
+    """`count` draws of every choice of the model, and which of them are latent: the guide's
+    inputs are the choices it takes as arguments; it must draw every other choice of the model."""
+    observed = [a for a in guide_inputs(model, guide)]
+    if not observed:
+        raise error(f"guide `{guide.name}` takes none of model `{model.name}`'s random choices as an argument",
+                    guide.fn.span, guide.source, hint="an amortized guide is a function of the observations: "
+                    "name its arguments after the choices the model observes, e.g. `guide q(y: real[N])`")
+    latents = [a for a in model.fn.sites if a not in observed]
+    missing = [a for a in latents if a not in guide.fn.sites]
+    if missing:
+        raise error(f"guide `{guide.name}` does not draw {', '.join(f'`{a}`' for a in missing)}, latent in model "
+                    f"`{model.name}`", guide.fn.span, guide.source,
+                    hint="training on simulations fits the guide's density of every latent choice; draw each "
+                    "one in the guide, or take it as an argument if it is observed")
+    extra = [a for a in guide.fn.sites if a not in model.fn.sites]
+    if extra:
+        raise error(f"guide `{guide.name}` draws {', '.join(f'`{a}`' for a in extra)}, which model "
+                    f"`{model.name}` does not", guide.fn.span, guide.source,
+                    hint="training on simulations needs the guide's density of the model's latents alone")
+    if model.fn.params or model.fn.networks:
+        raise error(f"model `{model.name}` has parameters of its own; training on simulations would draw "
+                    "data from their initial values", model.fn.span, model.source,
+                    hint="train on data instead (data=...), which fits the model's parameters too")
+    tr = model.simulate(dict(shared), seed=seed, num_samples=count)
+    values = {a: np.asarray(v) for a, v in tr.values.items()}
+    return values, observed, latents
+
+
+def amortize(model: Model, guide: Any, data: Mapping[str, Any] | None = None, *, simulate: int | None = None,
+             shared: Mapping[str, Any] | None = None, objective: Any = "elbo", epochs: int = 10,
+             batch_size: int = 64, optimizer: optax.GradientTransformation | None = None,
+             learning_rate: float = 1e-3, particles: int = 1, seed: int = 0,
+             strategies: Mapping[str, str] | None = None, baseline: Any = None,
+             programs: Mapping[str, Model] | None = None, on_nan: str = "stop",
+             checkpoint: str | None = None, checkpoint_every: int = 1000, resume: bool = False,
+             progress: bool = True, results: str | None = None) -> AmortizedPosterior:
+    """Train `guide` (whose arguments are named after the model's observations) to answer for any
+    data set of the model in one forward pass.
+
+    data: a collection of data sets, each entry stacked along a leading axis; `shared`: values
+    common to all of them (sizes, covariates). Each step maximizes the mean `objective` (as in
+    pp.fit) over `batch_size` data sets; an epoch visits every data set once. simulate=N instead
+    draws N data sets with their latents from the model and maximizes the guide's log density of
+    the latents given the observations (no data needed). Returns an AmortizedPosterior."""
+    for name, v in (("epochs", epochs), ("batch_size", batch_size), ("particles", particles)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise error(f"{name} must be a positive int, got {v!r}", hint=f"for example {name}=10")
+    if (data is None) == (simulate is None):
+        raise error("amortize takes either data (a collection of data sets) or simulate=N, not "
+                    + ("both" if data is not None else "neither"),
+                    hint="data={'y': Y} trains on data; simulate=10000 trains on simulations from the model")
+    if not isinstance(guide, Model):
+        guide = make_guide(model, guide, {})
+    shared = dict(shared or {})
+    t0 = time.perf_counter()
+    if simulate is not None:
+        if isinstance(simulate, bool) or not isinstance(simulate, int) or simulate < 1:
+            raise error(f"simulate must be a positive int, got {simulate!r}", hint="for example simulate=10000")
+        values, observed, latents = simulations(model, guide, simulate, shared, seed)
+        rows_np = {a: values[a] for a in [*observed, *latents]}
+        collection = Collection(rows_np, shared, simulate)
+        bound = guide.bind(collection.first(), strict=False, observations=False)
+        problem = None
+        rows = convert(rows_np, {**bound.arrays, **{a: values[a][0] for a in latents}})
+        params = init_guide_params(guide, {**bound.static, **bound.arrays}, seed)
+        inner = simulation_step(guide, latents, {**bound.static, **bound.arrays})
+        state: Any = None
+        mode, objective_name = "simulate", "log q(latents | observations)"
+    else:
+        collection = stack(model, guide, data, shared)
+        first = collection.first()
+        model.bind(first)  # the first data set's errors, located at the model
+        problem = Problem.build(model, guide, objective, first, programs, strategies, baseline)
+        like = {}
+        for prog in problem.runner.programs.values():
+            like |= {**prog.data, **prog.observed}
+        rows = convert(collection.rows, like)
+        params = problem.init_params(seed)
+        inner = objective_step(problem, particles)
+        state = problem.init_state()
+        mode, objective_name = "data", problem.objective.name
+    size = collection.size
+    batch = min(batch_size, size)
+    per_epoch = size // batch
+    steps = epochs * per_epoch
+    opt = optimizer if optimizer is not None else optax.adam(learning_rate)
+    step = minibatches(inner, rows, size, batch, seed)
+    # chunks that divide an epoch (so every chunk is whole and one compiled loop serves the training)
+    chunk = max(d for d in range(1, min(per_epoch, MAX_CHUNK) + 1) if per_epoch % d == 0)
+    try:
+        out = optimize(step, params, batch_state(size, state), opt, steps=steps, key=jax.random.key(seed),
+                       chunk=chunk, on_nan=on_nan, checkpoint=checkpoint,
+                       checkpoint_every=checkpoint_every, resume=resume, progress=progress,
+                       progress_unit=("epoch", per_epoch))
+    except CheckpointError as e:
+        raise error(f"cannot resume: {e}", hint="resume with the same model, guide, data, optimizer and seed, "
+                    "or start afresh without resume") from None
+    except ValueError as e:
+        raise error(str(e), hint="check the arguments of amortize") from None
+    roles = problem.roles if problem is not None else {"q": guide}
+    by_name = {"model": {}, "guide": {}}
+    for role, p in out.params.items():
+        m = roles.get(role)
+        if m is model:
+            by_name["model"] = dict(p)
+        elif m is guide:
+            by_name["guide"] = dict(p)
+    info = {"model": model.name, "guide": guide.name, "mode": mode, "objective": objective_name,
+            "data_sets": size, "batch_size": batch, "epochs": out.steps / per_epoch, "steps": out.steps,
+            "status": out.status, "message": out.message, "particles": particles, "seed": seed,
+            "timings": out.timings, "wall_s": time.perf_counter() - t0, "file": model.fn.span.file}
+    result = AmortizedPosterior(model, guide, by_name, shared, np.asarray(out.values), info)
+    if results is not None:
+        result.save(results, plots=True)
+    return result
+
+
+def init_guide_params(guide: Model, env: Mapping[str, Any], seed: int) -> dict[str, dict[str, Any]]:
+    """The guide's parameters (network weights included) as first seen on one data set, by role."""
+    order = [a for a, _ in guide.fn.args]
+
+    def collect(k: Any) -> dict:
+        found: dict = {}
+        guide.impl(rt.Context({}, {}, guide.hosts, collect=found), k, *[env[a] for a in order])
+        return found
+
+    return {"q": dict(jax.jit(collect)(as_key(seed)))}

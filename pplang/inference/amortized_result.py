@@ -1,0 +1,342 @@
+"""What amortized training returns: a guide with trained weights that answers `posterior(x)` for new
+data sets in one forward pass, can be corrected by importance sampling or SMC with itself as the
+proposal, compared with a per-data-set fit, and saved to and loaded from a folder."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from pplang import runtime as rt
+from pplang.compiler.diagnostics import error
+from pplang.models import Model, as_key
+from pplang.results import load_folder, plot_objective, save_folder, table
+
+
+def guide_inputs(model: Model, guide: Model) -> list[str]:
+    """The guide's arguments named after the model's random choices: the observations it maps."""
+    return [a for a, _ in guide.fn.args if a in model.fn.sites]
+
+
+@dataclass
+class Posterior:
+    """Draws from the amortized posterior of one data set (`draws[address]`: leading draw axis) or
+    of a batch of them (`batched`: leading data-set axis, then the draw axis)."""
+
+    draws: dict[str, np.ndarray]
+    batched: bool
+
+    def mean(self) -> dict[str, np.ndarray]:
+        return {a: v.mean(axis=1 if self.batched else 0) for a, v in self.draws.items()}
+
+    def sd(self) -> dict[str, np.ndarray]:
+        return {a: v.std(axis=1 if self.batched else 0) for a, v in self.draws.items()}
+
+    def quantile(self, q: float | Sequence[float]) -> dict[str, np.ndarray]:
+        return {a: np.quantile(v, q, axis=1 if self.batched else 0) for a, v in self.draws.items()}
+
+    def summary(self, index: int = 0, quantiles: Sequence[float] = (0.05, 0.5, 0.95)) -> str:
+        """The table of one data set's draws (the `index`-th of a batch)."""
+        draws = {a: v[index] for a, v in self.draws.items()} if self.batched else self.draws
+        return table(draws, quantiles, 40)
+
+
+@dataclass
+class Comparison:
+    """An amortized answer against a per-data-set fit of the same data: ELBOs (each with its
+    standard error), the amortization gap (fitted minus amortized ELBO, >= 0 up to noise when the
+    fitted family contains the amortized one), posterior means and sds, and the time each took."""
+
+    elbo_amortized: float
+    elbo_amortized_se: float
+    elbo_fitted: float
+    elbo_fitted_se: float
+    mean_amortized: dict[str, np.ndarray]
+    mean_fitted: dict[str, np.ndarray]
+    sd_amortized: dict[str, np.ndarray]
+    sd_fitted: dict[str, np.ndarray]
+    seconds_amortized: float
+    seconds_fitted: float
+
+    @property
+    def gap(self) -> float:
+        return self.elbo_fitted - self.elbo_amortized
+
+    def summary(self) -> str:
+        lines = [f"ELBO amortized {self.elbo_amortized:.4f} (se {self.elbo_amortized_se:.4f}), per-data-set fit "
+                 f"{self.elbo_fitted:.4f} (se {self.elbo_fitted_se:.4f}): gap {self.gap:.4f}",
+                 f"time to the posterior: amortized {self.seconds_amortized * 1e3:.1f} ms, "
+                 f"fit {self.seconds_fitted:.2f} s"]
+        for a in self.mean_fitted:
+            ma, mf = np.ravel(self.mean_amortized[a]), np.ravel(self.mean_fitted[a])
+            sa, sf = np.ravel(self.sd_amortized[a]), np.ravel(self.sd_fitted[a])
+            lines.append(f"{a}: mean {fmt(ma)} vs {fmt(mf)}, sd {fmt(sa)} vs {fmt(sf)}")
+        return "\n".join(lines)
+
+
+def fmt(v: np.ndarray, most: int = 4) -> str:
+    text = ", ".join(f"{x:.4g}" for x in v[:most])
+    return f"[{text}{', ...' if v.size > most else ''}]" if v.size > 1 else text
+
+
+@dataclass
+class AmortizedPosterior:
+    """A trained amortized guide. `params["model"]` and `params["guide"]` are the unconstrained
+    parameter values (network weights by address); `values` the objective at each step; `info`
+    JSON-able facts (mode, objective, data sets, epochs, status, timings, ...)."""
+
+    model: Model
+    guide: Model
+    params: dict[str, dict[str, Any]]
+    shared: dict[str, Any]
+    values: np.ndarray
+    info: dict[str, Any] = field(default_factory=dict)
+    _draw: dict = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def inputs(self) -> list[str]:
+        """The guide's arguments taken from each data set (named after the model's observations)."""
+        return guide_inputs(self.model, self.guide)
+
+    def __repr__(self) -> str:
+        facts = ", ".join(f"{k}={self.info[k]!r}" for k in ("model", "guide", "mode", "objective", "status")
+                          if k in self.info)
+        return f"AmortizedPosterior({facts}, steps={len(self.values)})"
+
+    def summary(self) -> str:
+        """What was trained, on what, how it ended and the final objective."""
+        i = self.info
+        lines = [f"model: {i.get('model')}", f"guide: {i.get('guide')}"]
+        if i.get("mode") == "simulate":
+            lines.append(f"trained on {i.get('data_sets')} simulations from the model: {i.get('objective')}")
+        else:
+            lines.append(f"trained on {i.get('data_sets')} data sets: objective {i.get('objective')}")
+        lines.append(f"{i.get('epochs', 0):.4g} epochs of {i.get('data_sets', 0) // max(1, i.get('batch_size', 1))} "
+                     f"batches of {i.get('batch_size')}; status: {i.get('status')}")
+        tail = self.values[-max(1, len(self.values) // 10):]
+        if np.isfinite(tail).any():
+            lines.append(f"objective per data set (mean of the last {len(tail)} steps): {np.nanmean(tail):.6g}")
+        return "\n".join(lines)
+
+    # ------------------------------------------------------------ answers
+
+    def posterior(self, data: Mapping[str, Any] | None = None, *, num_samples: int = 1000, seed: Any = 0,
+                  **kwargs: Any) -> Posterior:
+        """Draws from the guide for a new data set, or for a batch of them (each input with one more
+        leading axis than the guide declares), in one compiled call: no optimization."""
+        if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 1:
+            raise error(f"num_samples must be a positive int, got {num_samples!r}", hint="for example num_samples=1000")
+        data = {**dict(data or {}), **kwargs}
+        values, batched = self.guide_values(data)
+        fn = self.draw_fn(batched, num_samples)
+        key = as_key(seed)
+        draws = fn(self.params["guide"], values, key)
+        return Posterior({a: np.asarray(v) for a, v in draws.items()}, batched)
+
+    def guide_values(self, data: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
+        """The guide's argument values for one data set or a batch, checked by binding the first."""
+        inputs = self.inputs
+        missing = [a for a in inputs if a not in data]
+        if missing:
+            raise error(f"no value for `{missing[0]}`: the amortized guide `{self.guide.name}` maps "
+                        f"{', '.join(inputs)} to the posterior", self.guide.fn.span, self.guide.source,
+                        hint=f"pass {', '.join(repr(a) for a in inputs)}")
+        ranks = dict((a, t.rank) for a, t in self.guide.fn.args)
+        first = inputs[0]
+        batched = ranks[first] is not None and np.ndim(data[first]) == ranks[first] + 1
+        one = {a: (np.asarray(data[a])[0] if batched else data[a]) for a in inputs}
+        bound = self.guide.bind({**self.shared, **one}, strict=False, observations=False)
+        env = {**bound.static, **bound.arrays}
+        if batched:
+            n = np.shape(data[first])[0]
+            for a in inputs:
+                if np.shape(data[a])[:1] != (n,):
+                    raise error(f"`{a}` has {np.shape(data[a])[:1] or 'no'} data sets but `{first}` has {n}",
+                                hint="a batch stacks every input along one leading axis")
+            env |= {a: jnp.asarray(np.asarray(data[a]), jnp.asarray(env[a]).dtype) for a in inputs}
+        return env, batched
+
+    def draw_fn(self, batched: bool, num_samples: int) -> Any:
+        """A jitted `(params, values, key) -> draws`: the network sees each data set once (its
+        inputs are not batched over the draws, so vmap leaves it unbatched)."""
+        cache = (batched, num_samples)
+        if cache not in self._draw:
+            guide, order = self.guide, [a for a, _ in self.guide.fn.args]
+            inputs = set(self.inputs)
+
+            def one(params: Any, values: Mapping[str, Any], key: Any) -> dict:
+                ctx = rt.Context({}, params, guide.hosts)
+                return guide.impl(ctx, key, *[values[a] for a in order])[1]
+
+            def many(params: Any, values: Mapping[str, Any], key: Any) -> dict:
+                return jax.vmap(lambda k: one(params, values, k))(jax.random.split(key, num_samples))
+
+            if batched:
+                axes = {a: (0 if a in inputs else None) for a in order}
+
+                def run(params: Any, values: Mapping[str, Any], key: Any) -> dict:
+                    n = jax.tree.leaves({a: values[a] for a in inputs})[0].shape[0]
+                    keys = jax.random.split(key, n)
+                    return jax.vmap(many, in_axes=(None, axes, 0))(params, values, keys)
+            else:
+                run = many
+            self._draw[cache] = jax.jit(run)
+        return self._draw[cache]
+
+    def sample(self, num_samples: int = 1000, *, seed: Any = 0,
+               given: Mapping[str, Any] | None = None) -> dict[str, np.ndarray]:
+        """Draws of every choice of the model with its trained parameters (a variational
+        autoencoder's generated images), each with a leading draw axis. With `given` (arrays whose
+        first axis counts draws), those choices are fixed, one row per draw, and the others drawn
+        given them (images decoded from chosen points of the latent space)."""
+        if not given:
+            tr = self.model.simulate(self.shared, seed=seed, num_samples=num_samples, params=self.params["model"])
+            return {a: np.asarray(v) for a, v in tr.values.items()}
+        rows = {a: np.asarray(v) for a, v in given.items()}
+        n = next(iter(rows.values())).shape[0]
+        return self.simulate_given(rows, (n,), seed)
+
+    def predictive(self, data: Mapping[str, Any] | None = None, *, num_samples: int = 1, seed: Any = 0,
+                   **kwargs: Any) -> dict[str, np.ndarray]:
+        """Posterior predictive draws for a data set or a batch of them: the latent choices from the
+        amortized guide, then the model's other choices drawn anew given them (a variational
+        autoencoder's reconstructions). Leading axes as in `posterior`: (data set,) draw."""
+        post = self.posterior(data, num_samples=num_samples, seed=seed, **kwargs)
+        latents = {a: v for a, v in post.draws.items() if a in self.model.fn.sites}
+        lead = next(iter(post.draws.values())).shape[:2 if post.batched else 1]
+        return self.simulate_given(latents, lead, seed)
+
+    def simulate_given(self, values: Mapping[str, np.ndarray], lead: tuple, seed: Any) -> dict[str, np.ndarray]:
+        """The model's choices other than `values`, drawn given them with the trained parameters;
+        `values` have the leading axes `lead`, and so do the draws."""
+        unknown = [a for a in values if a not in self.model.fn.sites]
+        if unknown:
+            raise error(f"model `{self.model.name}` has no random choice `{unknown[0]}`", self.model.fn.span,
+                        self.model.source, hint=f"choices: {', '.join(self.model.fn.sites)}")
+        flat = {a: jnp.asarray(v.reshape((-1,) + v.shape[len(lead):])) for a, v in values.items()}
+        bound = self.model.bind(self.shared, observations=False)
+        params = self.params["model"]
+        run = self.model.runner(bound, frozenset(flat), param_addrs=frozenset(params))
+        keys = jax.random.split(jax.random.fold_in(as_key(seed), 1), int(np.prod(lead)))
+        _, out, _ = jax.jit(jax.vmap(lambda k, g: run(k, g, params, bound.arrays)))(keys, flat)
+        return {a: np.asarray(v).reshape(lead + v.shape[1:]) for a, v in out.items() if a not in flat}
+
+    def model_data(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        return {**self.shared, **dict(data)}
+
+    def importance_sampling(self, data: Mapping[str, Any], *, num_samples: int = 1000, seed: Any = 0) -> Any:
+        """Correct the amortized answer for one data set: importance sampling with the guide as the
+        proposal (weighted draws, ESS, Pareto k, log marginal likelihood)."""
+        from pplang.inference.importance import importance_sampling
+
+        return importance_sampling(self.model, self.model_data(data), num_samples=num_samples, seed=seed,
+                                   proposal=self.guide, proposal_params=self.params["guide"],
+                                   params=self.params["model"])
+
+    def smc(self, data: Mapping[str, Any], *, particles: int = 1000, seed: Any = 0, **options: Any) -> Any:
+        """A particle filter over the model's time loop for one data set, the guide proposing (the
+        guide needs the model's sequential structure; see pp.smc)."""
+        from pplang.inference.filtering import smc
+
+        return smc(self.model, self.model_data(data), particles=particles, proposal=self.guide, seed=seed,
+                   params=self.params["model"], proposal_params=self.params["guide"], **options)
+
+    def compare(self, data: Mapping[str, Any], *, guide: Any = "full_rank", steps: int = 3000,
+                learning_rate: float = 0.01, num_samples: int = 4000, seed: int = 0) -> Comparison:
+        """How far the amortized answer for one data set is from a fit to that data set alone: a
+        `guide` (automatic by name, or a guide) fitted by pp.fit with the model's parameters held
+        at their trained values, both judged by the ELBO on `num_samples` draws. An automatic guide
+        starts at the amortized answer's mean, so the fit finds the best guide near it (the
+        amortization gap of Cremer et al. 2018); from the prior's draws instead, a fit to a
+        variational autoencoder's image often ends in another, far worse mode of the decoder."""
+        from pplang.inference.autoguide import auto_guide
+        from pplang.inference.importance import importance_sampling
+        from pplang.inference.variational import fit
+
+        answer = self.posterior(data, num_samples=num_samples, seed=seed)  # compiled once, as later answers find it
+        t0 = time.perf_counter()
+        self.posterior(data, num_samples=num_samples, seed=seed)
+        seconds_amortized = time.perf_counter() - t0
+        own = self.importance_sampling(data, num_samples=num_samples, seed=seed)
+        t0 = time.perf_counter()
+        if isinstance(guide, str):
+            mean = answer.mean()
+            start = {a: mean[a] for a in self.model.fn.sites if a in mean and a not in data}
+            guide = auto_guide(self.model, guide, self.model_data(data), init_loc=start)
+        held = {self.model.name: self.params["model"]} if self.params["model"] else None
+        fitted = fit(self.model, guide, data=self.model_data(data), steps=steps, learning_rate=learning_rate,
+                     seed=seed, progress=False, num_draws=num_samples, fixed=held)
+        seconds_fitted = time.perf_counter() - t0
+        role = next(r for r, m in fitted.problem.roles.items() if m is not self.model)
+        per = importance_sampling(self.model, self.model_data(data), num_samples=num_samples, seed=seed + 1,
+                                  proposal=fitted.problem.roles[role], proposal_params=fitted.unconstrained[role],
+                                  params=self.params["model"])
+        latents = [a for a in own.samples if a in fitted.draws]
+        return Comparison(
+            *elbo(own.log_weights), *elbo(per.log_weights),
+            {a: own.samples[a].mean(0) for a in latents}, {a: fitted.draws[a].mean(0) for a in latents},
+            {a: own.samples[a].std(0) for a in latents}, {a: fitted.draws[a].std(0) for a in latents},
+            seconds_amortized, seconds_fitted)
+
+    # ------------------------------------------------------------ saving
+
+    def plot(self, folder: str | Path) -> list[Path]:
+        """objective.png: the training objective per step and a moving average."""
+        return [plot_objective(self.values, str(self.info.get("objective", "objective")), Path(folder))]
+
+    def save(self, folder: str | Path, plots: bool = False) -> Path:
+        """params.npz (keys `model/address`, `guide/address`), values.npy and info.json (with the
+        shared values and the source of the model's and the guide's files, so `load` can compile
+        them again; programs written in Python are not saved, and `load` takes them as arguments)."""
+        info = {**self.info, "shared": self.shared, "model": self.model.name, "guide": self.guide.name,
+                "programs": {role: program_record(m) for role, m in (("model", self.model), ("guide", self.guide))}}
+        folder = save_folder(folder, self.params, self.values, info)
+        if plots:
+            self.plot(folder)
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path, model: Model | None = None, guide: Model | None = None,
+             hosts: Mapping[str, Any] | None = None) -> AmortizedPosterior:
+        """Read back what `save` wrote. The model and guide are compiled again from the saved source
+        (with `hosts`, for networks or functions bound from Python), unless given."""
+        saved, values, info, folder = load_folder(folder, "amortized posterior", "pplang amortize ... --results folder")
+        params = {"model": {}, "guide": {}} | {r: {a: jnp.asarray(v) for a, v in ps.items()} for r, ps in saved.items()}
+        records = info.pop("programs", {})
+        model = model or compile_saved(records.get("model"), info.get("model"), hosts, folder, "model")
+        guide = guide or compile_saved(records.get("guide"), info.get("guide"), hosts, folder, "guide")
+        shared = info.pop("shared", {})
+        return cls(model, guide, params, shared, values, info)
+
+
+def program_record(m: Model) -> dict[str, Any]:
+    """What `load` needs to compile a program again: its file's source, unless it was written in
+    Python (a decorated function, whose source is a Python file that is not compiled from text)."""
+    file = m.fn.span.file
+    return {"name": m.name, "file": file, "source": None if file.endswith(".py") else m.source}
+
+
+def compile_saved(record: dict | None, name: str | None, hosts: Mapping[str, Any] | None, folder: Path,
+                  role: str) -> Model:
+    """The saved program compiled again from its file's source."""
+    from pplang.embed import loads
+
+    if not record or record.get("source") is None:
+        raise error(f"the {role} `{name}` of the amortized posterior at {folder} was written in Python and is "
+                    "not saved with it", hint=f"pass it: AmortizedPosterior.load(folder, {role}=...)")
+    module = loads(record["source"], hosts=hosts, file=record["file"])
+    return module[record["name"]]
+
+
+def elbo(log_weights: np.ndarray) -> tuple[float, float]:
+    """The ELBO estimate from importance log weights log p(x, z) - log q(z) under q, and its SE."""
+    lw = np.asarray(log_weights, float)
+    lw = lw[np.isfinite(lw)]
+    return float(lw.mean()), float(lw.std(ddof=1) / np.sqrt(max(lw.size, 1)))

@@ -1,0 +1,153 @@
+"""Importance sampling and predictive simulation, built on the core transformations.
+
+Importance sampling draws the latent choices from the prior (or from a guide), constrains the
+observed ones to the data and weights each draw by the density of what was constrained. Its
+outputs: weighted posterior draws, the effective sample size, and the log marginal likelihood
+estimate `log mean(w)` (whose exponential is unbiased for the marginal likelihood).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.special import logsumexp
+
+from pplang.compiler.diagnostics import error
+from pplang.models import Model, as_key
+from pplang.pareto import pareto_k, verdict
+from pplang.summary import summarize
+
+QUANTILES = (0.05, 0.5, 0.95)
+
+
+@dataclass
+class ImportanceResult:
+    """Weighted draws of the latent choices. `samples[address]` has a leading axis of draws."""
+
+    samples: dict[str, np.ndarray]
+    log_weights: np.ndarray
+    observed: list[str]
+
+    @property
+    def num_samples(self) -> int:
+        return int(self.log_weights.shape[0])
+
+    @property
+    def weights(self) -> np.ndarray:
+        """Normalized weights (sum to one)."""
+        lw = self.log_weights
+        return np.asarray(jnp.exp(lw - logsumexp(lw)))
+
+    @property
+    def log_marginal_likelihood(self) -> float:
+        """log of the mean weight: an estimate of log p(data)."""
+        return float(logsumexp(self.log_weights) - np.log(self.num_samples))
+
+    @property
+    def log_marginal_likelihood_se(self) -> float:
+        """Delta-method standard error of `log_marginal_likelihood`."""
+        w = np.exp(self.log_weights - self.log_weights.max())
+        return float(np.std(w, ddof=1) / (np.sqrt(self.num_samples) * np.mean(w)))
+
+    @property
+    def ess(self) -> float:
+        """Kish's effective sample size of the weights."""
+        lw = self.log_weights
+        return float(jnp.exp(2 * logsumexp(lw) - logsumexp(2 * lw)))
+
+    @property
+    def pareto_k(self) -> float:
+        """Pareto-k diagnostic of the weights: below 0.5 good, above 0.7 unreliable (see pplang.pareto)."""
+        return pareto_k(self.log_weights)
+
+    def mean(self, address: str) -> np.ndarray:
+        return np.tensordot(self.weights, self.samples[address], axes=1)
+
+    def resample(self, num: int | None = None, seed: int = 0) -> dict[str, np.ndarray]:
+        """Unweighted draws by multinomial resampling."""
+        num = num or self.num_samples
+        idx = np.asarray(jax.random.choice(jax.random.key(seed), self.num_samples, (num,), p=self.weights))
+        return {a: v[idx] for a, v in self.samples.items()}
+
+    def summary(self) -> str:
+        head = (f"importance sampling: {self.num_samples} draws, effective sample size {self.ess:.1f}, "
+                f"log marginal likelihood {self.log_marginal_likelihood:.3f} "
+                f"(se {self.log_marginal_likelihood_se:.3f})")
+        k = self.pareto_k
+        head += f"\nPareto k {k:.2f} ({verdict(k)})"
+        if self.observed:
+            head += f"\nobserved: {', '.join(self.observed)}"
+        return head + "\n" + summarize(self.samples, self.weights)
+
+
+def importance_sampling(model: Model, data: Mapping[str, Any] | None = None, *, num_samples: int = 1000,
+                        seed: Any = 0, proposal: Model | None = None, params: Mapping | None = None,
+                        proposal_params: Mapping | None = None) -> ImportanceResult:
+    """Posterior draws with weights. The proposal is the prior, or a guide whose random choices
+    have the model's addresses (the model draws any latent the guide leaves out from its prior)."""
+    if not isinstance(num_samples, int) or num_samples < 1:
+        raise error(f"num_samples must be a positive int, got {num_samples!r}", hint="for example num_samples=1000")
+    bound = model.bind(data)
+    key = as_key(seed)
+    if proposal is None:
+        _, values, s = model._call(key, bound, bound.observed, params, num_samples=num_samples)
+        log_w = s.lw
+    else:
+        for a in proposal.sites:
+            if a not in model.sites:
+                raise error(f"the proposal `{proposal.name}` draws `{a}`, which model `{model.name}` does not have",
+                            proposal.fn.span, proposal.source, hint="a guide's choices must use the model's addresses")
+            if a in bound.observed:
+                raise error(f"the proposal `{proposal.name}` draws `{a}`, which is observed in the data",
+                            proposal.fn.span, proposal.source, hint="a guide proposes only latent choices")
+        kq, kp = jax.random.split(key)
+        q_data = {a: (data or {})[a] for a, _ in proposal.fn.args if a in (data or {})}
+        q = proposal.simulate(q_data, seed=kq, num_samples=num_samples, params=proposal_params)
+        fixed_keys = set(bound.observed) | set(q.values)
+        runner = model.runner(bound, frozenset(fixed_keys), frozenset(), frozenset(params or {}))
+        keys = jax.random.split(kp, num_samples)
+        _, values, s = jax.vmap(lambda k, vals: runner(k, {**bound.observed, **vals}, dict(params or {}),
+                                                      bound.arrays))(keys, q.values)
+        log_w = s.lw - q.log_density
+    observed = sorted(bound.observed)
+    log_w = np.asarray(log_w)
+    if not np.any(np.isfinite(log_w)):
+        raise error(
+            f"every one of the {num_samples} draws has zero weight: the data is impossible under {model.kind} "
+            f"`{model.name}` as far as these draws can tell",
+            model.fn.span,
+            model.source,
+            found="log weights " + ("all -inf" if np.all(np.isneginf(log_w)) else "not finite (NaN)"),
+            hint="check the observations against each choice's support, or propose from a guide closer to the "
+            "posterior",
+        )
+    latents = {a: np.asarray(v) for a, v in values.items() if a not in bound.observed}
+    return ImportanceResult(latents, log_w, observed)
+
+
+def prior_predictive(model: Model, data: Mapping[str, Any] | None = None, *, num_samples: int = 1000,
+                     seed: Any = 0) -> dict[str, np.ndarray]:
+    """Draws of every random choice from the prior."""
+    if not isinstance(num_samples, int) or num_samples < 1:
+        raise error(f"num_samples must be a positive int, got {num_samples!r}", hint="for example num_samples=1000")
+    tr = model.simulate(data, seed=seed, num_samples=num_samples)
+    return {a: np.asarray(v) for a, v in tr.values.items()}
+
+
+def posterior_predictive(model: Model, posterior: ImportanceResult, data: Mapping[str, Any] | None = None,
+                         *, num_samples: int | None = None, seed: int = 0) -> dict[str, np.ndarray]:
+    """Replicated observations: resample the posterior, then draw the observed choices anew
+    given each draw of the latent ones."""
+    draws = posterior.resample(num_samples, seed=seed)
+    n = next(iter(draws.values())).shape[0] if draws else (num_samples or posterior.num_samples)
+    bound = model.bind(data)
+    runner = model.runner(bound, frozenset(draws), batch=False)
+    keys = jax.random.split(jax.random.key(seed + 1), n)
+    _, values, _ = jax.vmap(lambda k, vals: runner(k, vals, {}, bound.arrays))(
+        keys, {a: jnp.asarray(v) for a, v in draws.items()})
+    return {a: np.asarray(v) for a, v in values.items() if a in bound.observed or a not in draws}

@@ -1,0 +1,445 @@
+"""Variational fitting: a model, a guide (written, or automatic), an objective program and data, to a
+`FitResult`.
+
+`Problem` binds the programs to the objective's arguments, resolves each choice's gradient strategy
+(compiler.adev), generates the estimator and exposes `value_and_grad`; `fit` runs it under optax in
+chunks of `lax.scan` (runtime.optimize) and collects draws from the fitted guide.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from pplang import runtime as rt
+from pplang.compiler.diagnostics import PplError, did_you_mean, error
+from pplang.compiler.transforms import adev as adev_compiler
+from pplang.data import bind
+from pplang.embed import Objective, loads
+from pplang.inference.importance import importance_sampling
+from pplang.models import Model, as_key
+from pplang.results import FitResult
+from pplang.runtime import adev
+from pplang.runtime.optimize import CheckpointError, optimize
+from pplang.stdlib.constraints import CONSTRAINTS
+
+AUTO_GUIDES = ("mean_field", "full_rank", "low_rank", "delta")
+BASELINES = ("ema", "learned")
+EMA_DECAY = 0.9
+
+
+_STANDARD: dict[str, Objective] = {}
+
+# Values a standard objective's argument cannot take, with the reason (checked before fitting).
+# Besides these, every int argument of a standard objective counts draws and must be at least 1.
+ARGUMENT_DOMAINS: dict[tuple[str, str], tuple[Callable[[float], bool], str]] = {
+    ("renyi", "alpha"): (lambda a: a != 1.0, "the Renyi bound divides by 1 - alpha; its limit at alpha = 1 is the "
+                         "ELBO: use objective='elbo'"),
+}
+
+
+def standard_objectives() -> dict[str, Objective]:
+    """The objectives of the standard library (stdlib/objectives.ppl), compiled once."""
+    if not _STANDARD:
+        text = resources.files("pplang.stdlib").joinpath("objectives.ppl").read_text()
+        module = loads(text, file="<pplang objectives>")
+        for name in module.compiled.functions:
+            _STANDARD[name] = module.objective(name)
+    return _STANDARD
+
+
+def resolve_objective(objective: Any) -> tuple[Objective, dict[str, Any]]:
+    """An objective and its value arguments from a name, (name, args), or an Objective."""
+    args: dict[str, Any] = {}
+    if isinstance(objective, tuple) and len(objective) == 2 and isinstance(objective[1], Mapping):
+        objective, args = objective[0], dict(objective[1])
+    if isinstance(objective, str):
+        table = standard_objectives()
+        if objective not in table:
+            raise error(f"no standard objective named `{objective}`",
+                        hint=did_you_mean(objective, table) or f"objectives: {', '.join(table)}")
+        objective = table[objective]
+    if not isinstance(objective, Objective):
+        raise error(f"objective must be a name, (name, args) or an objective, not {type(objective).__name__}",
+                    hint="for example objective='elbo' or objective=('iwelbo', {'k': 8})")
+    defaults = {"k": 8, "alpha": 0.5, "m": 4}
+    values = []
+    for name, ty in objective.fn.args:
+        if name not in args and name not in defaults:
+            raise error(f"objective `{objective.name}` needs a value for `{name}` ({ty})", objective.fn.span,
+                        objective.source, hint=f"pass objective=('{objective.name}', {{'{name}': ...}})")
+        v = args.pop(name, defaults.get(name))
+        values.append(int(v) if ty.kind == "int" else float(v))
+    standard = objective is standard_objectives().get(objective.name)
+    for (name, ty), v in zip(objective.fn.args, values):
+        domain = ARGUMENT_DOMAINS.get((objective.name, name)) or (
+            (lambda n: n >= 1, f"{name} counts draws: at least 1") if ty.kind == "int" else None)
+        if standard and domain is not None and not domain[0](v):
+            raise error(f"objective `{objective.name}` cannot take {name} = {v:g}", objective.fn.span,
+                        objective.source, hint=domain[1])
+    if args:
+        extra = next(iter(args))
+        raise error(f"objective `{objective.name}` has no argument `{extra}`", objective.fn.span, objective.source,
+                    hint=f"its arguments: {', '.join(a for a, _ in objective.fn.args) or 'none'}")
+    return objective, dict(zip([a for a, _ in objective.fn.args], values))
+
+
+@dataclass
+class Problem:
+    """An objective with its programs bound: the generated estimator and what it needs."""
+
+    objective: Objective
+    roles: dict[str, Model]  # objective argument -> program
+    data: dict[str, Any]
+    plan: adev_compiler.Plan
+    estimator_code: str
+    runner: adev.ObjectiveRunner
+    estimate: Callable
+    baseline: Any = None
+    bound: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, model: Model, guide: Model, objective: Any, data: Mapping[str, Any] | None,
+              programs: Mapping[str, Model] | None = None, strategies: Mapping[str, str] | None = None,
+              baseline: Any = None) -> Problem:
+        obj, obj_args = resolve_objective(objective)
+        data = dict(data or {})
+        roles = bind_roles(obj, model, guide, dict(programs or {}))
+        bound, runtime_programs, static = {}, {}, {}
+        overrides = dict(strategies or {})
+        for role, m in roles.items():
+            # arguments named like another program's choice and absent from the data come from traces
+            # (a reverse model r(z) scored by log_density(r, tr) takes z from tr)
+            from_traces = {a for a, _ in m.fn.args if a not in data
+                           and any(a in o.fn.sites for o in roles.values() if o is not m)}
+            fn = dataclasses.replace(m.fn, args=[(a, t) for a, t in m.fn.args if a not in from_traces])
+            b = bind(fn, data, m.source, strict=False, observations=m is model or m.kind == "model")
+            bound[role] = b
+            static[role] = adev_compiler.Bound(m.fn, m.source, frozenset(b.observed))
+        plan = adev_compiler.make_plan(obj.fn, obj.source, static, overrides)
+        chosen = {(s.program, s.address): s.strategy for s in plan.sites}
+        for role, m in roles.items():
+            b = bound[role]
+            strat = {}
+            for a, info in m.fn.sites.items():
+                strat[a] = chosen.get((role, a)) or overrides.get(a) or info.strategy or (
+                    "reparam" if info.reparameterized else "reinforce")
+            runtime_programs[role] = adev.Program(m.impl, [a for a, _ in m.fn.args], {**b.static, **b.arrays},
+                                                  dict(b.observed), m.hosts, frozenset(m.fn.sites), strat)
+        obj_strategies = {a: overrides.get(a) or info.strategy or "reparam" for a, info in obj.fn.sites.items()}
+        hosts = dict(model.hosts)
+        runner = adev.ObjectiveRunner(obj.impl, tuple(obj_args.values()), runtime_programs, hosts, obj_strategies)
+        code = adev_compiler.estimator_module(plan, static, [a for a, _ in obj.fn.args])
+        ns: dict[str, Any] = {"__name__": f"pplang_estimator_{obj.name}"}
+        exec(compile(code, f"<pplang estimator {obj.name}>", "exec"), ns)  # noqa: S102 - generated code
+        check_baseline(baseline, plan)
+        return cls(obj, roles, data, plan, code, runner, ns["estimate"], baseline, bound)
+
+    # ------------------------------------------------------------ parameters
+
+    def init_params(self, seed: Any = 0) -> dict[str, dict[str, Any]]:
+        """Unconstrained initial values of every program's parameters (and learned baselines)."""
+        key = as_key(seed)
+        out: dict[str, dict[str, Any]] = {}
+        for role, m in self.roles.items():
+            if not m.fn.params and not m.fn.networks:
+                out[role] = {}
+                continue
+            prog = self.runner.programs[role]
+            given = self.trace_arguments(role, key)
+
+            def collect(k: Any, prog: adev.Program = prog, given: dict = given) -> dict:
+                found: dict = {}
+                ctx = rt.Context(prog.observed, {}, prog.hosts, collect=found)
+                prog.impl(ctx, k, *prog.arguments(given))
+                return found
+
+            out[role] = {a: jnp.asarray(v) for a, v in jax.jit(collect)(key).items()}
+        if self.objective.fn.params:
+            found: dict = {}
+
+            def collect_obj(k: Any) -> dict:
+                ctx = adev.ObjectiveContext(self.runner.programs, out, self.runner.hosts, self.runner.strategies, {},
+                                            collect=found)
+                self.runner.impl(ctx, k, *self.runner.args)
+                return dict(found)
+
+            out["_objective"] = jax.jit(collect_obj)(key)
+        if self.baseline == "learned":
+            out["_baselines"] = {k: jnp.zeros(()) for k in self.plan.baseline_keys()}
+        return out
+
+    def trace_arguments(self, role: str, key: Any) -> dict[str, Any]:
+        """Values for a program's arguments that come from another program's traces (a reverse
+        model's `z`): drawn from the program that makes that choice, to initialize parameters."""
+        prog = self.runner.programs[role]
+        missing = [a for a in prog.arg_names if a not in prog.data]
+        out: dict[str, Any] = {}
+        for other, m in self.roles.items():
+            want = [a for a in missing if a in m.fn.sites and a not in out]
+            if other != role and want:
+                src = self.runner.programs[other]
+                _, tr, _ = src.impl(rt.Context(src.observed, {}, src.hosts), key, *src.arguments(None))
+                out |= {a: tr[a] for a in want}
+        return out
+
+    def init_state(self) -> dict[str, Any]:
+        return {"ema": {k: jnp.zeros(()) for k in self.plan.baseline_keys()}} if self.baseline == "ema" else {}
+
+    def baselines(self, params: Mapping, state: Mapping) -> dict[str, Any]:
+        keys = self.plan.baseline_keys()
+        if self.baseline is None:
+            return {k: 0.0 for k in keys}
+        if self.baseline == "ema":
+            return dict(state["ema"])
+        if self.baseline == "learned":
+            return {k: params["_baselines"][k] for k in keys}
+        return {k: float(self.baseline) for k in keys}
+
+    # ------------------------------------------------------------ estimates
+
+    def with_data(self, values: Mapping[str, Any]) -> adev.ObjectiveRunner:
+        """The runner with some arguments and observations replaced (one data set of a collection
+        during amortized training; values may be traced). Names neither takes are ignored."""
+        programs = {}
+        for role, prog in self.runner.programs.items():
+            data = {a: values.get(a, v) for a, v in prog.data.items()}
+            observed = {a: values.get(a, v) for a, v in prog.observed.items()}
+            programs[role] = dataclasses.replace(prog, data=data, observed=observed)
+        return dataclasses.replace(self.runner, programs=programs)
+
+    def surrogate(self, params: Mapping, key: Any, state: Mapping, particles: int = 1,
+                  runner: adev.ObjectiveRunner | None = None) -> tuple:
+        """(surrogate, (value, costs)) averaged over `particles` independent estimates (of the
+        problem's own data, or of the data `runner` was made for by `with_data`)."""
+        base = self.baselines(params, state)
+        keys = jax.random.split(key, particles)
+        run = self.runner if runner is None else runner
+
+        def one(k: Any) -> tuple:
+            v, sur, costs, _ = self.estimate(run, k, params, base)
+            return v, sur, costs
+
+        if particles == 1:  # no particle axis: vmap over one key would give every array a leading 1
+            v, sur, costs = one(keys[0])
+        else:
+            v, sur, costs = jax.vmap(one)(keys)
+        costs = jax.tree.map(jnp.mean, costs)
+        total = jnp.mean(sur)
+        if self.baseline == "learned":  # each learned baseline regresses on its cost
+            total = total - sum(jnp.square(jax.lax.stop_gradient(c) - params["_baselines"][k])
+                                for k, c in costs.items())
+        return total, (jnp.mean(v), costs)
+
+    def step(self, particles: int = 1) -> Callable:
+        """`step(params, key, state) -> (value, grads, state)` for runtime.optimize."""
+        grad = jax.grad(self.surrogate, has_aux=True)
+
+        def step(params: Any, key: Any, state: Any) -> tuple:
+            g, (v, costs) = grad(params, key, state, particles)
+            return v, g, self.next_state(state, costs)
+
+        return step
+
+    def next_state(self, state: Any, costs: Mapping[str, Any]) -> Any:
+        """The state after a step whose reinforce costs were `costs` (moving-average baselines)."""
+        if self.baseline != "ema":
+            return state
+        return {"ema": {k: EMA_DECAY * state["ema"][k] + (1 - EMA_DECAY) * jax.lax.stop_gradient(costs[k])
+                        for k in state["ema"]}}
+
+    def value_and_grad(self, params: Mapping, key: Any, particles: int = 1) -> tuple[Any, Any]:
+        """One estimate of the objective and of its gradient with respect to the (unconstrained) params."""
+        key = as_key(key)
+        g, (v, _) = jax.grad(self.surrogate, has_aux=True)(params, key, self.init_state(), particles)
+        return v, g
+
+    def describe_nan(self, params: Any, key: Any, state: Any) -> str:
+        """Which parameter, choice or factor first turned non-finite, and where it is in the source."""
+        for role, ps in params.items():
+            for a, v in ps.items():
+                if not np.all(np.isfinite(np.asarray(v))):
+                    return f"parameter `{a}` of `{role}` is not finite"
+        keys = jax.random.split(key, 1)
+        with jax.disable_jit():
+            _, _, records = self.runner(keys[0], params, {})
+        for cid, terms in sorted((records or {}).items()):
+            call = self.plan.calls.get(cid)
+            if call is None or terms is None:
+                continue
+            m = self.roles[call.program]
+            for a, t in terms.items():
+                if ":" in a or np.all(np.isfinite(np.asarray(t))):
+                    continue
+                info = m.fn.sites.get(a)
+                where = f" ({m.fn.span.file}:{info.span.line})" if info is not None else ""
+                what = "log density" if call.kind == "log_density" else "log density of the draw"
+                return (f"the {what} of `{a}` in {m.kind} `{m.name}`{where} is not finite "
+                        f"(objective line {call.span.line if call.span else '?'})")
+        return "the objective's value or gradient is not finite; no single term was found to be"
+
+
+def hold(problem: Problem, params: dict, opt: optax.GradientTransformation,
+         fixed: Mapping[str, Mapping[str, Any]]) -> tuple[dict, optax.GradientTransformation]:
+    """Parameters with the `fixed` programs' values set, and an optimizer that leaves them alone."""
+    names = {m.name: r for r, m in problem.roles.items()}
+    for name, values in fixed.items():
+        if name not in names:
+            raise error(f"fixed names `{name}`, which is none of the fitted programs",
+                        hint=did_you_mean(name, names) or f"programs: {', '.join(names)}")
+        role = names[name]
+        unknown = [a for a in values if a not in params.get(role, {})]
+        if unknown:
+            raise error(f"{problem.roles[role].kind} `{name}` has no parameter `{unknown[0]}`",
+                        hint=did_you_mean(unknown[0], params.get(role, {})) or "check the fixed values")
+        params[role] = {**params[role], **{a: jnp.asarray(v) for a, v in values.items()}}
+    held = {names[n] for n in fixed}
+    labels = {r: jax.tree.map(lambda _, r=r: "held" if r in held else "fitted", ps) for r, ps in params.items()}
+    return params, optax.multi_transform({"fitted": opt, "held": optax.set_to_zero()}, labels)
+
+
+def model_role(problem: Problem, model: Model) -> str | None:
+    return next((r for r, m in problem.roles.items() if m is model), None)
+
+
+def bind_roles(obj: Objective, model: Model, guide: Model, programs: dict[str, Model]) -> dict[str, Model]:
+    names = obj.fn.programs
+    if len(names) < 2 and not programs:
+        return {names[0]: model} if names else {}
+    roles = {}
+    for k, role in enumerate(names):
+        if role in programs:
+            roles[role] = programs.pop(role)
+        elif k == 0:
+            roles[role] = model
+        elif k == 1:
+            roles[role] = guide
+        else:
+            raise error(f"objective `{obj.name}` needs a program for `{role}`", obj.fn.span, obj.source,
+                        hint=f"pass programs={{'{role}': ...}} (for example a reverse model)")
+    if programs:
+        extra = next(iter(programs))
+        raise error(f"objective `{obj.name}` has no program argument `{extra}`", obj.fn.span, obj.source,
+                    hint=f"its programs: {', '.join(names)}")
+    return roles
+
+
+def check_baseline(baseline: Any, plan: adev_compiler.Plan) -> None:
+    if baseline is None or baseline in BASELINES:
+        return
+    if isinstance(baseline, (int, float)) and not isinstance(baseline, bool):
+        return
+    raise error(f"unknown baseline {baseline!r}", hint="baseline=None, a number, 'ema' (moving average) or 'learned'")
+
+
+def make_guide(model: Model, guide: Any, data: Mapping[str, Any]) -> Model:
+    if isinstance(guide, Model):
+        return guide
+    if isinstance(guide, str):
+        if guide not in AUTO_GUIDES:
+            raise error(f"unknown automatic guide `{guide}`",
+                        hint=did_you_mean(guide, AUTO_GUIDES) or f"automatic guides: {', '.join(AUTO_GUIDES)}")
+        from pplang.inference.autoguide import auto_guide
+
+        return auto_guide(model, guide, data)
+    raise error(f"guide must be a guide or the name of an automatic one, not {type(guide).__name__}",
+                hint="for example guide='mean_field', or a guide from pp.load(...)")
+
+
+def constrained(m: Model, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Parameter values mapped to their constraints (network weights are unconstrained)."""
+    out = {}
+    for a, v in params.items():
+        p = m.params.get(a)
+        c = "real" if p is None else {"vector": "real", "matrix": "real"}.get(p.constraint, p.constraint)
+        out[a] = np.asarray(CONSTRAINTS[c].forward(v))
+    return out
+
+
+def fit(model: Model, guide: Any = "mean_field", objective: Any = "elbo", data: Mapping[str, Any] | None = None, *,
+        optimizer: optax.GradientTransformation | None = None, learning_rate: float = 0.01, steps: int = 2000,
+        particles: int = 1, seed: int = 0, strategies: Mapping[str, str] | None = None, baseline: Any = None,
+        programs: Mapping[str, Model] | None = None, on_nan: str = "stop", tol: float | None = None,
+        patience: int = 10, chunk: int = 100, checkpoint: str | None = None, checkpoint_every: int = 1000,
+        resume: bool = False, progress: bool = True, num_draws: int = 1000, results: str | None = None,
+        fixed: Mapping[str, Mapping[str, Any]] | None = None, **data_kwargs: Any) -> FitResult:
+    """Fit `guide` to `model` given `data` by maximizing `objective` with optax (default Adam).
+
+    guide: a guide, or "mean_field" / "full_rank" / "low_rank" / "delta" (automatic, in unconstrained
+    space). objective: a standard objective's name ("elbo", "iwelbo", "renyi", "rws", ...), a
+    (name, args) pair such as ("iwelbo", {"k": 8}), or an objective of your own. strategies: gradient
+    strategies by address, overriding `via` in the guide. baseline for reinforce: None, a number,
+    "ema" or "learned". particles: independent estimates averaged per step. The fit stops on NaN
+    ("stop") or skips such steps ("skip"), keeping the last good parameters; `tol` stops on
+    convergence; `checkpoint` is a folder for periodic checkpoints, `resume` continues from one;
+    `results` a folder to save the result to (with plots). `chunk` steps run per compiled call
+    (the progress bar, convergence test and NaN check happen between calls); with `steps` not a
+    multiple of it, the last call compiles a second, checked loop. `fixed` holds programs' parameters at
+    given unconstrained values, by program name (e.g. a decoder's trained weights:
+    fixed={"vae": trained}); they are not optimized."""
+    for name, v in (("steps", steps), ("particles", particles), ("num_draws", num_draws), ("chunk", chunk)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise error(f"{name} must be a positive int, got {v!r}", hint=f"for example {name}=1000")
+    data = {**dict(data or {}), **data_kwargs}
+    model.bind(data)  # data errors first, located at the model
+    q = make_guide(model, guide, data)
+    problem = Problem.build(model, q, objective, data, programs, strategies, baseline)
+    params = problem.init_params(seed)
+    opt = optimizer if optimizer is not None else optax.adam(learning_rate)
+    if fixed:
+        params, opt = hold(problem, params, opt, fixed)
+    t0 = time.perf_counter()
+    try:
+        out = optimize(problem.step(particles), params, problem.init_state(), opt, steps=steps,
+                       key=jax.random.key(seed), chunk=min(chunk, steps), on_nan=on_nan, tol=tol, patience=patience,
+                       checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume, progress=progress,
+                       describe_nan=problem.describe_nan)
+    except CheckpointError as e:
+        raise error(f"cannot resume: {e}", hint="resume with the same model, guide, objective, optimizer and seed, "
+                    "or start afresh without resume") from None
+    except ValueError as e:
+        raise error(str(e), hint="check the arguments of fit") from None
+    guide_role = next((r for r, m in problem.roles.items() if m is q), None)
+    gparams = out.params.get(guide_role, {}) if guide_role else {}
+    draws = {}
+    if guide_role is not None:
+        q_data = {a: data[a] for a, _ in q.fn.args if a in data}
+        tr = q.simulate(q_data, seed=seed + 1, num_samples=num_draws, params=gparams)
+        draws = {a: np.asarray(v) for a, v in tr.values.items() if a in model.sites}
+    result = FitResult(
+        {problem.roles[r].name if r in problem.roles else r: constrained(problem.roles[r], p) if r in problem.roles
+         else {k: np.asarray(v) for k, v in p.items()} for r, p in out.params.items()},
+        np.asarray(out.values), draws,
+        {"model": model.name, "guide": q.name, "objective": problem.objective.name, "steps": out.steps,
+         "status": out.status, "message": out.message, "particles": particles, "seed": seed,
+         "timings": out.timings, "wall_s": time.perf_counter() - t0,
+         "strategies": {f"{s.program}/{s.address}": s.strategy for s in problem.plan.sites}},
+    )
+    result.unconstrained = out.params
+    result.problem = problem
+    extra = [a for a in q.sites if a not in model.sites]
+    if extra:
+        def refuse(n: int, s: int) -> Any:
+            raise error(f"guide `{q.name}` draws auxiliary choices ({', '.join(extra)}) the model does not have, so "
+                        "its density over the model's choices is a marginal that importance sampling cannot use",
+                        q.fn.span, q.source, hint="correct a guide without auxiliary choices (e.g. full_rank)")
+        result.corrector = refuse
+    elif guide_role is not None:
+        result.corrector = lambda n, s: importance_sampling(model, data, num_samples=n, seed=s, proposal=q,
+                                                            proposal_params=gparams,
+                                                            params=out.params.get(model_role(problem, model), {}))
+    if results is not None:
+        result.save(results, plots=True)
+    return result
+
+
+__all__ = ["fit", "Problem", "Objective", "standard_objectives", "PplError"]
