@@ -27,7 +27,7 @@ _EXPORTS = {
     "Model": "pplang.models",
     "fit": "pplang.inference.variational",
     "smc": "pplang.inference.filtering",
-    "SMCResult": "pplang.inference.filtering",
+    "SMCResult": "pplang.inference.filtering_result",
     "smc_log_marginal_fn": "pplang.inference.filtering",
     "Problem": "pplang.inference.variational",
     "standard_objectives": "pplang.inference.variational",
