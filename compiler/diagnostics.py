@@ -7,8 +7,10 @@ exit code 1. Anything else escaping is an internal error (exit code 2).
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+import sys
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from pplang.compiler.frontend.syntax import NO_SPAN, Span
 
@@ -63,6 +65,24 @@ class PplError(Exception):
     @property
     def span(self) -> Span:
         return self.diagnostics[0].span
+
+
+class DataNote(UserWarning):
+    """Something in the data that is ignored (an entry the declaration does not use): not an
+    error, since data files often carry extras, but said, since a typo shows up this way."""
+
+
+def show_notes(previous: Callable[..., None]) -> Callable[..., None]:
+    """A `warnings.showwarning` for the command line: a `DataNote` prints as `note: ...`, anything
+    else as `previous` would show it."""
+
+    def show(message: Warning | str, category: type[Warning], *rest: Any) -> None:
+        if issubclass(category, DataNote):
+            print(f"note: {message}", file=sys.stderr)
+        else:
+            previous(message, category, *rest)
+
+    return show
 
 
 def error(message: str, span: Span = NO_SPAN, source: str = "", *, expected: str | None = None,

@@ -9,6 +9,7 @@ the model does not have) is a located `PplError` that names the declaration and 
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pplang.compiler import analysis, ir
-from pplang.compiler.diagnostics import PplError, did_you_mean, error
+from pplang.compiler.diagnostics import DataNote, PplError, did_you_mean, error
 from pplang.compiler.dims import eval_dim, eval_shape
 from pplang.compiler.frontend.syntax import Span
 from pplang.compiler.names import address_var, py_name
@@ -86,7 +87,8 @@ def load_json(path: str) -> dict[str, Any]:
 def bind(fn: ir.Function, data: Mapping[str, Any], source: str, *, observations: bool = True,
          strict: bool = True) -> Bound:
     """Check `data` against `fn` and convert it. `observations=False` ignores entries that name
-    random choices (prior simulation); `strict=False` ignores entries the declaration lacks."""
+    random choices (prior simulation). Entries the declaration lacks are ignored (data files often
+    carry extras, as posteriordb's do) with a `DataNote` warning, unless `strict=False`."""
     static: dict[str, Any] = {}
     arrays: dict[str, Any] = {}
     observed: dict[str, Any] = {}
@@ -107,10 +109,10 @@ def bind(fn: ir.Function, data: Mapping[str, Any], source: str, *, observations:
         if address_var(name) in computed(fn) or name in fn.params:
             raise error(f"`{name}` is computed by {where}, not a random choice; it cannot be observed",
                         fn.span, source, hint="observe the random choice it is computed from instead")
-        raise error(f"the data has `{name}`, which {where} neither takes as an argument nor draws",
-                    fn.span, source, hint=did_you_mean(name, known) or
-                    f"arguments: {', '.join(a for a, _ in fn.args) or 'none'}; "
-                    f"random choices: {', '.join(fn.sites) or 'none'}")
+        hint = did_you_mean(name, known) or (f"arguments: {', '.join(a for a, _ in fn.args) or 'none'}; "
+                                             f"random choices: {', '.join(fn.sites) or 'none'}")
+        warnings.warn(f"the data has `{name}`, which {where} neither takes as an argument nor draws; ignored ({hint})",
+                      DataNote, stacklevel=2)
     for name, ty in fn.args:
         span = fn.arg_spans.get(name, fn.span)
         if name not in data:

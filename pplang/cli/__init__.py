@@ -10,10 +10,11 @@ from __future__ import annotations
 import argparse
 import sys
 import traceback
+import warnings
 
 from pplang.cli import amortize, fit, graph, importance, program, smc
 from pplang.cli.common import EPILOG, Parser
-from pplang.compiler.diagnostics import PplError
+from pplang.compiler.diagnostics import PplError, show_notes
 
 # In the order `pplang --help` lists them.
 VERBS = (program, importance, fit, smc, amortize, graph)
@@ -32,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         args = parser().parse_args(argv)
     except SystemExit as e:  # --help (0) or a usage mistake (1)
         return int(e.code or 0)
+    shown, warnings.showwarning = warnings.showwarning, show_notes(warnings.showwarning)
     try:
         args.func(args)
         return 0
@@ -48,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         print("internal error in pplang; please report it with the input that caused it:\n", file=sys.stderr)
         traceback.print_exc()
         return 2
+    finally:
+        warnings.showwarning = shown
 
 
 if __name__ == "__main__":

@@ -254,23 +254,30 @@ def test_string_observation(lin: pp.Model) -> None:
     at_choice(d, "alpha", 2)
 
 
+def bind_note(model: pp.Model, data: dict[str, Any], how: str = "importance") -> str:
+    """The one note binding `data` gives (an unused entry is not an error)."""
+    from pplang.compiler.diagnostics import DataNote
+
+    with pytest.warns(DataNote) as notes:
+        model.simulate(data, seed=0) if how == "simulate" else model.importance(data, seed=0)
+    assert len(notes) == 1
+    return str(notes[0].message)
+
+
 def test_unknown_data_entry_near_miss(lin: pp.Model) -> None:
-    d = bind_error(lin, with_(alpah=1.0))
-    assert "`alpah`" in d.message and "model `lin`" in d.message
-    assert d.span.file == FILE and d.span.line == 1
-    assert d.hint == "did you mean `alpha`?"
+    note = bind_note(lin, with_(alpah=1.0))
+    assert "`alpah`" in note and "model `lin`" in note and "ignored" in note
+    assert note.endswith("(did you mean `alpha`?)")
 
 
 def test_unknown_data_entry_lists_names(lin: pp.Model) -> None:
-    d = bind_error(lin, with_(qqqq=1.0))
-    assert d.hint is not None
+    note = bind_note(lin, with_(qqqq=1.0))
     for name in ("N", "x", "s", "alpha", "y", "k", "z"):
-        assert name in d.hint
+        assert name in note.split("ignored")[1]
 
 
-def test_unknown_data_entry_rejected_when_simulating_too(lin: pp.Model) -> None:
-    d = bind_error(lin, with_(alpah=1.0), "simulate")
-    assert d.hint == "did you mean `alpha`?"
+def test_unknown_data_entry_noted_when_simulating_too(lin: pp.Model) -> None:
+    assert bind_note(lin, with_(alpah=1.0), "simulate").endswith("(did you mean `alpha`?)")
 
 
 def test_observing_a_computed_variable(lin: pp.Model) -> None:
@@ -299,8 +306,7 @@ def test_submodel_choice_addresses(module: pp.Module) -> None:
     top = module["top"]
     tr = top.importance({"u/a": 0.5}, seed=0)
     assert float(tr.values["u/a"]) == 0.5
-    d = bind_error(top, {"u/b": 0.5})
-    assert d.hint is not None and "u/a" in d.hint
+    assert "u/a" in bind_note(top, {"u/b": 0.5})
 
 
 def test_errors_render_as_located_text(lin: pp.Model) -> None:
@@ -391,9 +397,8 @@ def cli_error(model_file: Path, data: dict[str, Any] | None, capsys: pytest.Capt
     (with_(s=-2.0), "1:33", "must be positive"),
     (with_(y=[1.0, 2.0]), "5:9", "observed `y`"),
     (with_(k=0.5), "6:5", "observed `k` must be whole numbers"),
-    (with_(alpah=0.5), "1:1", "did you mean `alpha`?"),
     (with_(mu=[0.0, 0.0, 0.0]), "1:1", "`mu` is computed"),
-], ids=["missing", "trailing-axis", "size", "non-int", "negative", "obs-shape", "obs-non-int", "unknown-name",
+], ids=["missing", "trailing-axis", "size", "non-int", "negative", "obs-shape", "obs-non-int",
         "computed"])
 def test_cli_data_errors(model_file: Path, capsys: pytest.CaptureFixture, data: dict, where: str,
                          words: str) -> None:
@@ -427,3 +432,27 @@ def test_cholesky_corr_argument_is_validated() -> None:
     with pytest.raises(pp.PplError) as info:
         m.simulate({"L": [[1.0, 0.5], [0.6, 0.8]]})
     assert "Cholesky factor of a correlation matrix" in info.value.render()
+
+
+def test_unused_entries_are_ignored_with_a_note(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Data files carry extras (posteriordb's do): an entry the model does not use changes nothing,
+    and a note names it (with a suggestion, since it may be a typo)."""
+    from pplang.compiler.diagnostics import DataNote
+
+    m = pp.loads(SRC, file=FILE)["lin"]
+    with pytest.warns(DataNote, match=r"`sigmaa`.*neither takes.*ignored") as notes:
+        bound = m.bind({**GOOD, "sigmaa": 2.0, "y": [0.5, 1.0, 1.5]})
+    assert len(notes) == 1
+    plain = m.bind({**GOOD, "y": [0.5, 1.0, 1.5]})
+    assert bound.static == plain.static and set(bound.observed) == set(plain.observed) == {"y"}
+    with pytest.warns(DataNote, match="did you mean `alpha`"):
+        m.bind({**GOOD, "alpah": 1.0})
+    with pytest.raises(PplError, match="computed by model `lin`"):  # observing a computed value is still wrong
+        m.bind({**GOOD, "mu": [0.0, 0.0, 0.0]})
+
+    path = tmp_path / "d.json"
+    path.write_text(json.dumps({"n": 3, "flips": [1, 0, 1], "flip": 1}))
+    coin = str(Path(__file__).resolve().parents[2] / "examples" / "coin.ppl")
+    assert main(["infer", coin, "--data", str(path), "-n", "100"]) == 0
+    err = capsys.readouterr().err
+    assert "note: the data has `flip`" in err and "did you mean `flips`?" in err and "Traceback" not in err

@@ -43,9 +43,8 @@ Values = dict[str, np.ndarray]
 
 
 def load_data(posterior: str) -> dict:
-    """The model's data: the copy with only the entries the model reads where there is one."""
-    used = EXAMPLES / f"{posterior}.used.data.json"
-    return json.loads((used if used.exists() else EXAMPLES / f"{posterior}.data.json").read_text())
+    """posteriordb's data, unchanged (entries a model does not use are ignored with a note)."""
+    return json.loads((EXAMPLES / f"{posterior}.data.json").read_text())
 
 
 def reference(posterior: str) -> dict:
