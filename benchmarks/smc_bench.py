@@ -88,11 +88,8 @@ def exact_filtering_means(data: dict) -> np.ndarray:
 
 
 def smc_module() -> ModuleType:
-    """The module that defines `pp.smc` and the engine it runs (found through `pp.SMCResult`, a name no
-    submodule shadows)."""
-    import pplang as pp
-
-    return importlib.import_module(pp.SMCResult.__module__)
+    """The module that defines `pp.smc` and the engine it runs."""
+    return importlib.import_module("pplang.inference.filtering")
 
 
 def pplang_filter(data: dict, n: int, threshold: float = ESS_THRESHOLD) -> Callable[[jax.Array], dict]:

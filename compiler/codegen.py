@@ -109,6 +109,8 @@ class CodeGen:
                 top.given[name] = f"_g_{name}"
                 self.w(f"_g_{name} = _ctx.given({info.address!r})")
         self.block(fn.body, top)
+        for var, name in fn.values:
+            self.w(f"_ctx.computed({name!r}, {var})")
         self.w("return _ret, _tr, _s")
         return "\n".join(self.out) + "\n"
 
@@ -234,7 +236,11 @@ class CodeGen:
         return lv
 
     def dist(self, d: ir.Dist, lv: Level) -> str:
-        return f"D.{d.name}({self.arguments(d.args, d.kwargs, lv)})"
+        code = f"D.{d.name}({self.arguments(d.args, d.kwargs, lv)})"
+        if d.support is None:
+            return code
+        shape = "(" + "".join(f"{dim}, " for dim in d.value_ty.shape) + ")"
+        return f"D.restricted({code}, {d.support!r}, {shape})"
 
     def arguments(self, args: tuple, kwargs: tuple, lv: Level) -> str:
         return ", ".join([self.ex(a, lv) for a in args] + [f"{k}={self.ex(v, lv)}" for k, v in kwargs])

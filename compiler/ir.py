@@ -166,6 +166,7 @@ class Dist:
     args: tuple[Expr, ...]
     kwargs: tuple[tuple[str, Expr], ...]
     value_ty: Ty
+    support: str | None = None  # a support declared with the choice (`x: positive ~ ...`): its density there
 
 
 # ---------------------------------------------------------------- statements
@@ -282,6 +283,9 @@ class Function:
     checks: list[SizeCheck] = field(default_factory=list)
     programs: list[str] = field(default_factory=list)  # an objective's program arguments (p, q, ...)
     networks: list[str] = field(default_factory=list)  # the networks it calls (their weights are parameters)
+    # The named values it computes, kept with the draws (Stan's transformed parameters and generated
+    # quantities): (variable, name as the user wrote it); its return value is `("_ret", "return")`.
+    values: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass

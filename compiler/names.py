@@ -18,3 +18,9 @@ def address_var(address: str) -> str:
     """The variable that holds a choice in generated code: `u/a` (choice `a` of submodel call `u`)
     is `u__a`; the checker names variables this way and everything else looks them up this way."""
     return py_name(address.replace("/", "__"))
+
+
+def var_address(var: str) -> str:
+    """The name a variable of generated code stands for: the inverse of `address_var`."""
+    base = var[:-1] if var.endswith("_") and var[:-1] in RESERVED else var
+    return base.replace("__", "/")

@@ -2,8 +2,9 @@
 
     python examples/eight_schools.py
 
-Importance sampling from the prior, then the school effects theta[j] = mu + tau * theta_tilde[j]
-computed from the weighted draws, compared with posteriordb's reference posterior means. Last,
+Importance sampling from the prior; the school effects theta[j] = mu + tau * theta_tilde[j], which
+the model computes, are kept beside the draws and compared with posteriordb's reference posterior
+means. Last,
 the model's log density as a plain JAX function, which later inference methods differentiate.
 """
 
@@ -41,9 +42,7 @@ def main() -> None:
     print(f"{post.num_samples} draws from the prior, effective sample size {post.ess:.0f} "
           f"({100 * post.ess / post.num_samples:.0f}%): the data are weak, so the prior is a usable proposal")
 
-    s, w = post.samples, post.weights
-    theta = s["mu"][:, None] + s["tau"][:, None] * s["theta_tilde"]   # (draws, J)
-    theta_mean = w @ theta
+    theta_mean = post.mean("theta")  # theta is computed by the model and kept with each draw
     print(f"{'':8} {'pplang':>8} {'posteriordb':>12}")
     print(f"{'mu':8} {float(post.mean('mu')):8.2f} {REFERENCE['mu']:12.2f}")
     print(f"{'tau':8} {float(post.mean('tau')):8.2f} {REFERENCE['tau']:12.2f}")

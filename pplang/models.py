@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +40,38 @@ def source_line_of(code: str, lineno: int) -> int | None:
         m = re.match(r"\s*# [^:]*:(\d+)  ", rows[k])
         if m:
             return int(m.group(1))
+    return None
+
+
+def generated_comment(exc: BaseException) -> str | None:
+    """The `file:line  source` comment above the innermost generated line in `exc`'s traceback: the
+    model statement whose code raised it."""
+    found = None
+    tb = exc.__traceback__
+    while tb is not None:
+        code = tb.tb_frame.f_globals.get("__pplang_code__")
+        if code is not None and tb.tb_frame.f_code.co_filename.startswith("<pplang"):
+            rows = code.splitlines()
+            for k in range(min(tb.tb_lineno, len(rows)) - 1, -1, -1):
+                m = re.match(r"\s*# ([^:]*:\d+)  (.*)$", rows[k])
+                if m:
+                    found = f"{m.group(1)}: {m.group(2).strip()}"
+                    break
+        tb = tb.tb_next
+    return found
+
+
+def nan_origin(run: Callable[[], Any]) -> str | None:
+    """Run `run` op by op with JAX's NaN check on and name the model statement whose code made the
+    first NaN (`gp.ppl:7: L = cholesky(K)`): where a non-finite value appeared, not the observation
+    below it that it spoiled. None when no NaN appears or no model line made it."""
+    try:
+        with jax.disable_jit(), jax.debug_nans(True):
+            run()
+    except FloatingPointError as e:
+        return generated_comment(e)
+    except Exception:  # noqa: BLE001 - this only adds a detail to an error being reported
+        return None
     return None
 
 
@@ -95,20 +127,24 @@ class Model:
     # ------------------------------------------------------------ compiled runners
 
     def runner(self, bound: Bound, given_addrs: frozenset, unconstrained: frozenset = frozenset(),
-               param_addrs: frozenset = frozenset(), batch: bool = False, complete: bool = False) -> Callable:
+               param_addrs: frozenset = frozenset(), batch: bool = False, complete: bool = False,
+               computed: bool = False) -> Callable:
         """A jitted `(key, given, params, arrays) -> (retval, trace, score)`, cached per static
-        configuration; JAX retraces it only when array shapes change."""
+        configuration; JAX retraces it only when array shapes change. With `computed`, a fourth
+        output holds the named values the program computes (`fn.values`, and `return`)."""
         static = tuple(sorted(bound.static.items()))
-        cache_key = (static, given_addrs, unconstrained, param_addrs, batch, complete)
+        cache_key = (static, given_addrs, unconstrained, param_addrs, batch, complete, computed)
         if cache_key not in self._jitted:
             order = [a for a, _ in self.fn.args]
             hosts, impl, statics = self.hosts, self.impl, dict(static)
 
             def run(key: Any, given: dict, params: dict, arrays: dict) -> tuple:
                 self.traces += 1
-                ctx = rt.Context(given, params, hosts, unconstrained, complete)
+                kept: dict | None = {} if computed else None
+                ctx = rt.Context(given, params, hosts, unconstrained, complete, computed=kept)
                 env = {**statics, **arrays}
-                return impl(ctx, key, *[env[a] for a in order])
+                out = impl(ctx, key, *[env[a] for a in order])
+                return (*out, kept) if computed else out
 
             if batch:
                 run = jax.vmap(run, in_axes=(0, None, None, None))
@@ -227,6 +263,45 @@ class Model:
             return tr, s.lp
 
         return simulate
+
+    @property
+    def computed_names(self) -> list[str]:
+        """The named values this program computes and results keep beside the draws; `return` is its
+        return value where that is not already a choice or a named value."""
+        return [name for _, name in self.fn.values]
+
+    def computed(self, values: Mapping[str, Any], data: Mapping[str, Any] | None = None, *,
+                 names: Sequence[str] | None = None, params: Mapping | None = None,
+                 **kwargs: Any) -> dict[str, np.ndarray]:
+        """The named values the model computes (`theta[j] = mu + tau * eta[j]`, its return value as
+        `return`) for each draw in `values` (latent choices by address, a leading axis of draws),
+        with the data given: what results keep beside the draws. `names` picks some of them."""
+        known = self.computed_names
+        names = known if names is None else list(names)
+        for n in names:
+            if n not in known:
+                raise error(f"{self.kind} `{self.name}` computes no value named `{n}`", self.fn.span, self.source,
+                            hint=did_you_mean(n, known) or f"named values: {', '.join(known) or 'none'}")
+        if not names or not values:
+            return {}
+        bound = self.bind(data, **kwargs)
+        latents = {a: jnp.asarray(v) for a, v in values.items() if a in self.fn.sites and a not in bound.observed}
+        params = dict(params or {})
+        run = self.runner(bound, frozenset(latents) | frozenset(bound.observed), frozenset(), frozenset(params),
+                          computed=True)
+        key = jax.random.key(0)
+        kept = jax.vmap(lambda vals: run(key, {**bound.observed, **vals}, params, bound.arrays)[3])(latents)
+        return {n: np.asarray(kept[n]) for n in names}
+
+    def with_computed(self, draws: Mapping[str, Any], data: Mapping[str, Any] | None, which: bool | Sequence[str],
+                      params: Mapping | None = None) -> dict[str, np.ndarray]:
+        """`draws` and, beside them, the named values the model computes for each draw: all of them
+        (`which=True`), none (`False`) or those named. How every result keeps computed values."""
+        if isinstance(which, str) or not isinstance(which, (bool, Sequence)):
+            raise error(f"computed= takes True, False or a list of names, not {which!r}",
+                        hint=f"for example computed={self.computed_names[:2] or ['theta']}")
+        names = None if which is True else list(which or [])
+        return {**draws, **self.computed(draws, data, names=names, params=params)}
 
     def latent_addresses(self, bound: Bound) -> list[str]:
         return [a for a in self.fn.sites if a not in bound.observed]

@@ -7,7 +7,7 @@ import dataclasses
 import itertools
 import json
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from pplang.compiler.diagnostics import error
+from pplang.summary import display_order
 
 FILES = ("params.npz", "values.npy", "info.json")  # what every saved result has (a fit adds draws.npz)
 MARGINAL_PANELS = 16  # at most this many histograms in marginals.png
@@ -63,7 +64,7 @@ class FitResult:
             head.append(f"objective (mean of the last {len(tail)} steps): {np.nanmean(tail):.6g}")
         n = next(iter(self.draws.values())).shape[0] if self.draws else 0
         head.append(f"{n} draws from the fitted guide")
-        return "\n".join(head) + "\n\n" + table(self.draws, quantiles, max_rows)
+        return "\n".join(head) + "\n\n" + table(self.draws, quantiles, max_rows, self.info.get("computed", ()))
 
     def sample(self, n: int | None = None, seed: int = 0) -> dict[str, np.ndarray]:
         """The draws (copies). With `n`, n of them chosen at random (seeded): without replacement
@@ -83,7 +84,8 @@ class FitResult:
         folder = Path(folder)
         written = [plot_objective(self.values, str(self.info.get("objective", "objective")), folder)]
 
-        panels = list(itertools.islice(columns(self.draws, ARRAY_PANELS), MARGINAL_PANELS))
+        panels = list(itertools.islice(columns(self.draws, ARRAY_PANELS, self.info.get("computed", ())),
+                                       MARGINAL_PANELS))
         if panels:
             ncols = min(4, len(panels))
             nrows = -(-len(panels) // ncols)
@@ -174,10 +176,12 @@ def load_folder(folder: str | Path, what: str, command: str,
     return params, values, info, folder
 
 
-def columns(draws: Mapping[str, np.ndarray], per_array: int | None = None) -> Iterator[tuple[str, np.ndarray]]:
+def columns(draws: Mapping[str, np.ndarray], per_array: int | None = None,
+            last: Collection[str] = ()) -> Iterator[tuple[str, np.ndarray]]:
     """(`name` or `name[i, j]`, draws of that element) for each scalar element of each address, in
-    address order; with `per_array`, only the first that many elements of each."""
-    for address in sorted(draws):
+    address order and the computed values (`last`) after; with `per_array`, only the first that many
+    elements of each."""
+    for address in display_order(draws, last):
         v = np.asarray(draws[address], dtype=float)
         flat = v.reshape(v.shape[0], -1)
         count = flat.shape[1] if per_array is None else min(per_array, flat.shape[1])
@@ -186,10 +190,11 @@ def columns(draws: Mapping[str, np.ndarray], per_array: int | None = None) -> It
             yield (address + (f"[{', '.join(str(int(i)) for i in index)}]" if index else "")), flat[:, j]
 
 
-def table(draws: Mapping[str, np.ndarray], quantiles: Sequence[float], max_rows: int) -> str:
+def table(draws: Mapping[str, np.ndarray], quantiles: Sequence[float], max_rows: int,
+          last: Collection[str] = ()) -> str:
     """Mean, sd and quantiles per scalar element, one row each (NaN draws left out)."""
     rows = []
-    for name, column in columns(draws):
+    for name, column in columns(draws, last=last):
         x = column[np.isfinite(column)]
         stats = [x.mean(), x.std(), *np.quantile(x, quantiles)] if x.size else [np.nan] * (2 + len(quantiles))
         rows.append((name, *stats))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Iterable, Mapping
 
 import numpy as np
 
@@ -16,10 +16,18 @@ def weighted_quantile(x: np.ndarray, w: np.ndarray, q: float) -> float:
     return float(x[order][min(np.searchsorted(cdf, q), len(x) - 1)])
 
 
-def rows(samples: Mapping[str, np.ndarray], weights: np.ndarray | None = None) -> list[tuple]:
-    """(name, mean, sd, q05, q50, q95) for every scalar element of every address."""
+def display_order(names: Iterable[str], last: Collection[str] = ()) -> list[str]:
+    """Random choices in address order, then the computed values (`last`), so that a long computed
+    array never pushes a choice out of a truncated table."""
+    names = list(names)
+    return sorted(n for n in names if n not in last) + [n for n in last if n in names]
+
+
+def rows(samples: Mapping[str, np.ndarray], weights: np.ndarray | None = None,
+         last: Collection[str] = ()) -> list[tuple]:
+    """(name, mean, sd, q05, q50, q95) for every scalar element of every address (`last` after)."""
     out = []
-    for addr in sorted(samples):
+    for addr in display_order(samples, last):
         v = np.asarray(samples[addr], dtype=float)
         n = v.shape[0]
         w = np.full(n, 1.0 / n) if weights is None else np.asarray(weights, float)
@@ -34,8 +42,9 @@ def rows(samples: Mapping[str, np.ndarray], weights: np.ndarray | None = None) -
     return out
 
 
-def summarize(samples: Mapping[str, np.ndarray], weights: np.ndarray | None = None, max_rows: int = 40) -> str:
-    table = rows(samples, weights)
+def summarize(samples: Mapping[str, np.ndarray], weights: np.ndarray | None = None, max_rows: int = 40,
+              last: Collection[str] = ()) -> str:
+    table = rows(samples, weights, last)
     if not table:
         return "(no latent random choices)"
     width = max(8, max(len(r[0]) for r in table))

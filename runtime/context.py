@@ -33,13 +33,15 @@ class Context:
     choices of branches not taken need no value. With `record`, scores carry the log density of
     each choice separately (`Score.terms`). Addresses in `fixed` are given values that stand for
     draws (a variational objective fixing a choice to each of its values): they count in the log
-    density but not in the weight of the given choices.
+    density but not in the weight of the given choices. With `computed`, a dict, the named values
+    the program computes are stored in it (`computed(name, value)`); otherwise they are not kept, and
+    nothing of them remains in the compiled code.
     """
 
     def __init__(self, given: Mapping[str, Any] | None = None, params: Mapping[str, Any] | None = None,
                  hosts: Mapping[str, Any] | None = None, unconstrained: frozenset = frozenset(),
                  complete: bool = False, record: bool = False, fixed: frozenset = frozenset(),
-                 collect: dict | None = None):
+                 collect: dict | None = None, computed: dict | None = None):
         self._complete = complete
         self._given = dict(given or {})
         self._params = dict(params or {})
@@ -48,10 +50,16 @@ class Context:
         self._record = record
         self._fixed = fixed
         self._collect = collect
+        self._computed = computed
 
     def zero(self) -> Score:
         """The score a function or loop body starts from."""
         return Score(0.0, 0.0, {} if self._record else None)
+
+    def computed(self, name: str, value: Any) -> None:
+        """A named value the program computed (or its return value, as `return`)."""
+        if self._computed is not None:
+            self._computed[name] = value
 
     def given(self, address: str) -> Any | None:
         return self._given.get(address)

@@ -335,6 +335,23 @@ class HalfCauchy(Distribution):
         return jnp.where(value >= 0, math.log(2.0) + stats.cauchy.logpdf(value, 0.0, self.scale), -jnp.inf)
 
 
+class HalfStudentT(Distribution):
+    """|X| for X ~ student_t(df, 0, scale): a weakly informative prior on a scale."""
+
+    support = constraints.positive
+    reparameterized = True
+
+    def __init__(self, df: Array, scale: Array = 1.0):
+        self.df, self.scale = _promote(df, scale)
+        super().__init__(self.df.shape)
+
+    def sample(self, key: Array, sample_shape: Sequence[int] = ()) -> Array:
+        return self.scale * jnp.abs(jax.random.t(key, self.df, self.shape(sample_shape), self.df.dtype))
+
+    def log_prob(self, value: Array) -> Array:
+        return jnp.where(value >= 0, math.log(2.0) + stats.t.logpdf(value, self.df, 0.0, self.scale), -jnp.inf)
+
+
 class Laplace(_LocationScale):
     _draw = jax.random.laplace
     _stats = stats.laplace
@@ -934,12 +951,38 @@ class Flat(Distribution):
         return jnp.zeros(jnp.shape(value), jnp.result_type(float, jnp.asarray(value)))
 
 
+class Restricted(Distribution):
+    """A distribution's density on a support declared with the choice (`sigma: positive ~
+    student_t(3, 0, 1)`, `mu: positive_ordered[K] ~ normal(0, 10)`), as Stan's constrained
+    declarations mean: the log density is the distribution's, not renormalized to the support, and
+    inference works in the declared support's unconstrained coordinates. It can be drawn from only
+    where the distribution's own support already lies inside the declared one."""
+
+    def __init__(self, base: Distribution, support: str, shape: tuple):
+        self.base = base
+        self.support = constraints.CONSTRAINTS[support]
+        self.support_name = support
+        self.inside = support == "real" or base.support is self.support
+        super().__init__(tuple(shape))
+
+    def sample(self, key: Array, sample_shape: Sequence[int] = ()) -> Array:
+        if not self.inside:
+            raise ValueError(f"a choice declared {self.support_name} cannot be drawn from "
+                             f"{type(self.base).__name__}, whose values fall outside it; give it a value (NUTS, "
+                             "a guide, observations) instead of drawing it")
+        return jnp.broadcast_to(self.base.sample(key, sample_shape), self.shape(sample_shape))
+
+    def log_prob(self, value: Array) -> Array:
+        return self.base.log_prob(value)
+
+
 normal = Normal
 half_normal = HalfNormal
 lognormal = LogNormal
 student_t = StudentT
 cauchy = Cauchy
 half_cauchy = HalfCauchy
+half_student_t = HalfStudentT
 laplace = Laplace
 uniform = Uniform
 exponential = Exponential
@@ -959,6 +1002,7 @@ dirichlet = Dirichlet
 multivariate_normal = MultivariateNormal
 lkj_cholesky = LKJCholesky
 flat = Flat
+restricted = Restricted  # generated code's name for a declared support; not callable from models
 
 
 # ---------------------------------------------------------------- registry for the type checker
@@ -1018,6 +1062,7 @@ DISTRIBUTIONS: dict[str, type] = {
     "student_t": StudentT,
     "cauchy": Cauchy,
     "half_cauchy": HalfCauchy,
+    "half_student_t": HalfStudentT,
     "laplace": Laplace,
     "uniform": Uniform,
     "exponential": Exponential,
@@ -1050,6 +1095,8 @@ SIGNATURES: dict[str, list[Signature]] = {
                                      _P("scale", "positive", default=1.0)], "real", "real")],
     "cauchy": [_sig("cauchy", [_LOC, _SCALE], "real", "real")],
     "half_cauchy": [_sig("half_cauchy", [_SCALE], "real", "positive")],
+    "half_student_t": [_sig("half_student_t", [_P("df", "positive"), _P("scale", "positive", default=1.0)],
+                            "real", "positive")],
     "laplace": [_sig("laplace", [_LOC, _SCALE], "real", "real")],
     "uniform": [_sig("uniform", [_P("low", "real"), _P("high", "real")], "real", "interval")],
     "exponential": [_sig("exponential", [_P("rate", "positive")], "real", "positive")],

@@ -16,7 +16,7 @@ from pplang.compiler.check.types import Types
 from pplang.compiler.diagnostics import PplError
 from pplang.compiler.frontend import syntax as S
 from pplang.compiler.ir import Ty
-from pplang.compiler.names import py_name
+from pplang.compiler.names import address_var, py_name, var_address
 
 if TYPE_CHECKING:
     from pplang.compiler.check.checker import Checker
@@ -86,4 +86,20 @@ class DeclLowering(Statements, Expressions, Signatures, Arrays, Types, Names):
             fn.arg_types[a.name] = type_text(a.type) if a.type is not None else "any"
         fn.checks = self.checks
         fn.networks = sorted(self.networks)
+        fn.values = self.computed_values(scope, body)
         return fn
+
+    def computed_values(self, scope: Scope, body: list[ir.Stmt]) -> list[tuple[str, str]]:
+        """The values the declaration names at its top level (or builds as arrays) that are neither
+        arguments, random choices nor parameters, and its return value (`return`, unless it returns
+        one of those names): what a result keeps beside the draws."""
+        if self.decl.kind == "objective":
+            return []
+        skip = {py_name(a) for a in self.args} | {address_var(a) for a in self.sites} | set(self.params)
+        out = [(var, var_address(var)) for var, ty in scope.vars.items()
+               if var not in skip and not var.startswith("_") and ty.kind in ("int", "real", "bool", "unknown")]
+        ret = next((s.value for s in body if isinstance(s, ir.Ret)), None)
+        named = {address_var(a) for a in self.sites} | {v for v, _ in out}
+        if ret is not None and not (isinstance(ret, ir.Var) and ret.name in named):
+            out.append(("_ret", "return"))
+        return out

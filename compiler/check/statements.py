@@ -85,6 +85,10 @@ class Statements:
             hint = hint or "distributions: " + ", ".join(sorted(dists.SIGNATURES))
             raise self.err(f"unknown distribution `{call.func}`", call.func_span or call.span, hint=hint)
         dist, sig = self.dist_call(call, scope)
+        support, declared = sig.support, s.declared is not None
+        if declared:
+            dist = self.declared_support(s, dist, scope)
+            support = dist.support
         user = s.target.id if isinstance(s.target, S.Name) else s.target.value.id  # type: ignore[union-attr]
         address = prefix + user
         strategy = self.strategy(s, sig)
@@ -130,9 +134,9 @@ class Statements:
                 address,
                 shape,
                 sig.value_kind,
-                sig.support,
-                dist_flag(sig, "reparameterized"),
-                dist_flag(sig, "enumerable"),
+                support,
+                dist_flag(sig, "reparameterized") and not declared,
+                dist_flag(sig, "enumerable") and not declared,
                 call.func,
                 prev.span if prev else s.span,
                 strategy,

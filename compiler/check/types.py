@@ -13,6 +13,7 @@ from pplang.compiler.check.scopes import (
     ArgSpec,
     Scope,
     expr_span,
+    type_text,
 )
 from pplang.compiler.check.shapes import dim_code, literal
 from pplang.compiler.diagnostics import did_you_mean
@@ -156,3 +157,33 @@ class Types:
                 f"shapes do not fit `{e.func}`: {err}", e.span, hint="check the sizes of the arguments"
             ) from None
         raise AssertionError(f"unknown shape rule {rule}")
+
+    def declared_support(self, s: S.Sample, dist: ir.Dist, scope: Scope) -> ir.Dist:
+        """`x: positive ~ student_t(3.0, 0.0, 1.0)`, `mu: positive_ordered[K] ~ normal(0.0, 10.0)`:
+        the distribution (broadcast to the declared shape) restricted to the declared support."""
+        t = s.declared
+        if not isinstance(s.target, S.Name):
+            raise self.err("a support can be declared only for a whole choice", t.span,
+                           hint="draw the whole vector at once: `mu: positive_ordered[K] ~ normal(0.0, 1.0)`")
+        spec = self.arg_spec(S.Arg(s.target.id, t, t.span), scope)
+        if spec.ty.kind != "real" or t.base in ("int", "bool"):
+            raise self.err(f"`{t.base}` is not a support", t.span, expected="a real type such as positive, unit, "
+                           "simplex[K], ordered[K], positive_ordered[K], cholesky_corr[K]",
+                           hint="discrete choices take their support from their distribution")
+        if dist.value_ty.kind != "real":
+            raise self.err(f"`{s.dist.func}` draws {dist.value_ty.kind} values; only a continuous choice takes a "
+                           "declared support", t.span, hint="remove the declaration")
+        shape = spec.ty.shape if t.dims else dist.value_ty.shape
+        want = len(spec.ty.shape or ())
+        if shape is not None and len(shape) != want:
+            raise self.err(f"`{t.base}` needs a value with {want} dimension(s)", t.span, found=str(dist.value_ty),
+                           hint=f"give its size, e.g. {t.base}[K]" if want else "declare a vector type")
+        try:
+            fits = shape is None or dist.value_ty.shape is None or sh.broadcast(dist.value_ty.shape, shape) == shape
+        except sh.ShapeError:
+            fits = False
+        if not fits:
+            raise self.err(f"`{s.dist.func}(...)` does not fit the declared `{type_text(t)}`", s.dist.span,
+                           expected=sh.show(shape), found=sh.show(dist.value_ty.shape),
+                           hint="the distribution's values must broadcast to the declared shape")
+        return ir.Dist(dist.name, dist.args, dist.kwargs, Ty("real", shape), spec.constraint or "real")

@@ -533,11 +533,12 @@ class _Builder(Transformer):
         return Assign(check_target(target, self.source), value, self.span(meta))
 
     def sample(self, meta: Meta, children: list) -> Sample:
-        target, dist, via = children
+        target, declared, dist, via = children
         if not isinstance(dist, Call):
             raise self.fail("the right side of `~` must be a distribution call", dist.span,
                             hint="write e.g. `x ~ normal(0.0, 1.0)`")
-        return Sample(check_target(target, self.source), dist, None if via is None else str(via), self.span(meta))
+        return Sample(check_target(target, self.source), dist, None if via is None else str(via), self.span(meta),
+                      declared)
 
     def param(self, meta: Meta, children: list) -> Param:
         name, constraint, init = children

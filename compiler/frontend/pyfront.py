@@ -78,7 +78,8 @@ _STMT_HINTS: dict[type, str] = {
     ast.AsyncFor: "use a plain `for i in range(n):`",
     ast.AsyncWith: "pplang models have no `with` blocks",
     ast.Match: "use if/elif/else",
-    ast.AnnAssign: "drop the annotation: write `x = value`",
+    ast.AnnAssign: "only a random choice takes an annotation (its support): `x: \"positive\" = sample(...)`; "
+                   "drop the annotation of a computed value",
 }
 _EXPR_HINTS: dict[type, str] = {
     ast.Lambda: "define the function at module level and call it by name",
@@ -310,6 +311,9 @@ class _Front:
     def stmt(self, node: ast.stmt) -> Stmt | None:
         if isinstance(node, ast.Assign):
             return self.assign(node)
+        if isinstance(node, ast.AnnAssign) and node.value is not None and _syntax_call(node.value, "sample"):
+            dist, via = self.sample_args(node.value)
+            return Sample(self.target(node.target), dist, via, self.span(node), self.annotation(node.annotation))
         if isinstance(node, ast.AugAssign):
             op = _BINOPS.get(type(node.op))
             if op is None:

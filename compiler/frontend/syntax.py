@@ -178,12 +178,14 @@ class Assign:
 
 @dataclass
 class Sample:
-    """`target ~ dist(args) [via strategy]` (a random choice addressed by its target)."""
+    """`target [: support] ~ dist(args) [via strategy]` (a random choice addressed by its target;
+    a declared support restricts the distribution's density to it, as Stan's declarations do)."""
 
     target: Target
     dist: Call
     via: str | None = None
     span: Span = NO_SPAN
+    declared: TypeExpr | None = None
 
 
 @dataclass

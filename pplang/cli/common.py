@@ -136,3 +136,14 @@ def write_text(path: str, text: str) -> None:
     except OSError as e:
         raise error(f"cannot write {path}: {e.strerror}", hint="check that the folder exists and is writable") from None
     print(f"wrote {path}")
+
+
+def add_computed_arg(c: argparse.ArgumentParser) -> None:
+    c.add_argument("--computed", default="all", metavar="all|none|NAME,...",
+                   help="which values the model computes to keep beside the draws (default: all)")
+
+
+def computed_choice(text: str) -> bool | list[str]:
+    """`--computed`: all, none, or names separated by commas."""
+    return {"all": True, "none": False}.get(text) if text in ("all", "none") else \
+        [n.strip() for n in text.split(",") if n.strip()]

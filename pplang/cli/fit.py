@@ -9,7 +9,9 @@ from typing import Any
 
 from pplang.cli.common import (
     OPTIMIZERS,
+    add_computed_arg,
     add_run_args,
+    computed_choice,
     number,
     objective_of,
     pairs,
@@ -51,6 +53,7 @@ def register(sub: Any) -> None:
     c.add_argument("--correct", type=int, default=0, metavar="N",
                    help="importance-resample N draws with the fitted guide as proposal (Pareto-k diagnostic)")
     c.add_argument("--no-progress", action="store_true")
+    add_computed_arg(c)
     c.set_defaults(func=cmd_fit)
 
 
@@ -76,7 +79,7 @@ def cmd_fit(args: argparse.Namespace) -> None:
                     seed=args.seed, strategies=pairs(args.strategy, "--strategy"), baseline=baseline,
                     programs=programs, on_nan=args.on_nan, tol=args.tol, checkpoint=checkpoint,
                     checkpoint_every=args.checkpoint_every, resume=args.resume, progress=not args.no_progress,
-                    num_draws=args.draws, results=args.results)
+                    num_draws=args.draws, results=args.results, computed=computed_choice(args.computed))
     print(result.summary())
     status = result.info.get("status")
     if status not in ("done", "converged"):

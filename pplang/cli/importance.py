@@ -6,7 +6,15 @@ import argparse
 import sys
 from typing import Any
 
-from pplang.cli.common import add_run_args, pick_model, positive_int, read_data, write_json
+from pplang.cli.common import (
+    add_computed_arg,
+    add_run_args,
+    computed_choice,
+    pick_model,
+    positive_int,
+    read_data,
+    write_json,
+)
 
 
 def register(sub: Any) -> None:
@@ -23,6 +31,7 @@ def register(sub: Any) -> None:
     c.add_argument("--proposal", help="a guide in the same file to propose from (default: the prior)")
     c.add_argument("--predictive", action="store_true", help="also summarize posterior predictive draws")
     c.add_argument("--output", help="write the weighted draws to this JSON file")
+    add_computed_arg(c)
     c.set_defaults(func=cmd_infer)
 
 
@@ -47,7 +56,8 @@ def cmd_infer(args: argparse.Namespace) -> None:
     model = pick_model(module, args.model)
     data = read_data(args.data)
     proposal = module[args.proposal] if args.proposal else None
-    post = pp.importance_sampling(model, data, num_samples=args.num_samples, seed=args.seed, proposal=proposal)
+    post = pp.importance_sampling(model, data, num_samples=args.num_samples, seed=args.seed, proposal=proposal,
+                                  computed=computed_choice(args.computed))
     print(f"posterior of {model.name} ({'proposal ' + args.proposal if proposal else 'prior proposal'})")
     print(post.summary())
     if post.ess < 100:

@@ -8,7 +8,7 @@ estimate `log mean(w)` (whose exponential is unbiased for the marginal likelihoo
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,11 +27,13 @@ QUANTILES = (0.05, 0.5, 0.95)
 
 @dataclass
 class ImportanceResult:
-    """Weighted draws of the latent choices. `samples[address]` has a leading axis of draws."""
+    """Weighted draws of the latent choices and of the values the model computes from them.
+    `samples[name]` has a leading axis of draws."""
 
     samples: dict[str, np.ndarray]
     log_weights: np.ndarray
     observed: list[str]
+    computed: tuple[str, ...] = ()  # which names of `samples` the model computes (shown after the choices)
 
     @property
     def num_samples(self) -> int:
@@ -82,14 +84,16 @@ class ImportanceResult:
         head += f"\nPareto k {k:.2f} ({verdict(k)})"
         if self.observed:
             head += f"\nobserved: {', '.join(self.observed)}"
-        return head + "\n" + summarize(self.samples, self.weights)
+        return head + "\n" + summarize(self.samples, self.weights, last=self.computed)
 
 
 def importance_sampling(model: Model, data: Mapping[str, Any] | None = None, *, num_samples: int = 1000,
                         seed: Any = 0, proposal: Model | None = None, params: Mapping | None = None,
-                        proposal_params: Mapping | None = None) -> ImportanceResult:
+                        proposal_params: Mapping | None = None,
+                        computed: bool | Sequence[str] = True) -> ImportanceResult:
     """Posterior draws with weights. The proposal is the prior, or a guide whose random choices
-    have the model's addresses (the model draws any latent the guide leaves out from its prior)."""
+    have the model's addresses (the model draws any latent the guide leaves out from its prior).
+    The named values the model computes are kept beside the draws (`computed`: all, none or names)."""
     if not isinstance(num_samples, int) or num_samples < 1:
         raise error(f"num_samples must be a positive int, got {num_samples!r}", hint="for example num_samples=1000")
     bound = model.bind(data)
@@ -127,7 +131,8 @@ def importance_sampling(model: Model, data: Mapping[str, Any] | None = None, *, 
             "posterior",
         )
     latents = {a: np.asarray(v) for a, v in values.items() if a not in bound.observed}
-    return ImportanceResult(latents, log_w, observed)
+    samples = model.with_computed(latents, data, computed, params)
+    return ImportanceResult(samples, log_w, observed, tuple(n for n in samples if n not in latents))
 
 
 def prior_predictive(model: Model, data: Mapping[str, Any] | None = None, *, num_samples: int = 1000,
@@ -143,7 +148,7 @@ def posterior_predictive(model: Model, posterior: ImportanceResult, data: Mappin
                          *, num_samples: int | None = None, seed: int = 0) -> dict[str, np.ndarray]:
     """Replicated observations: resample the posterior, then draw the observed choices anew
     given each draw of the latent ones."""
-    draws = posterior.resample(num_samples, seed=seed)
+    draws = {a: v for a, v in posterior.resample(num_samples, seed=seed).items() if a in model.sites}
     n = next(iter(draws.values())).shape[0] if draws else (num_samples or posterior.num_samples)
     bound = model.bind(data)
     runner = model.runner(bound, frozenset(draws), batch=False)

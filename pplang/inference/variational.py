@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -26,7 +26,7 @@ from pplang.compiler.transforms import adev as adev_compiler
 from pplang.data import bind
 from pplang.embed import Objective, loads
 from pplang.inference.importance import importance_sampling
-from pplang.models import Model, as_key
+from pplang.models import Model, as_key, nan_origin
 from pplang.results import FitResult
 from pplang.runtime import adev
 from pplang.runtime.optimize import CheckpointError, optimize
@@ -270,6 +270,9 @@ class Problem:
                 if not np.all(np.isfinite(np.asarray(v))):
                     return f"parameter `{a}` of `{role}` is not finite"
         keys = jax.random.split(key, 1)
+        origin = nan_origin(lambda: self.runner(keys[0], params, {}))
+        if origin is not None:
+            return f"a NaN first appeared at {origin}"
         with jax.disable_jit():
             _, _, records = self.runner(keys[0], params, {})
         for cid, terms in sorted((records or {}).items()):
@@ -371,7 +374,8 @@ def fit(model: Model, guide: Any = "mean_field", objective: Any = "elbo", data: 
         programs: Mapping[str, Model] | None = None, on_nan: str = "stop", tol: float | None = None,
         patience: int = 10, chunk: int = 100, checkpoint: str | None = None, checkpoint_every: int = 1000,
         resume: bool = False, progress: bool = True, num_draws: int = 1000, results: str | None = None,
-        fixed: Mapping[str, Mapping[str, Any]] | None = None, **data_kwargs: Any) -> FitResult:
+        fixed: Mapping[str, Mapping[str, Any]] | None = None, computed: bool | Sequence[str] = True,
+        **data_kwargs: Any) -> FitResult:
     """Fit `guide` to `model` given `data` by maximizing `objective` with optax (default Adam).
 
     guide: a guide, or "mean_field" / "full_rank" / "low_rank" / "delta" (automatic, in unconstrained
@@ -385,7 +389,9 @@ def fit(model: Model, guide: Any = "mean_field", objective: Any = "elbo", data: 
     (the progress bar, convergence test and NaN check happen between calls); with `steps` not a
     multiple of it, the last call compiles a second, checked loop. `fixed` holds programs' parameters at
     given unconstrained values, by program name (e.g. a decoder's trained weights:
-    fixed={"vae": trained}); they are not optimized."""
+    fixed={"vae": trained}); they are not optimized. The result's draws hold the guide's draws of the
+    latent choices and the named values the model computes from them (`computed`: all, none or a
+    list of names)."""
     for name, v in (("steps", steps), ("particles", particles), ("num_draws", num_draws), ("chunk", chunk)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise error(f"{name} must be a positive int, got {v!r}", hint=f"for example {name}=1000")
@@ -415,6 +421,7 @@ def fit(model: Model, guide: Any = "mean_field", objective: Any = "elbo", data: 
         q_data = {a: data[a] for a, _ in q.fn.args if a in data}
         tr = q.simulate(q_data, seed=seed + 1, num_samples=num_draws, params=gparams)
         draws = {a: np.asarray(v) for a, v in tr.values.items() if a in model.sites}
+        draws = model.with_computed(draws, data, computed, out.params.get(model_role(problem, model), {}))
     result = FitResult(
         {problem.roles[r].name if r in problem.roles else r: constrained(problem.roles[r], p) if r in problem.roles
          else {k: np.asarray(v) for k, v in p.items()} for r, p in out.params.items()},
@@ -422,7 +429,8 @@ def fit(model: Model, guide: Any = "mean_field", objective: Any = "elbo", data: 
         {"model": model.name, "guide": q.name, "objective": problem.objective.name, "steps": out.steps,
          "status": out.status, "message": out.message, "particles": particles, "seed": seed,
          "timings": out.timings, "wall_s": time.perf_counter() - t0,
-         "strategies": {f"{s.program}/{s.address}": s.strategy for s in problem.plan.sites}},
+         "strategies": {f"{s.program}/{s.address}": s.strategy for s in problem.plan.sites},
+         "computed": [n for n in draws if n not in model.sites]},
     )
     result.unconstrained = out.params
     result.problem = problem

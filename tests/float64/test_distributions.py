@@ -42,6 +42,8 @@ SCALAR_CASES = {
     "student_t_defaults": (D.student_t(COL * ROW), lambda x: ss.t.logpdf(x, COL * ROW), _REAL_X),
     "cauchy": (D.cauchy(REAL_ROW, COL), lambda x: ss.cauchy.logpdf(x, REAL_ROW, COL), _REAL_X),
     "half_cauchy": (D.half_cauchy(COL * ROW), lambda x: ss.halfcauchy.logpdf(x, scale=COL * ROW), _POS_X),
+    "half_student_t": (D.half_student_t(ROW, COL), lambda x: np.where(
+        x >= 0, np.log(2.0) + ss.t.logpdf(x, ROW, 0.0, COL), -np.inf), _POS_X),
     "laplace": (D.laplace(REAL_ROW, COL), lambda x: ss.laplace.logpdf(x, REAL_ROW, COL), _REAL_X),
     "uniform": (D.uniform(REAL_ROW, REAL_ROW + COL),
                 lambda x: ss.uniform.logpdf(x, REAL_ROW, COL + 0 * REAL_ROW), _REAL_X),
@@ -236,17 +238,22 @@ def test_exact_and_sample_moments(case):
     _assert_moments(x, mean, var)
 
 
-@pytest.mark.parametrize("case", ["cauchy", "half_cauchy", "student_t"])
+def half_t_ppf(q: float) -> np.ndarray:
+    """Quantile of |T| for T ~ t(ROW, 0, COL): P(|T| < x) = 2 F_T(x) - 1."""
+    return ss.t(ROW, 0.0, COL).ppf((1 + q) / 2)
+
+
+@pytest.mark.parametrize("case", ["cauchy", "half_cauchy", "student_t", "half_student_t"])
 def test_heavy_tailed_samples_match_cdf(case):
     dist = SCALAR_CASES[case][0]
-    frozen = {"cauchy": ss.cauchy(REAL_ROW, COL), "half_cauchy": ss.halfcauchy(scale=COL * ROW),
-              "student_t": ss.t(ROW, REAL_ROW, COL)}[case]
+    ppf = {"cauchy": ss.cauchy(REAL_ROW, COL).ppf, "half_cauchy": ss.halfcauchy(scale=COL * ROW).ppf,
+           "student_t": ss.t(ROW, REAL_ROW, COL).ppf, "half_student_t": half_t_ppf}[case]
     x = dist.sample(jax.random.key(11), (N_DRAWS,))
     assert x.shape == (N_DRAWS, 2, 3)
     assert bool(jnp.all(dist.support.check(x)))
     # The fraction of draws below each quartile is binomial(N, q).
     for q in (0.25, 0.5, 0.75):
-        below = np.mean(x < frozen.ppf(q), axis=0)
+        below = np.mean(x < ppf(q), axis=0)
         assert np.all(np.abs(below - q) < 5 * np.sqrt(q * (1 - q) / N_DRAWS))
 
 

@@ -1,0 +1,89 @@
+"""A support declared with a choice (`sigma: positive ~ student_t(3.0, 0.0, 1.0)`): the density is
+the distribution's on that support (Stan's constrained declarations), unconstrained coordinates use
+the declared support's bijection, and mistakes are located errors."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.scipy import stats
+from pplang.stdlib import constraints as C
+
+import pplang as pp
+
+SRC = """\
+model m(K: int):
+    mu: positive_ordered[K] ~ normal(3.0, 5.0)
+    sigma: positive ~ student_t(3.0, 0.0, 2.0)
+    w: simplex ~ dirichlet(ones(K))
+    y ~ normal(mu[0], sigma)
+"""
+
+
+@pytest.fixture(scope="module")
+def m() -> pp.Model:
+    return pp.loads(SRC, file="declared.ppl")["m"]
+
+
+def test_sites_take_the_declared_support(m: pp.Model) -> None:
+    assert m.sites["mu"].support == "positive_ordered" and m.sites["mu"].shape == ("K",)
+    assert m.sites["sigma"].support == "positive"
+    assert m.sites["w"].support == "simplex"
+    assert not m.sites["sigma"].reparameterized  # it cannot be drawn by transforming noise
+
+
+def test_density_is_the_distributions_on_the_support(m: pp.Model) -> None:
+    mu, sigma, w = jnp.array([1.0, 2.5, 4.0]), 0.7, jnp.array([0.2, 0.3, 0.5])
+    got = m.log_density({"mu": mu, "sigma": sigma, "w": w}, {"K": 3, "y": 1.2})
+    want = (stats.norm.logpdf(mu, 3.0, 5.0).sum() + stats.t.logpdf(sigma, 3.0, 0.0, 2.0)
+            + stats.dirichlet.logpdf(w, jnp.ones(3)) + stats.norm.logpdf(1.2, mu[0], sigma))
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
+def test_unconstrained_coordinates_use_the_declared_bijection(m: pp.Model) -> None:
+    u = {"mu": jnp.array([0.3, -0.2, 0.1]), "sigma": jnp.array(-0.4), "w": jnp.array([0.2, -0.1])}
+    got = m.log_density(u, {"K": 3, "y": 1.2}, unconstrained=True)
+    values, jac = {}, 0.0
+    for a, support in (("mu", C.positive_ordered), ("sigma", C.positive), ("w", C.simplex)):
+        values[a] = support.forward(u[a])
+        jac += jnp.sum(support.log_abs_det_jacobian(u[a]))
+    assert bool(jnp.all(jnp.diff(values["mu"]) > 0)) and float(values["mu"][0]) > 0
+    np.testing.assert_allclose(got, m.log_density(values, {"K": 3, "y": 1.2}) + jac, rtol=1e-5)
+    grad = jax.grad(lambda v: m.log_density_fn({"K": 3, "y": 1.2}, unconstrained=True)(v))(u)
+    assert all(bool(jnp.all(jnp.isfinite(g))) for g in grad.values())
+
+
+def test_drawing_is_refused_only_where_the_distribution_leaves_the_support() -> None:
+    inside = pp.loads("model a():\n    s: positive ~ half_normal(1.0)\n", file="a.ppl")["a"]
+    assert float(inside.simulate(seed=0)["s"]) > 0
+    outside = pp.loads("model b():\n    s: positive ~ normal(0.0, 1.0)\n", file="b.ppl")["b"]
+    with pytest.raises(pp.PplError, match="declared positive cannot be drawn") as info:
+        outside.simulate(seed=0)
+    assert info.value.diagnostics[0].span.line == 2
+
+
+def test_python_annotation_is_the_same_declaration() -> None:
+    @pp.model
+    def twin(K: int):
+        mu: positive_ordered[K] = pp.sample(pp.normal(3.0, 5.0))  # noqa: F821
+        sigma: positive = pp.sample(pp.student_t(3.0, 0.0, 2.0))  # noqa: F821
+        y = pp.sample(pp.normal(mu[0], sigma))  # noqa: F841
+
+    assert twin.sites["mu"].support == "positive_ordered" and twin.sites["sigma"].support == "positive"
+
+
+@pytest.mark.parametrize(("line", "words"), [
+    ("    x[0]: positive ~ normal(0.0, 1.0)", "only for a whole choice"),
+    ("    x: int ~ normal(0.0, 1.0)", "`int` is not a support"),
+    ("    x: positive ~ poisson(3.0)", "only a continuous choice"),
+    ("    x: ordered[3] ~ normal(zeros(4), 1.0)", "does not fit the declared `ordered[3]`"),
+    ("    x: ordered ~ normal(0.0, 1.0)", "needs a value with 1 dimension(s)"),
+    ("    x: positve ~ normal(0.0, 1.0)", "unknown type"),
+])
+def test_mistakes_are_located(line: str, words: str) -> None:
+    with pytest.raises(pp.PplError) as info:
+        pp.loads(f"model e():\n{line}\n", file="e.ppl")["e"]
+    text = info.value.render()
+    assert words in text and text.startswith("e.ppl:2:"), text

@@ -1,0 +1,121 @@
+"""Values a model computes (Stan's transformed parameters and generated quantities) are kept beside
+the draws of every method, equal to the same computation done by hand on each draw."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import pplang as pp
+from pplang.cli import main
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+SRC = """\
+model m(n: int, x: vector[n]):
+    a ~ normal(0.0, 1.0)
+    s ~ half_normal(1.0)
+    b = 2.0 * a
+    for i in range(n):
+        mu[i] = b + x[i]
+        y[i] ~ normal(mu[i], s)
+    lambda = exp(a)
+    if a > 0.0:
+        side = 1.0
+    else:
+        side = -1.0
+    u ~ part(a)
+    return b + s
+
+model part(c: real):
+    e ~ normal(c, 1.0)
+    return e * 3.0
+
+model plain():
+    z ~ normal(0.0, 1.0)
+    return z
+"""
+DATA = {"n": 3, "x": [0.0, 1.0, 2.0], "y": [0.5, 1.5, 3.0]}
+
+
+@pytest.fixture(scope="module")
+def module() -> pp.Module:
+    return pp.loads(SRC, file="computed.ppl")
+
+
+def by_hand(d: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    a, s = d["a"], d["s"]
+    b = 2.0 * a
+    return {"b": b, "mu": b[:, None] + np.array(DATA["x"]), "lambda": np.exp(a), "side": np.where(a > 0, 1.0, -1.0),
+            "u": 3.0 * d["u/e"], "return": b + s}
+
+
+def test_names_and_the_return_value(module: pp.Module) -> None:
+    assert module["m"].computed_names == ["b", "mu", "lambda", "side", "u", "return"]
+    assert module["plain"].computed_names == []  # `return z` returns a choice: nothing new to keep
+    plain = module.compiled.source_code.split("def plain")[1]
+    assert "_ctx.computed(" not in plain  # and its generated code is what it was without the feature
+    assert "_ctx.computed('return', _ret)" in module.compiled.source_code.split("def part")[1]
+
+
+def test_importance_sampling_keeps_them(module: pp.Module) -> None:
+    post = pp.importance_sampling(module["m"], DATA, num_samples=2000, seed=1)
+    expect = by_hand(post.samples)
+    for name, value in expect.items():
+        np.testing.assert_allclose(post.samples[name], value, rtol=1e-5, atol=1e-5, err_msg=name)
+    np.testing.assert_allclose(post.mean("mu"), post.weights @ expect["mu"], rtol=1e-4)
+    table = post.summary()
+    assert "mu[2]" in table and "lambda" in table and "return" in table
+
+
+def test_choosing_which(module: pp.Module) -> None:
+    m = module["m"]
+    none = pp.importance_sampling(m, DATA, num_samples=10, computed=False)
+    assert set(none.samples) == {"a", "s", "u/e"}
+    some = pp.importance_sampling(m, DATA, num_samples=10, computed=["mu"])
+    assert set(some.samples) == {"a", "s", "u/e", "mu"}
+    with pytest.raises(pp.PplError, match="computes no value named `mus`") as info:
+        pp.importance_sampling(m, DATA, num_samples=10, computed=["mus"])
+    assert "did you mean `mu`" in info.value.render()
+
+
+def test_a_fit_keeps_them_for_its_draws(module: pp.Module) -> None:
+    res = pp.fit(module["m"], "mean_field", "elbo", DATA, steps=50, num_draws=300, progress=False)
+    expect = by_hand(res.draws)
+    for name in ("b", "mu", "lambda", "return"):
+        np.testing.assert_allclose(res.draws[name], expect[name], rtol=1e-5, atol=1e-5, err_msg=name)
+    assert "mu[0]" in res.summary()
+
+
+def test_the_cli_shows_and_hides_them(capsys: pytest.CaptureFixture) -> None:
+    args = ["infer", str(EXAMPLES / "eight_schools.ppl"), "--data", str(EXAMPLES / "eight_schools.data.json"),
+            "-n", "500"]
+    assert main(args) == 0
+    assert "theta[7]" in capsys.readouterr().out
+    assert main([*args, "--computed", "none"]) == 0
+    assert "theta[7]" not in capsys.readouterr().out
+
+
+def test_the_cli_writes_them(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "draws.json"
+    assert main(["infer", str(EXAMPLES / "eight_schools.ppl"), "--data", str(EXAMPLES / "eight_schools.data.json"),
+                 "-n", "200", "--output", str(out)]) == 0
+    saved = json.loads(out.read_text())["samples"]
+    theta = np.array(saved["mu"])[:, None] + np.array(saved["tau"])[:, None] * np.array(saved["theta_tilde"])
+    np.testing.assert_allclose(np.array(saved["theta"]), theta, rtol=1e-5, atol=1e-5)
+
+
+def test_the_documented_example(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The code block of "Computed values are kept with the draws" in docs/language.md runs."""
+    import re
+
+    root = EXAMPLES.parent
+    text = (root / "docs" / "language.md").read_text()
+    section = text.split("### Computed values are kept with the draws", 1)[1].split("\n## ", 1)[0]
+    (block,) = re.findall(r"```python\n(.*?)```", section, re.S)
+    monkeypatch.chdir(root)
+    scope: dict = {}
+    exec(compile(block, "language.md", "exec"), scope)
+    assert scope["values"]["theta"].shape == (1, 8)
