@@ -51,6 +51,8 @@ class Types:
         if base in SCALAR_TYPES and not dims:
             kind = SCALAR_TYPES[base]
             return ArgSpec(a.name, Ty(kind, (), kind in ("int", "bool")), CONSTRAINT_OF.get(base), t)
+        if base in ("positive", "unit") and dims:  # an array whose every element is in the support
+            return ArgSpec(a.name, Ty("real", tuple(dims)), CONSTRAINT_OF[base], t)
         if base in ARRAY_TYPES and dims:
             return ArgSpec(a.name, Ty(ARRAY_TYPES[base], tuple(dims)), None, t)
         if base in VECTOR_TYPES and len(dims) <= 1:
@@ -178,12 +180,24 @@ class Types:
         if shape is not None and len(shape) != want:
             raise self.err(f"`{t.base}` needs a value with {want} dimension(s)", t.span, found=str(dist.value_ty),
                            hint=f"give its size, e.g. {t.base}[K]" if want else "declare a vector type")
-        try:
-            fits = shape is None or dist.value_ty.shape is None or sh.broadcast(dist.value_ty.shape, shape) == shape
-        except sh.ShapeError:
-            fits = False
-        if not fits:
+        if not self.fits_declared(dist.value_ty.shape, shape, s.span):
             raise self.err(f"`{s.dist.func}(...)` does not fit the declared `{type_text(t)}`", s.dist.span,
                            expected=sh.show(shape), found=sh.show(dist.value_ty.shape),
                            hint="the distribution's values must broadcast to the declared shape")
         return ir.Dist(dist.name, dist.args, dist.kwargs, Ty("real", shape), spec.constraint or "real")
+
+    def fits_declared(self, value: ir.Shape, declared: ir.Shape, span: S.Span) -> bool:
+        """Whether values of shape `value` broadcast to the declared shape: equal or 1 where both
+        are numbers; a symbolic size against another size is assumed equal and checked with the data."""
+        if value is None or declared is None:
+            return True
+        if len(value) > len(declared):
+            return False
+        for v, d in zip(value[::-1], declared[::-1]):
+            if v == d or v == 1:
+                continue
+            if isinstance(v, int) and isinstance(d, int):
+                return False
+            if v is not None and d is not None:
+                self.checks.append(ir.SizeCheck("==", v, d, "the declared support's size must match the values", span))
+        return True

@@ -57,7 +57,7 @@ from pplang.compiler.names import py_name
 from pplang.data import Bound
 from pplang.models import Model
 from pplang.stdlib.constraints import CONSTRAINTS, Constraint
-from pplang.stdlib.distributions import Distribution, Flat
+from pplang.stdlib.distributions import Distribution, Flat, Restricted
 
 Array = Any
 
@@ -234,8 +234,9 @@ class Block:
 
 
 class Recorder(rt.Context):
-    """A context that notes the support of each latent choice as the model draws it, and draws
-    improper `flat()` choices as zeros (they cannot be sampled)."""
+    """A context that notes the support of each latent choice as the model draws it. Choices that
+    cannot be drawn (improper `flat()`, a declared support the distribution leaves) take the image
+    of unconstrained zeros: a point of their support."""
 
     def __init__(self, given: Mapping[str, Any], hosts: Mapping[str, Any]):
         super().__init__(given, None, hosts)
@@ -244,8 +245,8 @@ class Recorder(rt.Context):
     def site(self, address: str, dist: Any, key: Any, score: rt.Score, given: Any | None) -> tuple[Any, rt.Score]:
         if given is None:
             self.supports[address] = dist.support
-            if isinstance(dist, Flat):
-                return jnp.zeros(dist.shape()), score
+            if isinstance(dist, Flat) or (isinstance(dist, Restricted) and not dist.inside):
+                return dist.support.forward(jnp.zeros(dist.support.unconstrained_shape(dist.shape()))), score
         return super().site(address, dist, key, score, given)
 
 

@@ -87,3 +87,35 @@ def test_mistakes_are_located(line: str, words: str) -> None:
         pp.loads(f"model e():\n{line}\n", file="e.ppl")["e"]
     text = info.value.render()
     assert words in text and text.startswith("e.ppl:2:"), text
+
+
+def test_arrays_of_a_support_and_sizes_checked_with_the_data() -> None:
+    src = ("model v(K: int, scale: positive[K]):\n"
+           "    mu: positive_ordered[K] ~ normal([3.0, 10.0], 1.0)\n"
+           "    r: positive[K] ~ normal(0.0, scale)\n")
+    m = pp.loads(src, file="v.ppl")["v"]
+    assert m.sites["r"].support == "positive" and m.sites["r"].shape == ("K",)
+    got = m.log_density({"mu": jnp.array([1.0, 2.0]), "r": jnp.array([0.5, 1.5])}, {"K": 2, "scale": [1.0, 2.0]})
+    want = stats.norm.logpdf(jnp.array([1.0, 2.0]), jnp.array([3.0, 10.0]), 1.0).sum() \
+        + stats.norm.logpdf(jnp.array([0.5, 1.5]), 0.0, jnp.array([1.0, 2.0])).sum()
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    with pytest.raises(pp.PplError, match="declared support's size must match"):
+        m.bind({"K": 3, "scale": [1.0, 1.0, 1.0]})  # the literal [3.0, 10.0] has 2 entries
+    with pytest.raises(pp.PplError, match="must be positive"):
+        m.bind({"K": 2, "scale": [1.0, -1.0]})
+
+
+def test_automatic_guides_start_inside_a_support_they_cannot_draw_from() -> None:
+    """Stan's `real<lower=0> sigma;` with no prior: a fit starts at a point of the support."""
+    src = ("model reg(N: int, x: vector[N]):\n"
+           "    b ~ flat()\n"
+           "    sigma: positive ~ flat()\n"
+           "    y ~ normal(b * x, sigma)\n")
+    m = pp.loads(src, file="reg.ppl")["reg"]
+    x = np.linspace(-1.0, 1.0, 50)
+    y = 2.0 * x + 0.3 * np.random.default_rng(0).normal(size=50)
+    res = pp.fit(m, "mean_field", "elbo", {"N": 50, "x": x, "y": y}, steps=1500, progress=False)
+    assert res.info["status"] == "done"
+    b_hat = float(x @ y / (x @ x))
+    assert abs(float(np.mean(res.draws["b"])) - b_hat) < 0.05
+    assert float(np.min(res.draws["sigma"])) > 0
