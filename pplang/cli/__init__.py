@@ -12,7 +12,7 @@ import sys
 import traceback
 
 from pplang.cli import amortize, fit, graph, importance, program, smc
-from pplang.cli.common import EPILOG, Parser
+from pplang.cli.common import EPILOG, Parser, add_precision_arg
 from pplang.compiler.diagnostics import PplError
 
 # In the order `pplang --help` lists them.
@@ -21,9 +21,12 @@ VERBS = (program, importance, fit, smc, amortize, graph)
 
 def parser() -> argparse.ArgumentParser:
     p = Parser(prog="pplang", description="Compile and run pplang model files.", epilog=EPILOG)
+    add_precision_arg(p, top=True)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
     for verb in VERBS:
         verb.register(sub)
+    for command in {id(c): c for c in sub.choices.values()}.values():  # every verb, aliases once
+        add_precision_arg(command)
     return p
 
 
@@ -32,6 +35,10 @@ def main(argv: list[str] | None = None) -> int:
         args = parser().parse_args(argv)
     except SystemExit as e:  # --help (0) or a usage mistake (1)
         return int(e.code or 0)
+    if args.x64:
+        from pplang.precision import enable_x64
+
+        enable_x64()  # before the verb makes any array
     try:
         args.func(args)
         return 0

@@ -34,6 +34,13 @@ def positive_int(text: str) -> int:
     return n
 
 
+def add_precision_arg(c: argparse.ArgumentParser, top: bool = False) -> None:
+    """`--x64`, which every command takes (before or after the verb): float64 instead of JAX's float32.
+    On a subcommand its default is left unset, so it cannot undo a `--x64` given before the verb."""
+    c.add_argument("--x64", action="store_true", default=False if top else argparse.SUPPRESS,
+                   help="compute in float64 (also: PPLANG_X64=1); see docs/precision.md")
+
+
 def add_run_args(c: argparse.ArgumentParser) -> None:
     c.add_argument("file")
     c.add_argument("--model", help="model to run (default: the first model in the file)")

@@ -31,7 +31,7 @@ from pplang import runtime as rt
 from pplang.compiler.diagnostics import did_you_mean, error
 from pplang.data import check_support
 from pplang.inference.amortized_result import AmortizedPosterior, guide_inputs
-from pplang.inference.variational import Problem, make_guide
+from pplang.inference.variational import Problem, make_guide, nan_message
 from pplang.models import Model, as_key
 from pplang.runtime.optimize import CheckpointError, optimize
 
@@ -280,7 +280,7 @@ def amortize(model: Model, guide: Any, data: Mapping[str, Any] | None = None, *,
             by_name["guide"] = dict(p)
     info = {"model": model.name, "guide": guide.name, "mode": mode, "objective": objective_name,
             "data_sets": size, "batch_size": batch, "epochs": out.steps / per_epoch, "steps": out.steps,
-            "status": out.status, "message": out.message, "particles": particles, "seed": seed,
+            "status": out.status, "message": nan_message(out), "particles": particles, "seed": seed,
             "timings": out.timings, "wall_s": time.perf_counter() - t0, "file": model.fn.span.file}
     result = AmortizedPosterior(model, guide, by_name, shared, np.asarray(out.values), info)
     if results is not None:

@@ -27,9 +27,10 @@ from pplang.data import bind
 from pplang.embed import Objective, loads
 from pplang.inference.importance import importance_sampling
 from pplang.models import Model, as_key
+from pplang.precision import float64_hint
 from pplang.results import FitResult
 from pplang.runtime import adev
-from pplang.runtime.optimize import CheckpointError, optimize
+from pplang.runtime.optimize import CheckpointError, OptimizeResult, optimize
 from pplang.stdlib.constraints import CONSTRAINTS
 
 AUTO_GUIDES = ("mean_field", "full_rank", "low_rank", "delta")
@@ -355,6 +356,13 @@ def make_guide(model: Model, guide: Any, data: Mapping[str, Any]) -> Model:
                 hint="for example guide='mean_field', or a guide from pp.load(...)")
 
 
+def nan_message(out: OptimizeResult) -> str:
+    """The optimizer's account of how the fit ended, with the float64 advice when a step was not
+    finite in float32 (where rounding alone can make a log density or its gradient overflow)."""
+    hint = float64_hint() if out.status == "nan" or out.skipped else None
+    return out.message + (f"\n{hint}" if hint else "")
+
+
 def constrained(m: Model, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
     """Parameter values mapped to their constraints (network weights are unconstrained)."""
     out = {}
@@ -420,7 +428,7 @@ def fit(model: Model, guide: Any = "mean_field", objective: Any = "elbo", data: 
          else {k: np.asarray(v) for k, v in p.items()} for r, p in out.params.items()},
         np.asarray(out.values), draws,
         {"model": model.name, "guide": q.name, "objective": problem.objective.name, "steps": out.steps,
-         "status": out.status, "message": out.message, "particles": particles, "seed": seed,
+         "status": out.status, "message": nan_message(out), "particles": particles, "seed": seed,
          "timings": out.timings, "wall_s": time.perf_counter() - t0,
          "strategies": {f"{s.program}/{s.address}": s.strategy for s in problem.plan.sites}},
     )

@@ -5,10 +5,13 @@ error (with a request to report it)."""
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pplang import cli
@@ -368,3 +371,46 @@ def test_console_script_success_and_user_error(tmp_path: Path) -> None:
 def test_compile_one_declaration(capsys: pytest.CaptureFixture) -> None:
     out = ok(capsys, "compile", "examples/linreg.ppl", "--model", "ols_proposal")
     assert "def ols_proposal(" in out and "def linreg(" not in out
+
+
+def test_every_command_takes_x64_before_or_after_the_verb() -> None:
+    p = cli.parser()
+    commands = p._subparsers._group_actions[0].choices  # every registered verb
+    assert {"check", "compile", "simulate", "infer", "fit", "smc", "amortize", "posterior", "graph", "info"} <= set(
+        commands)
+    for name, command in commands.items():
+        assert any("--x64" in a.option_strings for a in command._actions), f"`pplang {name}` lacks --x64"
+    assert p.parse_args(["check", COIN, "--x64"]).x64 and p.parse_args(["--x64", "check", COIN]).x64
+    assert not p.parse_args(["check", COIN]).x64
+
+
+def test_x64_gives_float64_draws_from_the_command_line_and_the_environment(tmp_path: Path) -> None:
+    """Float32 draws survive a round trip through float32; float64 ones (almost all) do not."""
+    out = tmp_path / "draws.json"
+    done = subprocess.run([*console_script(), "simulate", COIN, "--data", COIN_DATA, "-n", "50", "--x64",
+                           "--output", str(out)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    p = np.asarray(json.loads(out.read_text())["p"])
+    assert np.mean(p.astype(np.float32).astype(np.float64) != p) > 0.9
+    code = (f"import pplang as pp; m = pp.load({COIN!r})['coin']; "
+            "print(m.simulate({'n': 3}, seed=0)['p'].dtype, 'enable_x64' in dir(pp))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PPLANG_X64": "1"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["float64", "True"]
+
+
+def test_the_precision_page_runs_as_written() -> None:
+    """docs/precision.md: each command runs, and the Python block prints the output shown after it."""
+    text = (ROOT / "docs" / "precision.md").read_text()
+    blocks = re.findall(r"```(\w*)\n(.*?)```", text, re.S)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    commands = [b.strip() for lang, b in blocks if not lang and b.lstrip().split(" ")[0] in ("pplang", "PPLANG_X64=1")]
+    assert len(commands) == 2
+    for command in commands:
+        done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
+        assert done.returncode == 0, f"{command}\n{done.stderr}"
+    k = next(i for i, (lang, _) in enumerate(blocks) if lang == "python")
+    done = subprocess.run([sys.executable, "-c", blocks[k][1]], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == blocks[k + 1][1]
