@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pplang import pareto
 from pplang.cli import common
 from pplang.compiler.diagnostics import error
 
@@ -130,10 +131,10 @@ def cmd_posterior(args: argparse.Namespace) -> None:
         corrected = result.importance_sampling(data, num_samples=args.correct, seed=args.seed)
         print(f"\nimportance sampling with the amortized guide as proposal ({args.correct} draws)")
         print(corrected.summary())
-        if corrected.pareto_k > 0.7:
-            print(f"warning: Pareto k {corrected.pareto_k:.2f} > 0.7: the amortized guide is too far from this "
-                  "data set's posterior for importance sampling to correct it; fit this data set (pplang fit).",
-                  file=sys.stderr)
+        warn = pareto.warning(corrected.pareto_k, "the amortized guide is too far from this data set's posterior "
+                              "for importance sampling to correct it; fit this data set (pplang fit)")
+        if warn:
+            print(warn, file=sys.stderr)
     if args.compare:
         if post.batched:
             raise error("--compare takes one data set, not a batch", hint="pass a single data set with --data")
