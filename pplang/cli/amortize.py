@@ -44,8 +44,7 @@ def register(sub: Any) -> None:
                    help="an objective argument, e.g. --arg k=8")
     c.add_argument("--epochs", type=common.positive_int, default=10)
     c.add_argument("--batch-size", type=common.positive_int, default=64, help="data sets per step (default 64)")
-    c.add_argument("--lr", type=float, default=1e-3, help="learning rate (default 0.001)")
-    c.add_argument("--optimizer", default="adam", choices=sorted(common.OPTIMIZERS), help="optax optimizer")
+    common.add_optimizer_args(c, lr=1e-3)
     c.add_argument("--particles", type=common.positive_int, default=1, help="estimates per data set and step")
     c.add_argument("--strategy", action="append", default=[], metavar="ADDRESS=STRATEGY",
                    help="gradient strategy of a guide choice (reparam, reinforce, mvd, enum)")
@@ -82,8 +81,6 @@ def shared_values(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_amortize(args: argparse.Namespace) -> None:
-    import optax
-
     import pplang as pp
 
 
@@ -96,8 +93,7 @@ def cmd_amortize(args: argparse.Namespace) -> None:
         raise error("--resume needs --checkpoint or --results", hint="resume from the folder training wrote to")
     result = pp.amortize(model, guide, common.read_data(args.data) if args.data else None, simulate=args.simulate,
                          shared=shared_values(args), objective=objective, epochs=args.epochs,
-                         batch_size=args.batch_size,
-                         optimizer=getattr(optax, common.OPTIMIZERS[args.optimizer])(args.lr),
+                         batch_size=args.batch_size, **common.optimizer_options(args),
                          particles=args.particles, seed=args.seed, strategies=common.pairs(args.strategy, "--strategy"),
                          on_nan=args.on_nan, checkpoint=checkpoint, checkpoint_every=args.checkpoint_every,
                          resume=args.resume, progress=not args.no_progress, results=args.results)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import pplang as pp
 from pplang import cli
 from pplang.cli import main
 
@@ -400,6 +401,29 @@ def test_x64_gives_float64_draws_from_the_command_line_and_the_environment(tmp_p
     assert done.stdout.split() == ["float64", "True"]
 
 
+def test_the_parser_names_the_optimizers_and_schedules_that_fit_builds() -> None:
+    from pplang.cli import common
+    from pplang.inference import variational
+
+    assert common.OPTIMIZERS == variational.OPTIMIZERS and common.LR_SCHEDULES == variational.LR_SCHEDULES
+
+
+def test_learning_rate_schedules_run_from_the_peak_to_the_end_rate(capsys: pytest.CaptureFixture) -> None:
+    from pplang.inference.variational import learning_rate_schedule
+
+    for kind in ("cosine", "exponential", "linear"):
+        f = learning_rate_schedule(kind, 0.1, 1000, 1e-3)
+        assert float(f(0)) == pytest.approx(0.1) and float(f(1000)) == pytest.approx(1e-3, rel=1e-3), kind
+    f = learning_rate_schedule("warmup_cosine", 0.1, 1000)
+    assert float(f(0)) == 0.0 and float(f(100)) == pytest.approx(0.1) and float(f(1000)) == pytest.approx(1e-4)
+    assert learning_rate_schedule("constant", 0.1, 1000) == 0.1
+    assert main(["fit", COIN, "--data", COIN_DATA, "--lr-end", "0.001", "--steps", "10", "--no-progress"]) == 1
+    assert "needs a decaying schedule" in capsys.readouterr().err
+    code = main(["fit", COIN, "--data", COIN_DATA, "--lr-schedule", "warmup_cosine", "--steps", "100",
+                 "--tol", "1e-3", "--tol-window", "20", "--no-progress"])
+    assert code == 0, capsys.readouterr().err
+
+
 def test_the_precision_page_runs_as_written() -> None:
     """docs/precision.md: each command runs, and the Python block prints the output shown after it."""
     text = (ROOT / "docs" / "precision.md").read_text()
@@ -414,3 +438,16 @@ def test_the_precision_page_runs_as_written() -> None:
     done = subprocess.run([sys.executable, "-c", blocks[k][1]], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     assert done.stdout == blocks[k + 1][1]
+
+
+def test_an_optax_optimizer_keeps_its_own_schedule() -> None:
+    import optax
+
+    from pplang.inference.variational import make_optimizer
+
+    given = optax.adam(0.1)
+    assert make_optimizer(given, 0.01, 100) is given
+    with pytest.raises(pp.PplError, match="an optax optimizer was given"):
+        make_optimizer(given, 0.01, 100, "cosine")
+    with pytest.raises(pp.PplError, match="unknown optimizer"):
+        make_optimizer("adma", 0.01, 100)

@@ -78,3 +78,12 @@ def test_verdicts_read_k_as_vehtari_et_al() -> None:
     high = warning(0.9, "fix it", command)
     assert "> 0.7" in high and high.endswith("fix it")
 
+
+def test_fit_warning_suggests_a_step_beyond_the_guide_in_use() -> None:
+    from pplang.cli.fit import next_step
+
+    sample = "pplang sample m.ppl --model m"
+    assert "full_rank" in next_step("mean_field", sample) and sample not in next_step("mean_field", sample)
+    assert "full_rank" not in next_step("full_rank", sample)
+    assert "--lr-schedule" in next_step("full_rank", sample) and sample in next_step("full_rank", sample)
+    assert "full_rank" in next_step("my_guide", sample) and "low_rank" not in next_step("low_rank", sample)
