@@ -6,11 +6,14 @@
     print(post.summary())
 
 The public names load on first use, so a generated module that imports only `pplang.runtime` and
-`pplang.stdlib` does not load the compiler or the parser.
+`pplang.stdlib` does not load the compiler or the parser. With PPLANG_X64=1 in the environment,
+importing pplang switches JAX to float64 (see pplang.precision).
 """
 
 from importlib import import_module
 from typing import Any
+
+from pplang import precision as _precision
 
 _EXPORTS = {
     "PplError": "pplang.compiler.diagnostics",
@@ -40,9 +43,13 @@ _EXPORTS = {
     "AmortizedPosterior": "pplang.inference.amortized_result",
     "network": "pplang.stdlib.networks",
     "load_data": "pplang.data",
+    "enable_x64": "pplang.precision",
 }
 
 __all__ = sorted(_EXPORTS)
+
+if _precision.requested_by_environment():  # PPLANG_X64=1: float64 before the first array is made
+    _precision.enable_x64()
 __version__ = "0.1.0"
 
 

@@ -2,10 +2,12 @@
 smoothed importance sampling", 2024).
 
 The largest weights are fitted with a generalized Pareto distribution; its shape k says how heavy
-the weights' tail is. Below 0.5 the estimate converges well; between 0.5 and 0.7 slowly; above 0.7
-the importance sampling estimate is unreliable however many draws are made, even when the
-effective sample size looks fine. The fit is Zhang and Stephens' (2009) empirical Bayes
-estimator with the weakly informative prior used by PSIS.
+the weights' tail is. Read as Vehtari et al. do: k <= 0.5 good; 0.5 < k <= 0.7 the means are
+usable but estimates of sds and tails may be off (they converge slowly); k > 0.7 the importance
+sampling estimate is unreliable however many draws are made, even when the effective sample size
+looks fine. `verdict` and `warning` are the one wording of this that summaries and commands use.
+The fit is Zhang and Stephens' (2009) empirical Bayes estimator with the weakly informative prior
+used by PSIS.
 """
 
 from __future__ import annotations
@@ -59,11 +61,30 @@ def pareto_k(log_weights: np.ndarray) -> float:
 
 
 def verdict(k: float) -> str:
-    """A plain-words reading of k-hat for summaries and warnings."""
+    """A plain-words reading of k-hat for summaries."""
     if np.isnan(k):
         return "too few distinct weights to judge"
-    if k < GOOD:
+    if k <= GOOD:
         return "good"
-    if k < BAD:
-        return "acceptable, converges slowly"
+    if k <= BAD:
+        return "means usable; sds and tails may be off"
     return "unreliable: the proposal misses where the posterior is"
+
+
+def warning(k: float, remedy: str, sample: str | None = None) -> str | None:
+    """The warning a command prints for k-hat, or None when k <= 0.5 (or cannot be judged).
+    `remedy` says how to get a better proposal (above 0.7); `sample` is the command that samples
+    the posterior with NUTS instead, suggested when only the sds and tails are in doubt."""
+    if np.isnan(k) or k <= GOOD:
+        return None
+    if k > BAD:
+        return (f"warning: Pareto k {k:.2f} > {BAD}: the weights have so heavy a tail that these estimates are "
+                f"unreliable however many draws are made; {remedy}")
+    instead = f"`{sample}`" if sample else "`pplang sample`"
+    return (f"warning: Pareto k {k:.2f} is between {GOOD} and {BAD}: the means are usable, but the estimates of "
+            f"sds and tails may be off; for those, sample the posterior with NUTS ({instead})")
+
+
+def sample_command(file: str, model: str, data: str | None) -> str:
+    """The `pplang sample` command line for a model of a file (NUTS, when importance sampling is not enough)."""
+    return f"pplang sample {file} --model {model}" + (f" --data {data}" if data else "")

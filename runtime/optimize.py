@@ -97,7 +97,6 @@ class Progress(NamedTuple):
     skipped: int
     first_bad: int | None
     calm: int
-    last_mean: float | None
     note: str
 
 
@@ -166,8 +165,9 @@ def make_checked_runner(step: Step, optimizer: optax.GradientTransformation, chu
 
 def optimize(step: Step, params: Params, state: State, optimizer: optax.GradientTransformation, *,
              steps: int, key: Key, chunk: int = 100, on_nan: str = "stop", tol: float | None = None,
-             patience: int = 10, checkpoint: str | Path | None = None, checkpoint_every: int = 1000,
-             resume: bool = False, progress: bool = True, progress_unit: tuple[str, int] = ("step", 1),
+             tol_window: int | None = None, patience: int = 10, checkpoint: str | Path | None = None,
+             checkpoint_every: int = 1000, resume: bool = False, progress: bool = True,
+             progress_unit: tuple[str, int] = ("step", 1),
              describe_nan: Callable[[Params, Key, State], str] | None = None) -> OptimizeResult:
     """Maximize the objective whose estimate and ascent gradient `step(params, key, state)` returns.
 
@@ -181,9 +181,12 @@ def optimize(step: Step, params: Params, state: State, optimizer: optax.Gradient
       fails the test is run again, checked step by step (make_checked_runner), so fits without a
       bad step pay nothing for the check. A last chunk shorter than `chunk` (steps not a multiple
       of it) runs checked too, which costs one more compilation: choose `steps` a multiple of `chunk`.
-    - tol: with m_k the mean of the finite values of chunk k, chunk k is calm when
-      |m_k - m_{k-1}| < tol * max(|m_k|, |m_{k-1}|, 1) (relative change; absolute below magnitude 1);
-      the fit stops as "converged" after `patience` consecutive calm chunks.
+    - tol: the objective is smoothed before it is compared, since one-step estimates are noisy:
+      after each chunk, with a the mean of the finite values of the last `tol_window` steps and b
+      that of the `tol_window` steps before them, the chunk is calm when
+      |a - b| < tol * max(|a|, |b|, 1) (relative change; absolute below magnitude 1); the fit
+      stops as "converged" after `patience` consecutive calm chunks. tol_window defaults to a tenth
+      of `steps` (at least one chunk); the noise of a - b shrinks as 1/sqrt(tol_window).
     - checkpoint: a folder; after the first chunk that reaches each multiple of `checkpoint_every`
       steps, and when the fit ends (also on Ctrl-C), the whole state is written to
       `checkpoint/checkpoint.npz` atomically. With `resume`, an existing checkpoint is loaded and the
@@ -194,14 +197,15 @@ def optimize(step: Step, params: Params, state: State, optimizer: optax.Gradient
     """
     if on_nan not in ("stop", "skip"):
         raise ValueError(f"on_nan must be 'stop' or 'skip', not {on_nan!r}")
-    if steps < 0 or chunk < 1 or patience < 1 or checkpoint_every < 1:
-        raise ValueError("steps must be >= 0 and chunk, patience, checkpoint_every >= 1")
+    if steps < 0 or chunk < 1 or patience < 1 or checkpoint_every < 1 or (tol_window is not None and tol_window < 1):
+        raise ValueError("steps must be >= 0 and chunk, patience, checkpoint_every, tol_window >= 1")
+    window = tol_window if tol_window is not None else max(chunk, steps // 10)
     if resume and checkpoint is None:
         raise ValueError("resume=True needs a checkpoint folder")
     params, state = strong(params), strong(state)
     opt_state = strong(optimizer.init(params))
     folder = None if checkpoint is None else Path(checkpoint)
-    cur = Progress(params, opt_state, state, 0, (), 0, None, 0, None, "")
+    cur = Progress(params, opt_state, state, 0, (), 0, None, 0, "")
     if resume and folder is not None and (folder / CHECKPOINT_FILE).exists():
         cur = load_checkpoint(folder, cur, key)
     runners = {"chunk": make_chunk_runner(step, optimizer, chunk),
@@ -275,10 +279,8 @@ def optimize(step: Step, params: Params, state: State, optimizer: optax.Gradient
             mean = float(finite.mean()) if finite.size else math.nan
             calm = cur.calm
             if tol is not None:
-                last = cur.last_mean
-                steady = last is not None and np.isfinite(mean) and np.isfinite(last)
-                calm = calm + 1 if steady and abs(mean - last) < tol * max(abs(mean), abs(last), 1.0) else 0
-            cur = Progress(*carry, t, (*cur.values, vals), skipped, first_bad, calm, mean, note)
+                calm = calm + 1 if levelled((*cur.values, vals), window, tol) else 0
+            cur = Progress(*carry, t, (*cur.values, vals), skipped, first_bad, calm, note)
             bar.set_postfix_str(f"objective={mean:.5g}", refresh=False)
             bar.update(units(len(vals)))
             if status == "nan":
@@ -298,7 +300,7 @@ def optimize(step: Step, params: Params, state: State, optimizer: optax.Gradient
     ran = cur.done - start_done
     timings = Timings(compile_s, run_s, ran / run_s if run_s > 0 else 0.0)
     values = np.concatenate(cur.values) if cur.values else np.zeros(0, np.float32)
-    message = report(status, cur, steps, stop_at, tol, patience)
+    message = report(status, cur, steps, stop_at, tol, window, patience)
     return OptimizeResult(cur.params, cur.opt_state, cur.state, values, cur.done, status, message, cur.skipped,
                           cur.first_bad, timings)
 
@@ -312,11 +314,32 @@ def describe(describe_nan: Callable[[Params, Key, State], str], params: Params, 
         return f"(describe_nan failed: {type(exc).__name__}: {exc})"
 
 
-def report(status: str, cur: Progress, steps: int, stop_at: int | None, tol: float | None, patience: int) -> str:
+def levelled(values: tuple[np.ndarray, ...], window: int, tol: float) -> bool:
+    """Whether the mean objective of the last `window` steps is within `tol` (relative, absolute
+    below magnitude 1) of the mean of the `window` steps before them; False until there are
+    2 * window steps, or when either window has no finite value."""
+    tail, n = [], 0
+    for piece in reversed(values):  # only the last 2 * window steps are copied, however long the fit
+        tail.append(piece)
+        n += len(piece)
+        if n >= 2 * window:
+            break
+    if n < 2 * window:
+        return False
+    v = np.concatenate(tail[::-1])[-2 * window:]
+    before, after = v[:window], v[window:]
+    if not (np.isfinite(before).any() and np.isfinite(after).any()):
+        return False
+    a, b = float(np.nanmean(after)), float(np.nanmean(before))
+    return abs(a - b) < tol * max(abs(a), abs(b), 1.0)
+
+
+def report(status: str, cur: Progress, steps: int, stop_at: int | None, tol: float | None, window: int,
+           patience: int) -> str:
     """One readable paragraph: why the loop ended, and any non-finite steps."""
     if status == "converged":
-        text = (f"converged after {cur.done} steps: the chunk-mean objective changed by less than "
-                f"tol={tol:g} (relative) for {patience} chunks in a row")
+        text = (f"converged after {cur.done} steps: the mean objective of the last {window} steps was within "
+                f"tol={tol:g} (relative) of the mean of the {window} before them at {patience} checks in a row")
     elif status == "nan":
         text = (f"stopped at step {stop_at}: the objective or its gradient was not finite; "
                 f"the parameters are those after the last good step ({cur.done} steps completed)")
@@ -357,9 +380,7 @@ def save_checkpoint(folder: Path, cur: Progress, key: Key) -> Path:
     arrays = {"key": data, "values": np.concatenate(cur.values) if cur.values else np.zeros(0, np.float32)}
     meta: dict[str, Any] = {
         "format": CHECKPOINT_FORMAT, "step": cur.done, "typed_key": typed,
-        "skipped": cur.skipped, "first_bad_step": cur.first_bad, "calm": cur.calm,
-        "last_mean": cur.last_mean if cur.last_mean is None or np.isfinite(cur.last_mean) else None,
-        "note": cur.note,
+        "skipped": cur.skipped, "first_bad_step": cur.first_bad, "calm": cur.calm, "note": cur.note,
     }
     for group in ("params", "opt_state", "state"):
         tree = getattr(cur, group)
@@ -424,7 +445,6 @@ def load_checkpoint(folder: Path, template: Progress, key: Key) -> Progress:
         trees[group] = jax.tree.unflatten(
             treedef, [jnp.asarray(arrays[f"{group}/{i}"], dtype=leaf.dtype) for i, leaf in enumerate(leaves)])
     values = arrays["values"]
-    last_mean = meta["last_mean"]
     return Progress(trees["params"], trees["opt_state"], trees["state"], int(meta["step"]),
                     (values,) if values.size else (), int(meta["skipped"]), meta["first_bad_step"],
-                    int(meta["calm"]), math.nan if last_mean is None else float(last_mean), meta["note"])
+                    int(meta["calm"]), meta["note"])

@@ -13,7 +13,7 @@ import traceback
 import warnings
 
 from pplang.cli import amortize, fit, graph, importance, program, smc
-from pplang.cli.common import EPILOG, Parser
+from pplang.cli.common import EPILOG, Parser, add_precision_arg
 from pplang.compiler.diagnostics import PplError, show_notes
 
 # In the order `pplang --help` lists them.
@@ -22,9 +22,12 @@ VERBS = (program, importance, fit, smc, amortize, graph)
 
 def parser() -> argparse.ArgumentParser:
     p = Parser(prog="pplang", description="Compile and run pplang model files.", epilog=EPILOG)
+    add_precision_arg(p, top=True)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
     for verb in VERBS:
         verb.register(sub)
+    for command in {id(c): c for c in sub.choices.values()}.values():  # every verb, aliases once
+        add_precision_arg(command)
     return p
 
 
@@ -33,6 +36,10 @@ def main(argv: list[str] | None = None) -> int:
         args = parser().parse_args(argv)
     except SystemExit as e:  # --help (0) or a usage mistake (1)
         return int(e.code or 0)
+    if args.x64:
+        from pplang.precision import enable_x64
+
+        enable_x64()  # before the verb makes any array
     shown, warnings.showwarning = warnings.showwarning, show_notes(warnings.showwarning)
     try:
         args.func(args)

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pplang import pareto
 from pplang.cli import common
 from pplang.compiler.diagnostics import error
 
@@ -43,8 +44,7 @@ def register(sub: Any) -> None:
                    help="an objective argument, e.g. --arg k=8")
     c.add_argument("--epochs", type=common.positive_int, default=10)
     c.add_argument("--batch-size", type=common.positive_int, default=64, help="data sets per step (default 64)")
-    c.add_argument("--lr", type=float, default=1e-3, help="learning rate (default 0.001)")
-    c.add_argument("--optimizer", default="adam", choices=sorted(common.OPTIMIZERS), help="optax optimizer")
+    common.add_optimizer_args(c, lr=1e-3)
     c.add_argument("--particles", type=common.positive_int, default=1, help="estimates per data set and step")
     c.add_argument("--strategy", action="append", default=[], metavar="ADDRESS=STRATEGY",
                    help="gradient strategy of a guide choice (reparam, reinforce, mvd, enum)")
@@ -81,8 +81,6 @@ def shared_values(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_amortize(args: argparse.Namespace) -> None:
-    import optax
-
     import pplang as pp
 
 
@@ -95,8 +93,7 @@ def cmd_amortize(args: argparse.Namespace) -> None:
         raise error("--resume needs --checkpoint or --results", hint="resume from the folder training wrote to")
     result = pp.amortize(model, guide, common.read_data(args.data) if args.data else None, simulate=args.simulate,
                          shared=shared_values(args), objective=objective, epochs=args.epochs,
-                         batch_size=args.batch_size,
-                         optimizer=getattr(optax, common.OPTIMIZERS[args.optimizer])(args.lr),
+                         batch_size=args.batch_size, **common.optimizer_options(args),
                          particles=args.particles, seed=args.seed, strategies=common.pairs(args.strategy, "--strategy"),
                          on_nan=args.on_nan, checkpoint=checkpoint, checkpoint_every=args.checkpoint_every,
                          resume=args.resume, progress=not args.no_progress, results=args.results)
@@ -130,10 +127,10 @@ def cmd_posterior(args: argparse.Namespace) -> None:
         corrected = result.importance_sampling(data, num_samples=args.correct, seed=args.seed)
         print(f"\nimportance sampling with the amortized guide as proposal ({args.correct} draws)")
         print(corrected.summary())
-        if corrected.pareto_k > 0.7:
-            print(f"warning: Pareto k {corrected.pareto_k:.2f} > 0.7: the amortized guide is too far from this "
-                  "data set's posterior for importance sampling to correct it; fit this data set (pplang fit).",
-                  file=sys.stderr)
+        warn = pareto.warning(corrected.pareto_k, "the amortized guide is too far from this data set's posterior "
+                              "for importance sampling to correct it; fit this data set (pplang fit)")
+        if warn:
+            print(warn, file=sys.stderr)
     if args.compare:
         if post.batched:
             raise error("--compare takes one data set, not a batch", hint="pass a single data set with --data")

@@ -12,7 +12,10 @@ from typing import Any
 from pplang.compiler.diagnostics import did_you_mean, error
 
 EPILOG = "Data files use Stan's JSON data format: one object mapping argument and choice names to values."
-OPTIMIZERS = {"adam": "adam", "adamw": "adamw", "sgd": "sgd", "rmsprop": "rmsprop", "adagrad": "adagrad"}
+# pplang.inference.variational's OPTIMIZERS and LR_SCHEDULES, named here so that building the parser
+# does not import JAX (a test checks they agree).
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adagrad")
+LR_SCHEDULES = ("constant", "cosine", "exponential", "linear", "warmup_cosine")
 
 
 class Parser(argparse.ArgumentParser):
@@ -34,11 +37,34 @@ def positive_int(text: str) -> int:
     return n
 
 
+def add_precision_arg(c: argparse.ArgumentParser, top: bool = False) -> None:
+    """`--x64`, which every command takes (before or after the verb): float64 instead of JAX's float32.
+    On a subcommand its default is left unset, so it cannot undo a `--x64` given before the verb."""
+    c.add_argument("--x64", action="store_true", default=False if top else argparse.SUPPRESS,
+                   help="compute in float64 (also: PPLANG_X64=1); see docs/precision.md")
+
+
 def add_run_args(c: argparse.ArgumentParser) -> None:
     c.add_argument("file")
     c.add_argument("--model", help="model to run (default: the first model in the file)")
     c.add_argument("--data", help="JSON data file (arguments and observations)")
     c.add_argument("--seed", type=int, default=0)
+
+
+def add_optimizer_args(c: argparse.ArgumentParser, lr: float) -> None:
+    """--optimizer, --lr and its schedule, shared by the verbs that train (fit, amortize)."""
+    c.add_argument("--optimizer", default="adam", choices=OPTIMIZERS, help="optax optimizer (default adam)")
+    c.add_argument("--lr", type=float, default=lr, help=f"learning rate, the peak of a schedule (default {lr:g})")
+    c.add_argument("--lr-schedule", default="constant", choices=LR_SCHEDULES,
+                   help="learning rate over the training: constant (default), or decaying from --lr to --lr-end "
+                   "(warmup_cosine first rises to --lr over a tenth of it)")
+    c.add_argument("--lr-end", type=float, help="final learning rate of a decaying schedule (default --lr / 1000)")
+
+
+def optimizer_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of pp.fit and pp.amortize that --optimizer, --lr and its schedule give."""
+    return {"optimizer": args.optimizer, "learning_rate": args.lr, "lr_schedule": args.lr_schedule,
+            "lr_end": args.lr_end}
 
 
 def add_host_arg(c: argparse.ArgumentParser) -> None:

@@ -7,13 +7,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pplang import pareto
 from pplang.cli.common import (
-    OPTIMIZERS,
     add_computed_arg,
+    add_optimizer_args,
     add_run_args,
     computed_choice,
     number,
     objective_of,
+    optimizer_options,
     pairs,
     pick_guide,
     pick_model,
@@ -40,11 +42,13 @@ def register(sub: Any) -> None:
                    help="gradient strategy of a guide choice (reparam, reinforce, mvd, enum)")
     c.add_argument("--baseline", help="reinforce baseline: ema, learned or a number")
     c.add_argument("--steps", type=positive_int, default=2000)
-    c.add_argument("--lr", type=float, default=0.01, help="learning rate (default 0.01)")
-    c.add_argument("--optimizer", default="adam", choices=sorted(OPTIMIZERS), help="optax optimizer (default adam)")
+    add_optimizer_args(c, lr=0.01)
     c.add_argument("--particles", type=positive_int, default=1, help="estimates averaged per step")
     c.add_argument("--on-nan", choices=["stop", "skip"], default="stop")
-    c.add_argument("--tol", type=float, help="stop when the objective changes by less than this (relative)")
+    c.add_argument("--tol", type=float, help="stop when the objective, averaged over --tol-window steps, changes by "
+                   "less than this (relative) from the window before")
+    c.add_argument("--tol-window", type=positive_int, metavar="STEPS",
+                   help="steps averaged for --tol (default a tenth of --steps)")
     c.add_argument("--checkpoint", help="folder for periodic checkpoints (default: RESULTS/checkpoint)")
     c.add_argument("--checkpoint-every", type=positive_int, default=1000)
     c.add_argument("--resume", action="store_true", help="continue from the checkpoint")
@@ -58,8 +62,6 @@ def register(sub: Any) -> None:
 
 
 def cmd_fit(args: argparse.Namespace) -> None:
-    import optax
-
     import pplang as pp
 
     module = pp.load(args.file)
@@ -71,13 +73,13 @@ def cmd_fit(args: argparse.Namespace) -> None:
     baseline: Any = args.baseline
     if baseline not in (None, "ema", "learned"):
         baseline = number(baseline)
-    optimizer = getattr(optax, OPTIMIZERS[args.optimizer])(args.lr)
     checkpoint = args.checkpoint or (str(Path(args.results) / "checkpoint") if args.results else None)
     if args.resume and checkpoint is None:
         raise error("--resume needs --checkpoint or --results", hint="resume from the folder the fit wrote to")
-    result = pp.fit(model, guide, objective, data, optimizer=optimizer, steps=args.steps, particles=args.particles,
-                    seed=args.seed, strategies=pairs(args.strategy, "--strategy"), baseline=baseline,
-                    programs=programs, on_nan=args.on_nan, tol=args.tol, checkpoint=checkpoint,
+    result = pp.fit(model, guide, objective, data, **optimizer_options(args), steps=args.steps,
+                    particles=args.particles, seed=args.seed, strategies=pairs(args.strategy, "--strategy"),
+                    baseline=baseline, programs=programs, on_nan=args.on_nan, tol=args.tol,
+                    tol_window=args.tol_window, checkpoint=checkpoint,
                     checkpoint_every=args.checkpoint_every, resume=args.resume, progress=not args.no_progress,
                     num_draws=args.draws, results=args.results, computed=computed_choice(args.computed))
     print(result.summary())
@@ -88,8 +90,22 @@ def cmd_fit(args: argparse.Namespace) -> None:
         post = result.importance_resample(args.correct, seed=args.seed)
         print(f"\nimportance-resampled with the fitted guide as proposal ({args.correct} draws)")
         print(post.summary())
-        if post.pareto_k > 0.7:
-            print(f"warning: Pareto k {post.pareto_k:.2f} > 0.7: the guide is too far from the posterior for "
-                  "importance resampling to correct it; try a richer guide (full_rank) or more steps.", file=sys.stderr)
+        sample = pareto.sample_command(args.file, model.name, args.data)
+        warn = pareto.warning(post.pareto_k, "the guide is too far from the posterior for importance resampling to "
+                              f"correct it; {next_step(args.guide, sample)}", sample)
+        if warn:
+            print(warn, file=sys.stderr)
     if args.results:
         print(f"\nresults saved to {args.results} (load with pp.FitResult.load)")
+
+
+def next_step(guide: str, sample: str) -> str:
+    """What to try after a guide too poor to correct: a step beyond the guide in use, never that guide."""
+    if guide == "delta":
+        return "a point estimate has no spread to correct with: fit --guide mean_field or full_rank"
+    if guide == "mean_field":
+        return "try a guide that captures correlations (--guide full_rank or low_rank) or more steps"
+    if guide == "low_rank":
+        return "try --guide full_rank or more steps"
+    richer = "" if guide == "full_rank" else "a richer guide (--guide full_rank), "
+    return f"try {richer}more steps, a decaying learning rate (--lr-schedule cosine), or sample with NUTS: {sample}"

@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Any
 
+from pplang import pareto
 from pplang.cli.common import (
     add_computed_arg,
     add_run_args,
@@ -63,10 +64,11 @@ def cmd_infer(args: argparse.Namespace) -> None:
     if post.ess < 100:
         print(f"warning: effective sample size {post.ess:.1f} is small; the estimates are unreliable. "
               "Draw more samples or use a better proposal.", file=sys.stderr)
-    if post.pareto_k > 0.7:
-        print(f"warning: Pareto k {post.pareto_k:.2f} > 0.7: the weights have so heavy a tail that these "
-              "estimates are unreliable however many draws are made. Use a proposal (guide) closer to "
-              "the posterior.", file=sys.stderr)
+    warn = pareto.warning(post.pareto_k, "use a proposal (guide) closer to the posterior, or sample it with NUTS: "
+                          + pareto.sample_command(args.file, model.name, args.data),
+                          pareto.sample_command(args.file, model.name, args.data))
+    if warn:
+        print(warn, file=sys.stderr)
     if args.predictive:
         rep = pp.posterior_predictive(model, post, data, seed=args.seed)
         print("\nposterior predictive")

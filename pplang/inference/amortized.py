@@ -31,7 +31,7 @@ from pplang import runtime as rt
 from pplang.compiler.diagnostics import did_you_mean, error
 from pplang.data import check_support
 from pplang.inference.amortized_result import AmortizedPosterior, guide_inputs
-from pplang.inference.variational import Problem, make_guide
+from pplang.inference.variational import Problem, make_guide, make_optimizer, nan_message
 from pplang.models import Model, as_key
 from pplang.runtime.optimize import CheckpointError, optimize
 
@@ -201,8 +201,9 @@ def simulations(model: Model, guide: Model, count: int, shared: Mapping[str, Any
 
 def amortize(model: Model, guide: Any, data: Mapping[str, Any] | None = None, *, simulate: int | None = None,
              shared: Mapping[str, Any] | None = None, objective: Any = "elbo", epochs: int = 10,
-             batch_size: int = 64, optimizer: optax.GradientTransformation | None = None,
-             learning_rate: float = 1e-3, particles: int = 1, seed: int = 0,
+             batch_size: int = 64, optimizer: optax.GradientTransformation | str | None = None,
+             learning_rate: Any = 1e-3, lr_schedule: str = "constant", lr_end: float | None = None,
+             particles: int = 1, seed: int = 0,
              strategies: Mapping[str, str] | None = None, baseline: Any = None,
              programs: Mapping[str, Model] | None = None, on_nan: str = "stop",
              checkpoint: str | None = None, checkpoint_every: int = 1000, resume: bool = False,
@@ -214,7 +215,8 @@ def amortize(model: Model, guide: Any, data: Mapping[str, Any] | None = None, *,
     common to all of them (sizes, covariates). Each step maximizes the mean `objective` (as in
     pp.fit) over `batch_size` data sets; an epoch visits every data set once. simulate=N instead
     draws N data sets with their latents from the model and maximizes the guide's log density of
-    the latents given the observations (no data needed). Returns an AmortizedPosterior."""
+    the latents given the observations (no data needed). optimizer, learning_rate, lr_schedule and
+    lr_end are as in pp.fit, the schedule running over all epochs. Returns an AmortizedPosterior."""
     for name, v in (("epochs", epochs), ("batch_size", batch_size), ("particles", particles)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise error(f"{name} must be a positive int, got {v!r}", hint=f"for example {name}=10")
@@ -256,7 +258,7 @@ def amortize(model: Model, guide: Any, data: Mapping[str, Any] | None = None, *,
     batch = min(batch_size, size)
     per_epoch = size // batch
     steps = epochs * per_epoch
-    opt = optimizer if optimizer is not None else optax.adam(learning_rate)
+    opt = make_optimizer(optimizer, learning_rate, steps, lr_schedule, lr_end)
     step = minibatches(inner, rows, size, batch, seed)
     # chunks that divide an epoch (so every chunk is whole and one compiled loop serves the training)
     chunk = max(d for d in range(1, min(per_epoch, MAX_CHUNK) + 1) if per_epoch % d == 0)
@@ -280,7 +282,7 @@ def amortize(model: Model, guide: Any, data: Mapping[str, Any] | None = None, *,
             by_name["guide"] = dict(p)
     info = {"model": model.name, "guide": guide.name, "mode": mode, "objective": objective_name,
             "data_sets": size, "batch_size": batch, "epochs": out.steps / per_epoch, "steps": out.steps,
-            "status": out.status, "message": out.message, "particles": particles, "seed": seed,
+            "status": out.status, "message": nan_message(out), "particles": particles, "seed": seed,
             "timings": out.timings, "wall_s": time.perf_counter() - t0, "file": model.fn.span.file}
     result = AmortizedPosterior(model, guide, by_name, shared, np.asarray(out.values), info)
     if results is not None:

@@ -100,7 +100,7 @@ def importance_sampling(model: Model, data: Mapping[str, Any] | None = None, *, 
     key = as_key(seed)
     if proposal is None:
         _, values, s = model._call(key, bound, bound.observed, params, num_samples=num_samples)
-        log_w = s.lw
+        log_p, log_q = np.asarray(s.lw), np.zeros(np.shape(s.lw))
     else:
         for a in proposal.sites:
             if a not in model.sites:
@@ -117,22 +117,54 @@ def importance_sampling(model: Model, data: Mapping[str, Any] | None = None, *, 
         keys = jax.random.split(kp, num_samples)
         _, values, s = jax.vmap(lambda k, vals: runner(k, {**bound.observed, **vals}, dict(params or {}),
                                                       bound.arrays))(keys, q.values)
-        log_w = s.lw - q.log_density
+        log_p, log_q = np.asarray(s.lw), np.asarray(q.log_density)
     observed = sorted(bound.observed)
-    log_w = np.asarray(log_w)
+    latents = {a: np.asarray(v) for a, v in values.items() if a not in bound.observed}
+    check_weights(model, proposal, log_p, log_q, latents)
+    log_w = log_p - log_q
     if not np.any(np.isfinite(log_w)):
         raise error(
             f"every one of the {num_samples} draws has zero weight: the data is impossible under {model.kind} "
             f"`{model.name}` as far as these draws can tell",
             model.fn.span,
             model.source,
-            found="log weights " + ("all -inf" if np.all(np.isneginf(log_w)) else "not finite (NaN)"),
+            found="log weights all -inf",
             hint="check the observations against each choice's support, or propose from a guide closer to the "
             "posterior",
         )
-    latents = {a: np.asarray(v) for a, v in values.items() if a not in bound.observed}
     samples = model.with_computed(latents, data, computed, params)
     return ImportanceResult(samples, log_w, observed, tuple(n for n in samples if n not in latents))
+
+
+def check_weights(model: Model, proposal: Model | None, log_p: np.ndarray, log_q: np.ndarray,
+                  drawn: Mapping[str, Any]) -> None:
+    """Refuse weights that are NaN or +inf, naming the first such draw's culprit: the normalized
+    weights, the estimates and the Pareto k made from them would be NaN or meaningless. `log_p` is
+    the model's log weight of each draw, `log_q` the proposal's log density of it (0 for the prior),
+    `drawn` the proposed latent values. (Weights that are all -inf get their own message.)"""
+    log_w = log_p - log_q
+    bad = np.isnan(log_w) | np.isposinf(log_w)
+    if not bad.any():
+        return
+    i = int(np.argmax(bad))
+    n, what = int(bad.sum()), "NaN" if np.isnan(log_w[i]) else "+inf"
+    values = {a: np.asarray(v)[i] for a, v in sorted(drawn.items())}
+    unfinite = [a for a, v in values.items() if np.issubdtype(v.dtype, np.floating) and not np.isfinite(v).all()]
+    prog = proposal if proposal is not None and (unfinite or not np.isfinite(log_q[i])) else model
+    if unfinite:
+        where = f"the {'proposal' if proposal else 'prior'} drew a non-finite `{unfinite[0]}`"
+    elif prog is proposal:
+        where = f"the proposal `{proposal.name}` gave its own draw log density {log_q[i]}"
+    else:
+        at = ", ".join(f"{a} = {float(v):.4g}" for a, v in values.items() if v.ndim == 0)
+        where = f"{model.kind} `{model.name}` gave it log density {log_p[i]}" + (f" at {at}" if at else "")
+    from pplang.precision import float64_hint
+
+    closer = "propose from a guide closer to the posterior, with tails at least as heavy as the posterior's"
+    hint = f"{float64_hint()}; otherwise {closer}" if float64_hint() else closer
+    raise error(f"{n} of the {log_w.size} importance weights {'are' if n > 1 else 'is'} {what} (the first at draw "
+                f"{i}: {where}); the estimates and the Pareto k would be meaningless",
+                prog.fn.span, prog.source, hint=hint)
 
 
 def prior_predictive(model: Model, data: Mapping[str, Any] | None = None, *, num_samples: int = 1000,

@@ -27,12 +27,16 @@ from pplang.data import bind
 from pplang.embed import Objective, loads
 from pplang.inference.importance import importance_sampling
 from pplang.models import Model, as_key, nan_origin
+from pplang.precision import float64_hint
 from pplang.results import FitResult
 from pplang.runtime import adev
-from pplang.runtime.optimize import CheckpointError, optimize
+from pplang.runtime.optimize import CheckpointError, OptimizeResult, optimize
 from pplang.stdlib.constraints import CONSTRAINTS
 
 AUTO_GUIDES = ("mean_field", "full_rank", "low_rank", "delta")
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adagrad")  # optax optimizers by name
+LR_SCHEDULES = ("constant", "cosine", "exponential", "linear", "warmup_cosine")
+WARMUP = 0.1  # warmup_cosine rises to the peak rate over this fraction of the steps
 BASELINES = ("ema", "learned")
 EMA_DECAY = 0.9
 
@@ -358,6 +362,62 @@ def make_guide(model: Model, guide: Any, data: Mapping[str, Any]) -> Model:
                 hint="for example guide='mean_field', or a guide from pp.load(...)")
 
 
+def learning_rate_schedule(kind: str, learning_rate: float, steps: int, end: float | None = None) -> Any:
+    """The learning rate over `steps` steps: `learning_rate` throughout ("constant"), or from it (the
+    peak, after a linear warmup over the first tenth for "warmup_cosine") down to `end` (default a
+    thousandth of it). A rate that decays lets a stochastic fit settle where a constant one keeps
+    jittering around the optimum by about the rate itself."""
+    if kind not in LR_SCHEDULES:
+        raise error(f"unknown learning-rate schedule `{kind}`",
+                    hint=did_you_mean(kind, LR_SCHEDULES) or f"schedules: {', '.join(LR_SCHEDULES)}")
+    if not learning_rate > 0:
+        raise error(f"the learning rate must be positive, got {learning_rate:g}", hint="for example 0.01")
+    if kind == "constant":
+        if end is not None:
+            raise error("an end learning rate needs a decaying schedule", hint="add --lr-schedule cosine (or "
+                        "lr_schedule='cosine'), or drop the end rate")
+        return learning_rate
+    end = learning_rate / 1000 if end is None else end
+    if not end > 0:
+        raise error(f"the end learning rate must be positive, got {end:g}",
+                    hint=f"for example {learning_rate / 1000:g}")
+    if kind == "cosine":
+        return optax.cosine_decay_schedule(learning_rate, steps, alpha=end / learning_rate)
+    if kind == "exponential":
+        return optax.exponential_decay(learning_rate, steps, end / learning_rate)
+    if kind == "linear":
+        return optax.linear_schedule(learning_rate, end, steps)
+    return optax.warmup_cosine_decay_schedule(0.0, learning_rate, max(1, int(WARMUP * steps)), steps, end)
+
+
+def make_optimizer(optimizer: Any, learning_rate: Any, steps: int, lr_schedule: str = "constant",
+                   lr_end: float | None = None) -> optax.GradientTransformation:
+    """`optimizer` if it is an optax optimizer (whose own schedule, if any, is kept), else the optax
+    optimizer of that name (default adam) at `learning_rate` (a number or an optax schedule), or at
+    the named `lr_schedule` over `steps`."""
+    if isinstance(optimizer, optax.GradientTransformation):
+        if lr_schedule != "constant" or lr_end is not None:
+            raise error("lr_schedule and lr_end build the optimizer, but an optax optimizer was given",
+                        hint="give the optimizer its schedule: optax.adam(optax.cosine_decay_schedule(0.05, steps))")
+        return optimizer
+    name = "adam" if optimizer is None else optimizer
+    if name not in OPTIMIZERS:
+        raise error(f"unknown optimizer {name!r}", hint=did_you_mean(str(name), OPTIMIZERS)
+                    or f"an optax optimizer, or one of {', '.join(OPTIMIZERS)}")
+    if callable(learning_rate):
+        if lr_schedule != "constant" or lr_end is not None:
+            raise error("learning_rate is already a schedule", hint="pass lr_schedule or a schedule, not both")
+        return getattr(optax, name)(learning_rate)
+    return getattr(optax, name)(learning_rate_schedule(lr_schedule, learning_rate, steps, lr_end))
+
+
+def nan_message(out: OptimizeResult) -> str:
+    """The optimizer's account of how the fit ended, with the float64 advice when a step was not
+    finite in float32 (where rounding alone can make a log density or its gradient overflow)."""
+    hint = float64_hint() if out.status == "nan" or out.skipped else None
+    return out.message + (f"\n{hint}" if hint else "")
+
+
 def constrained(m: Model, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
     """Parameter values mapped to their constraints (network weights are unconstrained)."""
     out = {}
@@ -369,29 +429,35 @@ def constrained(m: Model, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
 
 
 def fit(model: Model, guide: Any = "mean_field", objective: Any = "elbo", data: Mapping[str, Any] | None = None, *,
-        optimizer: optax.GradientTransformation | None = None, learning_rate: float = 0.01, steps: int = 2000,
+        optimizer: optax.GradientTransformation | str | None = None, learning_rate: Any = 0.01,
+        lr_schedule: str = "constant", lr_end: float | None = None, steps: int = 2000,
         particles: int = 1, seed: int = 0, strategies: Mapping[str, str] | None = None, baseline: Any = None,
         programs: Mapping[str, Model] | None = None, on_nan: str = "stop", tol: float | None = None,
-        patience: int = 10, chunk: int = 100, checkpoint: str | None = None, checkpoint_every: int = 1000,
-        resume: bool = False, progress: bool = True, num_draws: int = 1000, results: str | None = None,
-        fixed: Mapping[str, Mapping[str, Any]] | None = None, computed: bool | Sequence[str] = True,
-        **data_kwargs: Any) -> FitResult:
+        tol_window: int | None = None, patience: int = 10, chunk: int = 100, checkpoint: str | None = None,
+        checkpoint_every: int = 1000, resume: bool = False, progress: bool = True, num_draws: int = 1000,
+        results: str | None = None, fixed: Mapping[str, Mapping[str, Any]] | None = None,
+        computed: bool | Sequence[str] = True, **data_kwargs: Any) -> FitResult:
     """Fit `guide` to `model` given `data` by maximizing `objective` with optax (default Adam).
 
     guide: a guide, or "mean_field" / "full_rank" / "low_rank" / "delta" (automatic, in unconstrained
     space). objective: a standard objective's name ("elbo", "iwelbo", "renyi", "rws", ...), a
-    (name, args) pair such as ("iwelbo", {"k": 8}), or an objective of your own. strategies: gradient
-    strategies by address, overriding `via` in the guide. baseline for reinforce: None, a number,
-    "ema" or "learned". particles: independent estimates averaged per step. The fit stops on NaN
-    ("stop") or skips such steps ("skip"), keeping the last good parameters; `tol` stops on
-    convergence; `checkpoint` is a folder for periodic checkpoints, `resume` continues from one;
-    `results` a folder to save the result to (with plots). `chunk` steps run per compiled call
-    (the progress bar, convergence test and NaN check happen between calls); with `steps` not a
-    multiple of it, the last call compiles a second, checked loop. `fixed` holds programs' parameters at
-    given unconstrained values, by program name (e.g. a decoder's trained weights:
-    fixed={"vae": trained}); they are not optimized. The result's draws hold the guide's draws of the
-    latent choices and the named values the model computes from them (`computed`: all, none or a
-    list of names)."""
+    (name, args) pair such as ("iwelbo", {"k": 8}), or an objective of your own. optimizer: an optax
+    optimizer (with any schedule of its own), or a name ("adam", "sgd", ...) built at
+    `learning_rate` under `lr_schedule` ("constant", "cosine", "exponential", "linear",
+    "warmup_cosine"), which decays from learning_rate to `lr_end` (default learning_rate / 1000)
+    over the steps. strategies: gradient strategies by address, overriding `via` in the guide.
+    baseline for reinforce: None, a number, "ema" or "learned". particles: independent estimates
+    averaged per step. The fit stops on NaN ("stop") or skips such steps ("skip"), keeping the last
+    good parameters. `tol` stops on convergence: when the mean objective of the last `tol_window`
+    steps (default steps / 10) is within tol (relative) of the mean of the window before it, at
+    `patience` chunk ends in a row. `checkpoint` is a folder for periodic checkpoints, `resume`
+    continues from one; `results` a folder to save the result to (with plots). `chunk` steps run
+    per compiled call (the progress bar, convergence test and NaN check happen between calls); with
+    `steps` not a multiple of it, the last call compiles a second, checked loop. `fixed` holds
+    programs' parameters at given unconstrained values, by program name (e.g. a decoder's trained
+    weights: fixed={"vae": trained}); they are not optimized. The result's draws hold the guide's
+    draws of the latent choices and the named values the model computes from them (`computed`: all,
+    none or a list of names)."""
     for name, v in (("steps", steps), ("particles", particles), ("num_draws", num_draws), ("chunk", chunk)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise error(f"{name} must be a positive int, got {v!r}", hint=f"for example {name}=1000")
@@ -400,13 +466,14 @@ def fit(model: Model, guide: Any = "mean_field", objective: Any = "elbo", data: 
     q = make_guide(model, guide, data)
     problem = Problem.build(model, q, objective, data, programs, strategies, baseline)
     params = problem.init_params(seed)
-    opt = optimizer if optimizer is not None else optax.adam(learning_rate)
+    opt = make_optimizer(optimizer, learning_rate, steps, lr_schedule, lr_end)
     if fixed:
         params, opt = hold(problem, params, opt, fixed)
     t0 = time.perf_counter()
     try:
         out = optimize(problem.step(particles), params, problem.init_state(), opt, steps=steps,
-                       key=jax.random.key(seed), chunk=min(chunk, steps), on_nan=on_nan, tol=tol, patience=patience,
+                       key=jax.random.key(seed), chunk=min(chunk, steps), on_nan=on_nan, tol=tol, tol_window=tol_window,
+                       patience=patience,
                        checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume, progress=progress,
                        describe_nan=problem.describe_nan)
     except CheckpointError as e:
@@ -427,7 +494,7 @@ def fit(model: Model, guide: Any = "mean_field", objective: Any = "elbo", data: 
          else {k: np.asarray(v) for k, v in p.items()} for r, p in out.params.items()},
         np.asarray(out.values), draws,
         {"model": model.name, "guide": q.name, "objective": problem.objective.name, "steps": out.steps,
-         "status": out.status, "message": out.message, "particles": particles, "seed": seed,
+         "status": out.status, "message": nan_message(out), "particles": particles, "seed": seed,
          "timings": out.timings, "wall_s": time.perf_counter() - t0,
          "strategies": {f"{s.program}/{s.address}": s.strategy for s in problem.plan.sites},
          "computed": [n for n in draws if n not in model.sites]},

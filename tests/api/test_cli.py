@@ -5,12 +5,16 @@ error (with a request to report it)."""
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+import pplang as pp
 from pplang import cli
 from pplang.cli import main
 
@@ -368,3 +372,82 @@ def test_console_script_success_and_user_error(tmp_path: Path) -> None:
 def test_compile_one_declaration(capsys: pytest.CaptureFixture) -> None:
     out = ok(capsys, "compile", "examples/linreg.ppl", "--model", "ols_proposal")
     assert "def ols_proposal(" in out and "def linreg(" not in out
+
+
+def test_every_command_takes_x64_before_or_after_the_verb() -> None:
+    p = cli.parser()
+    commands = p._subparsers._group_actions[0].choices  # every registered verb
+    assert {"check", "compile", "simulate", "infer", "fit", "smc", "amortize", "posterior", "graph", "info"} <= set(
+        commands)
+    for name, command in commands.items():
+        assert any("--x64" in a.option_strings for a in command._actions), f"`pplang {name}` lacks --x64"
+    assert p.parse_args(["check", COIN, "--x64"]).x64 and p.parse_args(["--x64", "check", COIN]).x64
+    assert not p.parse_args(["check", COIN]).x64
+
+
+def test_x64_gives_float64_draws_from_the_command_line_and_the_environment(tmp_path: Path) -> None:
+    """Float32 draws survive a round trip through float32; float64 ones (almost all) do not."""
+    out = tmp_path / "draws.json"
+    done = subprocess.run([*console_script(), "simulate", COIN, "--data", COIN_DATA, "-n", "50", "--x64",
+                           "--output", str(out)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    p = np.asarray(json.loads(out.read_text())["p"])
+    assert np.mean(p.astype(np.float32).astype(np.float64) != p) > 0.9
+    code = (f"import pplang as pp; m = pp.load({COIN!r})['coin']; "
+            "print(m.simulate({'n': 3}, seed=0)['p'].dtype, 'enable_x64' in dir(pp))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PPLANG_X64": "1"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["float64", "True"]
+
+
+def test_the_parser_names_the_optimizers_and_schedules_that_fit_builds() -> None:
+    from pplang.cli import common
+    from pplang.inference import variational
+
+    assert common.OPTIMIZERS == variational.OPTIMIZERS and common.LR_SCHEDULES == variational.LR_SCHEDULES
+
+
+def test_learning_rate_schedules_run_from_the_peak_to_the_end_rate(capsys: pytest.CaptureFixture) -> None:
+    from pplang.inference.variational import learning_rate_schedule
+
+    for kind in ("cosine", "exponential", "linear"):
+        f = learning_rate_schedule(kind, 0.1, 1000, 1e-3)
+        assert float(f(0)) == pytest.approx(0.1) and float(f(1000)) == pytest.approx(1e-3, rel=1e-3), kind
+    f = learning_rate_schedule("warmup_cosine", 0.1, 1000)
+    assert float(f(0)) == 0.0 and float(f(100)) == pytest.approx(0.1) and float(f(1000)) == pytest.approx(1e-4)
+    assert learning_rate_schedule("constant", 0.1, 1000) == 0.1
+    assert main(["fit", COIN, "--data", COIN_DATA, "--lr-end", "0.001", "--steps", "10", "--no-progress"]) == 1
+    assert "needs a decaying schedule" in capsys.readouterr().err
+    code = main(["fit", COIN, "--data", COIN_DATA, "--lr-schedule", "warmup_cosine", "--steps", "100",
+                 "--tol", "1e-3", "--tol-window", "20", "--no-progress"])
+    assert code == 0, capsys.readouterr().err
+
+
+def test_the_precision_page_runs_as_written() -> None:
+    """docs/precision.md: each command runs, and the Python block prints the output shown after it."""
+    text = (ROOT / "docs" / "precision.md").read_text()
+    blocks = re.findall(r"```(\w*)\n(.*?)```", text, re.S)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    commands = [b.strip() for lang, b in blocks if not lang and b.lstrip().split(" ")[0] in ("pplang", "PPLANG_X64=1")]
+    assert len(commands) == 2
+    for command in commands:
+        done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
+        assert done.returncode == 0, f"{command}\n{done.stderr}"
+    k = next(i for i, (lang, _) in enumerate(blocks) if lang == "python")
+    done = subprocess.run([sys.executable, "-c", blocks[k][1]], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == blocks[k + 1][1]
+
+
+def test_an_optax_optimizer_keeps_its_own_schedule() -> None:
+    import optax
+
+    from pplang.inference.variational import make_optimizer
+
+    given = optax.adam(0.1)
+    assert make_optimizer(given, 0.01, 100) is given
+    with pytest.raises(pp.PplError, match="an optax optimizer was given"):
+        make_optimizer(given, 0.01, 100, "cosine")
+    with pytest.raises(pp.PplError, match="unknown optimizer"):
+        make_optimizer("adma", 0.01, 100)

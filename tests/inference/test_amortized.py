@@ -415,7 +415,8 @@ def test_cli_trains_on_simulations_saves_and_answers(capsys, tmp_path):
     query = str(EXAMPLES / "amortized_normal.query.json")
     code, out, err = run(capsys, "amortize", str(EXAMPLES / "amortized_normal.ppl"), "--model", "repeated",
                          "--guide", "repeated_q", "--simulate", "20000", "--set", "N=5", "--epochs", "20",
-                         "--lr", "0.003", "--results", str(tmp_path / "r"), "--query", query, "--no-progress")
+                         "--lr", "0.01", "--lr-schedule", "cosine", "--results", str(tmp_path / "r"), "--query", query,
+                         "--no-progress")
     assert code == 0, err
     assert "20000 simulations" in out and "saved to" in out
     code, out, err = run(capsys, "posterior", str(tmp_path / "r"), "--data", query, "--correct", "4000",

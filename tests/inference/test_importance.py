@@ -265,3 +265,49 @@ def test_summary_mentions_the_estimates(coin: pp.Module) -> None:
     text = post.summary()
     assert f"{post.log_marginal_likelihood:.3f}" in text
     assert "flips" in text and "p" in text
+
+
+ROOT_SD = """
+model root_sd(n: int):
+    s ~ normal(0.0, 1.0)
+    for i in range(n):
+        y[i] ~ normal(s, sqrt(s))
+
+guide around(n: int):
+    param m = 0.0
+    s ~ normal(m, 1.0)
+"""
+
+
+def test_nan_weights_are_refused_naming_the_draw_and_suggesting_float64() -> None:
+    """Half the prior's draws of s are negative, where sqrt(s) and so the log weight are NaN: no
+    table of NaN with a meaningless Pareto k, but an error at the model with the first culprit."""
+    mod = pp.loads(ROOT_SD, file="root_sd.ppl")
+    data = {"n": 2, "y": [0.1, 0.2]}
+    with pytest.raises(pp.PplError) as e:
+        pp.importance_sampling(mod["root_sd"], data, num_samples=200)
+    text = e.value.render()
+    assert "importance weights are NaN" in text and "model `root_sd` gave it log density nan at s = -" in text
+    assert "root_sd.ppl:2" in text and "--x64" in text and "pp.enable_x64()" in text  # this process is float32
+    assert "closer to the posterior" in text
+
+
+def test_a_fit_ending_on_nan_suggests_float64_and_its_correction_is_refused() -> None:
+    mod = pp.loads(ROOT_SD, file="root_sd.ppl")
+    fit = pp.fit(mod["root_sd"], mod["around"], data={"n": 2, "y": [0.1, 0.2]}, steps=50, progress=False)
+    assert fit.info["status"] == "nan" and "pplang" not in fit.info["message"].split("\n")[0]
+    assert "--x64" in fit.info["message"] and "float32" in fit.info["message"]
+    with pytest.raises(pp.PplError, match="importance weights are NaN"):
+        fit.importance_resample(500)
+
+
+def test_infinite_weights_are_refused() -> None:
+    """exp(100 z) overflows float32 for z > 0.89: a log weight of +inf for those draws."""
+    model = pp.loads("""
+model blowup():
+    z ~ normal(0.0, 1.0)
+    factor(exp(100.0 * z))
+""", file="blowup.ppl")["blowup"]
+    with pytest.raises(pp.PplError) as e:
+        pp.importance_sampling(model, {}, num_samples=1000)
+    assert "importance weights are +inf" in e.value.render() and "blowup.ppl:2" in e.value.render()

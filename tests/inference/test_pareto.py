@@ -61,3 +61,29 @@ guide exact(n: int):
     data = {"n": 10, "flips": [1, 1, 1, 0, 1, 1, 0, 1, 1, 1]}
     post = pp.importance_sampling(mod["coin"], data, num_samples=4000, proposal=mod["exact"])
     assert not post.pareto_k > 0.5
+
+
+def test_verdicts_read_k_as_vehtari_et_al() -> None:
+    """k <= 0.5 good; 0.5 < k <= 0.7 means usable, sds and tails doubtful (sample with NUTS);
+    k > 0.7 unreliable. The warning of the middle band names the command that samples instead."""
+    from pplang.pareto import sample_command, warning
+
+    assert verdict(0.5) == "good" and warning(0.5, "fix it") is None and warning(float("nan"), "fix it") is None
+    assert "sds and tails may be off" in verdict(0.6) and "sds and tails may be off" in verdict(0.7)
+    assert verdict(0.71).startswith("unreliable")
+    command = sample_command("m.ppl", "m", "d.json")
+    middle = warning(0.6, "fix it", command)
+    assert "between 0.5 and 0.7" in middle and "pplang sample m.ppl --model m --data d.json" in middle
+    assert "fix it" not in middle
+    high = warning(0.9, "fix it", command)
+    assert "> 0.7" in high and high.endswith("fix it")
+
+
+def test_fit_warning_suggests_a_step_beyond_the_guide_in_use() -> None:
+    from pplang.cli.fit import next_step
+
+    sample = "pplang sample m.ppl --model m"
+    assert "full_rank" in next_step("mean_field", sample) and sample not in next_step("mean_field", sample)
+    assert "full_rank" not in next_step("full_rank", sample)
+    assert "--lr-schedule" in next_step("full_rank", sample) and sample in next_step("full_rank", sample)
+    assert "full_rank" in next_step("my_guide", sample) and "low_rank" not in next_step("low_rank", sample)

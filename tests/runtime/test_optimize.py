@@ -137,20 +137,44 @@ def test_stop_at_the_first_step_of_a_chunk_and_a_failing_describe():
 
 
 def test_converges_early_with_tol():
-    tol, patience, chunk = 1e-6, 3, 25
+    tol, patience, chunk, window = 1e-6, 3, 25, 60
 
     def quadratic(params, key, state):
         value, grads = jax.value_and_grad(lambda p: -jnp.sum((p["x"] - TARGET) ** 2))(params)
         return value, grads, state
 
     r = optimize(quadratic, {"x": jnp.zeros(2)}, {}, optax.sgd(0.05), steps=100_000, key=KEY, chunk=chunk, tol=tol,
-                 patience=patience, progress=False)
+                 tol_window=window, patience=patience, progress=False)
     assert r.status == "converged" and r.steps < 100_000 and r.steps % chunk == 0
-    means = r.values.reshape(-1, chunk).mean(axis=1)
-    calm = np.abs(np.diff(means)) < tol * np.maximum(np.maximum(np.abs(means[1:]), np.abs(means[:-1])), 1.0)
-    assert calm[-patience:].all() and not calm[-patience - 1]  # stopped at the first run of `patience` calm chunks
+    # the test after each chunk: the mean of the last `window` values against the `window` before them
+    calm = [opt.levelled((r.values[:end],), window, tol) for end in range(chunk, r.steps + 1, chunk)]
+    assert all(calm[-patience:]) and not calm[-patience - 1]  # stopped at the first run of `patience` calm chunks
     np.testing.assert_allclose(np.asarray(r.params["x"]), TARGET, atol=1e-2)
-    assert "converged" in r.message
+    assert "converged" in r.message and f"last {window} steps" in r.message
+
+
+def test_tol_compares_smoothed_objectives_so_a_noisy_fit_converges():
+    """Values with noise of sd 1 around an optimum of 0: means of 100 steps differ by about 0.14 from
+    chunk to chunk, more than tol = 0.02, so comparing them rarely finds five calm chunks in a row;
+    means of 5000 steps differ by about 0.02, and the fit stops soon after the first test it can make."""
+
+    def noisy(params, key, state):
+        value, grads = jax.value_and_grad(lambda p: -jnp.sum((p["x"] - TARGET) ** 2))(params)
+        return value + jax.random.normal(key), grads, state
+
+    def run(window: int) -> opt.OptimizeResult:
+        return optimize(noisy, {"x": jnp.zeros(2)}, {}, optax.sgd(0.05), steps=40_000, key=KEY, chunk=100,
+                        tol=0.02, tol_window=window, patience=5, progress=False)
+
+    smoothed = run(5000)
+    assert smoothed.status == "converged" and smoothed.steps < 20_000
+    assert run(100).status == "done"
+
+
+def test_tol_window_is_checked():
+    with pytest.raises(ValueError, match="tol_window"):
+        optimize(noisy_quadratic, {"x": jnp.zeros(2)}, {}, optax.sgd(0.1), steps=10, key=KEY, tol=0.1, tol_window=0,
+                 progress=False)
 
 
 def test_checkpoint_and_resume_reproduce_an_uninterrupted_fit(tmp_path, monkeypatch):
