@@ -43,6 +43,10 @@ _EXPORTS = {
     "AmortizedPosterior": "pplang.inference.amortized_result",
     "network": "pplang.stdlib.networks",
     "load_data": "pplang.data",
+    "sample": "pplang.inference.mcmc",
+    "infer": "pplang.inference.choose",
+    "choose_method": "pplang.inference.choose",
+    "SampleResult": "pplang.inference.mcmc_result",
     "enable_x64": "pplang.precision",
 }
 

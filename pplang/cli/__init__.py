@@ -12,12 +12,12 @@ import sys
 import traceback
 import warnings
 
-from pplang.cli import amortize, fit, graph, importance, program, smc
+from pplang.cli import amortize, fit, graph, importance, program, sample, smc
 from pplang.cli.common import EPILOG, Parser, add_precision_arg
 from pplang.compiler.diagnostics import PplError, show_notes
 
 # In the order `pplang --help` lists them.
-VERBS = (program, importance, fit, smc, amortize, graph)
+VERBS = (program, importance, sample, fit, smc, amortize, graph)
 
 
 def parser() -> argparse.ArgumentParser:

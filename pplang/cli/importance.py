@@ -16,6 +16,7 @@ from pplang.cli.common import (
     read_data,
     write_json,
 )
+from pplang.compiler.diagnostics import error
 
 
 def register(sub: Any) -> None:
@@ -26,10 +27,16 @@ def register(sub: Any) -> None:
     c.add_argument("--output", help="write the draws to this JSON file")
     c.set_defaults(func=cmd_simulate)
 
-    c = sub.add_parser("infer", help="posterior by importance sampling, with log marginal likelihood")
+    c = sub.add_parser("infer", help="the posterior by the best applicable method (NUTS, SMC or importance "
+                                     "sampling), which it names")
     add_run_args(c)
-    c.add_argument("-n", "--num-samples", type=positive_int, default=10_000)
-    c.add_argument("--proposal", help="a guide in the same file to propose from (default: the prior)")
+    c.add_argument("--method", choices=["auto", "nuts", "smc", "is"], default="auto",
+                   help="auto (default): NUTS if every latent choice is continuous, else SMC for a model with a loop "
+                   "over time, else importance sampling; or name one")
+    c.add_argument("-n", "--num-samples", type=positive_int, default=10_000,
+                   help="draws (importance sampling) or particles (SMC); default 10000")
+    c.add_argument("--proposal", help="a guide in the same file to propose from (importance sampling; default: "
+                   "the prior)")
     c.add_argument("--predictive", action="store_true", help="also summarize posterior predictive draws")
     c.add_argument("--output", help="write the weighted draws to this JSON file")
     add_computed_arg(c)
@@ -51,11 +58,51 @@ def cmd_simulate(args: argparse.Namespace) -> None:
 
 def cmd_infer(args: argparse.Namespace) -> None:
     import pplang as pp
-    from pplang.summary import summarize
+    from pplang.inference.choose import pick
 
     module = pp.load(args.file)
     model = pick_model(module, args.model)
     data = read_data(args.data)
+    choice = pick(model, data, "is" if args.proposal and args.method == "auto" else args.method)
+    print(choice)
+    if choice.method == "nuts":
+        infer_nuts(args, model, data)
+    elif choice.method == "smc":
+        infer_smc(args, model, data)
+    else:
+        infer_is(args, module, model, data)
+
+
+def infer_nuts(args: argparse.Namespace, model: Any, data: dict) -> None:
+    from pplang.inference.mcmc import sample
+    from pplang.summary import summarize
+
+    res = sample(model, data, seed=args.seed, computed=computed_choice(args.computed))
+    print(res.summary())
+    if args.predictive:
+        rep = res.posterior_predictive(seed=args.seed)
+        print("\nposterior predictive")
+        print(summarize({a: v.reshape(-1, *v.shape[2:]) for a, v in rep.items()}))
+    if args.output:
+        write_json(args.output, res.to_json())
+
+
+def infer_smc(args: argparse.Namespace, model: Any, data: dict) -> None:
+    from pplang.inference.filtering import smc
+
+    if args.predictive:
+        raise error("--predictive is not available with a particle filter",
+                    hint="use the filtering means it prints, or --method nuts / is")
+    res = smc(model, data, particles=args.num_samples, seed=args.seed)
+    print(res.summary())
+    if args.output:
+        write_json(args.output, res.to_json())
+
+
+def infer_is(args: argparse.Namespace, module: Any, model: Any, data: dict) -> None:
+    import pplang as pp
+    from pplang.summary import summarize
+
     proposal = module[args.proposal] if args.proposal else None
     post = pp.importance_sampling(model, data, num_samples=args.num_samples, seed=args.seed, proposal=proposal,
                                   computed=computed_choice(args.computed))

@@ -144,8 +144,9 @@ def test_simulate_seed_is_reproducible(capsys: pytest.CaptureFixture) -> None:
 
 def test_infer_with_predictive_and_output(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
     out_path = tmp_path / "post.json"
-    out = ok(capsys, "infer", COIN, "--data", COIN_DATA, "-n", "500", "--predictive", "--output", str(out_path))
-    assert out.startswith("posterior of coin (prior proposal)")
+    out = ok(capsys, "infer", "--method", "is", COIN, "--data", COIN_DATA, "-n", "500", "--predictive", "--output",
+             str(out_path))
+    assert out.startswith("method: importance sampling (asked for)\nposterior of coin (prior proposal)")
     assert "log marginal likelihood" in out
     assert "posterior predictive" in out
     post = json.loads(out_path.read_text())
@@ -158,13 +159,13 @@ def test_infer_with_predictive_and_output(capsys: pytest.CaptureFixture, tmp_pat
 
 
 def test_infer_with_proposal(capsys: pytest.CaptureFixture, guide_file: Path) -> None:
-    out = ok(capsys, "infer", str(guide_file), "--model", "coin", "--data", COIN_DATA, "-n", "300",
+    out = ok(capsys, "infer", "--method", "is", str(guide_file), "--model", "coin", "--data", COIN_DATA, "-n", "300",
              "--proposal", "q")
-    assert out.startswith("posterior of coin (proposal q)")
+    assert out.startswith("method: importance sampling (asked for)\nposterior of coin (proposal q)")
 
 
 def test_infer_warns_about_small_effective_sample_size(capsys: pytest.CaptureFixture) -> None:
-    code, out, err = run(capsys, "infer", COIN, "--data", COIN_DATA, "-n", "20")
+    code, out, err = run(capsys, "infer", "--method", "is", COIN, "--data", COIN_DATA, "-n", "20")
     assert code == 0
     assert "effective sample size" in err and "warning" in err
 
@@ -255,7 +256,7 @@ def test_missing_data_for_an_argument(capsys: pytest.CaptureFixture) -> None:
 def test_data_errors(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
     data = tmp_path / "d.json"
     data.write_text(json.dumps({"n": 10, "flips": [1, 0]}))
-    err = user_error(capsys, "infer", COIN, "--data", str(data), "-n", "10")
+    err = user_error(capsys, "infer", "--method", "is", COIN, "--data", str(data), "-n", "10")
     assert err.startswith(f"{COIN}:{coin_line('flips[i]')}:9: error: observed `flips` has shape (2,)")
     assert "\n    " + Path(COIN).read_text().splitlines()[coin_line("flips[i]") - 1] + "\n" in err
     data.write_text('{"n": 10,, "flips": []}')
@@ -275,7 +276,7 @@ def test_number_of_samples_must_be_positive(capsys: pytest.CaptureFixture, comma
 @pytest.mark.parametrize("argv", [
     ["compile", COIN, "-o", "{missing}/gen.py"],
     ["simulate", COIN, "--data", COIN_DATA, "-n", "5", "--output", "{missing}/draws.json"],
-    ["infer", COIN, "--data", COIN_DATA, "-n", "5", "--output", "{missing}/post.json"],
+    ["infer", "--method", "is", COIN, "--data", COIN_DATA, "-n", "5", "--output", "{missing}/post.json"],
 ], ids=["compile", "simulate", "infer"])
 def test_unwritable_output_is_a_user_error(capsys: pytest.CaptureFixture, tmp_path: Path, argv: list[str]) -> None:
     missing = str(tmp_path / "no" / "such" / "dir")
@@ -287,7 +288,7 @@ def test_impossible_data_is_not_reported_as_a_nan_posterior(capsys: pytest.Captu
     """A flip recorded as 2 cannot come from bernoulli: a user error, not `mean nan` with exit code 0."""
     data = tmp_path / "d.json"
     data.write_text(json.dumps({"n": 3, "flips": [2, 0, 1]}))
-    err = user_error(capsys, "infer", COIN, "--data", str(data), "-n", "50")
+    err = user_error(capsys, "infer", "--method", "is", COIN, "--data", str(data), "-n", "50")
     assert "flips" in err
 
 
@@ -298,7 +299,7 @@ def test_file_without_models(capsys: pytest.CaptureFixture, tmp_path: Path) -> N
     assert "declares no model" in err
 
 
-@pytest.mark.parametrize("argv", [["frobnicate"], [], ["check"], ["infer", COIN, "--seed", "x"]],
+@pytest.mark.parametrize("argv", [["frobnicate"], [], ["check"], ["infer", "--method", "is", COIN, "--seed", "x"]],
                          ids=["unknown-command", "no-command", "no-file", "bad-seed"])
 def test_usage_errors_are_user_errors(capsys: pytest.CaptureFixture, argv: list[str]) -> None:
     """A mistake on the command line is the user's: exit code 1 (2 means a bug in pplang)."""

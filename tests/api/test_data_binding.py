@@ -419,7 +419,8 @@ def test_cli_malformed_json(model_file: Path, capsys: pytest.CaptureFixture) -> 
 
 
 def test_cli_missing_data_file(model_file: Path, capsys: pytest.CaptureFixture) -> None:
-    code = main(["infer", str(model_file), "--model", "lin", "--data", str(model_file.parent / "nope.json")])
+    code = main(["infer", "--method", "is", str(model_file), "--model", "lin", "--data",
+                 str(model_file.parent / "nope.json")])
     err = capsys.readouterr().err
     assert code == 1
     assert "nope.json" in err and "Traceback" not in err
@@ -453,6 +454,6 @@ def test_unused_entries_are_ignored_with_a_note(tmp_path: Path, capsys: pytest.C
     path = tmp_path / "d.json"
     path.write_text(json.dumps({"n": 3, "flips": [1, 0, 1], "flip": 1}))
     coin = str(Path(__file__).resolve().parents[2] / "examples" / "coin.ppl")
-    assert main(["infer", coin, "--data", str(path), "-n", "100"]) == 0
+    assert main(["infer", "--method", "is", coin, "--data", str(path), "-n", "100"]) == 0
     err = capsys.readouterr().err
     assert "note: the data has `flip`" in err and "did you mean `flips`?" in err and "Traceback" not in err

@@ -80,7 +80,7 @@ def run_file(name: str) -> tuple[str, list[str]]:
 
 def test_coin_cli(capsys: pytest.CaptureFixture[str]) -> None:
     path, data = run_file("coin")
-    out = cli(capsys, "infer", path, "--model", "coin", *data)
+    out = cli(capsys, "infer", "--method", "is", path, "--model", "coin", *data)
     assert "observed: flips" in out
     check_means(out, COIN, min_ess=2000)
     # The exact log marginal likelihood of this sequence of flips: log B(9, 3) - log B(1, 1).
@@ -99,7 +99,7 @@ def test_coin_simulate_cli(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_linreg_cli_prior_proposal_is_flagged(capsys: pytest.CaptureFixture[str]) -> None:
     path, data = run_file("linreg")
-    assert main(["infer", path, "--model", "linreg", *data]) == 0
+    assert main(["infer", "--method", "is", path, "--model", "linreg", *data]) == 0
     out, err = capsys.readouterr()
     assert parse_summary(out)[0] < 20
     assert "effective sample size" in err and "unreliable" in err
@@ -114,7 +114,7 @@ def test_linreg_cli_guide_proposal(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_eight_schools_cli(capsys: pytest.CaptureFixture[str]) -> None:
     path, data = run_file("eight_schools")
-    out = cli(capsys, "infer", path, "--model", "eight_schools", *data, "-n", "20000")
+    out = cli(capsys, "infer", "--method", "is", path, "--model", "eight_schools", *data, "-n", "20000")
     assert "theta_tilde[7]" in out
     check_means(out, EIGHT_SCHOOLS, min_ess=2000)
 
@@ -136,7 +136,7 @@ def test_hmm_cli(capsys: pytest.CaptureFixture[str]) -> None:
     rows = parse_rows(out)
     assert {"mu[0]", "mu[1]", "y[0]"} <= set(rows) and "more rows" in out  # 202 rows, the first 40 shown
     assert abs(rows["mu[0]"][0] - 3.0) < 4 / math.sqrt(1000) and abs(rows["mu[1]"][0] - 10.0) < 4 / math.sqrt(1000)
-    out = cli(capsys, "infer", path, "--model", "hmm_forward", *data, "-n", "20000")
+    out = cli(capsys, "infer", "--method", "is", path, "--model", "hmm_forward", *data, "-n", "20000")
     check_means(out, HMM, min_ess=200)
 
 

@@ -90,8 +90,8 @@ def test_a_fit_keeps_them_for_its_draws(module: pp.Module) -> None:
 
 
 def test_the_cli_shows_and_hides_them(capsys: pytest.CaptureFixture) -> None:
-    args = ["infer", str(EXAMPLES / "eight_schools.ppl"), "--data", str(EXAMPLES / "eight_schools.data.json"),
-            "-n", "500"]
+    args = ["infer", "--method", "is", str(EXAMPLES / "eight_schools.ppl"), "--data",
+            str(EXAMPLES / "eight_schools.data.json"), "-n", "500"]
     assert main(args) == 0
     assert "theta[7]" in capsys.readouterr().out
     assert main([*args, "--computed", "none"]) == 0
@@ -100,8 +100,8 @@ def test_the_cli_shows_and_hides_them(capsys: pytest.CaptureFixture) -> None:
 
 def test_the_cli_writes_them(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "draws.json"
-    assert main(["infer", str(EXAMPLES / "eight_schools.ppl"), "--data", str(EXAMPLES / "eight_schools.data.json"),
-                 "-n", "200", "--output", str(out)]) == 0
+    assert main(["infer", "--method", "is", str(EXAMPLES / "eight_schools.ppl"), "--data",
+                 str(EXAMPLES / "eight_schools.data.json"), "-n", "200", "--output", str(out)]) == 0
     saved = json.loads(out.read_text())["samples"]
     theta = np.array(saved["mu"])[:, None] + np.array(saved["tau"])[:, None] * np.array(saved["theta_tilde"])
     np.testing.assert_allclose(np.array(saved["theta"]), theta, rtol=1e-5, atol=1e-5)

@@ -43,7 +43,8 @@ def test_importance_result_reports_k_and_the_cli_warns(capsys: pytest.CaptureFix
     assert post.pareto_k > 0.7 and "Pareto k" in post.summary()
     from pplang.cli import main
 
-    assert main(["infer", "examples/mixture.ppl", "--data", "examples/mixture.data.json", "-n", "5000"]) == 0
+    assert main(["infer", "--method", "is", "examples/mixture.ppl", "--data", "examples/mixture.data.json",
+                 "-n", "5000"]) == 0
     assert "Pareto k" in capsys.readouterr().err
 
 
