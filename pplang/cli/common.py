@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,14 +28,37 @@ class Parser(argparse.ArgumentParser):
         raise SystemExit(1)
 
 
-def positive_int(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
-    return n
+def at_least(low: int) -> Callable[[str], int]:
+    """An argparse type for a whole number >= `low`."""
+
+    def parse(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if n < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {n}")
+        return n
+
+    return parse
+
+
+positive_int = at_least(1)
+
+
+def fraction(low_open: bool) -> Callable[[str], float]:
+    """An argparse type for a number in [0, 1] (or (0, 1) when `low_open`)."""
+
+    def parse(text: str) -> float:
+        try:
+            x = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not (0.0 < x < 1.0 if low_open else 0.0 <= x <= 1.0):
+            raise argparse.ArgumentTypeError(f"must be in {'(0, 1)' if low_open else '[0, 1]'}, got {x:g}")
+        return x
+
+    return parse
 
 
 def add_precision_arg(c: argparse.ArgumentParser, top: bool = False) -> None:

@@ -14,28 +14,6 @@ from typing import Any
 from pplang.cli import common
 
 
-def probability(text: str) -> float:
-    """An argparse type for a number strictly between 0 and 1."""
-    try:
-        x = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 < x < 1.0:
-        raise argparse.ArgumentTypeError(f"must be in (0, 1), got {x:g}")
-    return x
-
-
-def whole(text: str) -> int:
-    """An argparse type for a whole number >= 0 (warmup may be 0: no adaptation)."""
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"must be at least 0, got {n}")
-    return n
-
-
 def register(sub: Any) -> None:
     """Add the `sample` subcommand (dispatched through `func`)."""
 
@@ -44,9 +22,11 @@ def register(sub: Any) -> None:
     common.add_run_args(c)
     c.add_argument("--method", choices=["nuts", "hmc"], default="nuts", help="sampler (default nuts)")
     c.add_argument("--chains", type=common.positive_int, default=4, help="chains, run together (default 4)")
-    c.add_argument("--warmup", type=whole, default=1000, help="adaptation steps per chain (default 1000; 0: none)")
+    c.add_argument("--warmup", type=common.at_least(0), default=1000,
+                   help="adaptation steps per chain (default 1000; 0: none)")
     c.add_argument("--draws", type=common.positive_int, default=1000, help="draws kept per chain (default 1000)")
-    c.add_argument("--target-accept", type=probability, default=0.8, help="target acceptance rate (default 0.8)")
+    c.add_argument("--target-accept", type=common.fraction(True), default=0.8,
+                   help="target acceptance rate (default 0.8)")
     c.add_argument("--max-tree-depth", type=common.positive_int, default=10,
                    help="NUTS maximum tree depth (default 10)")
     c.add_argument("--num-integration-steps", type=common.positive_int, default=16,

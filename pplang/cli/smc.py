@@ -18,21 +18,6 @@ from pplang.cli import common
 SCHEMES = ("multinomial", "stratified", "systematic", "residual")
 
 
-def fraction(low_open: bool) -> Any:
-    """An argparse type for a number in [0, 1] (or (0, 1) when `low_open`)."""
-
-    def parse(text: str) -> float:
-        try:
-            x = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if not (0.0 < x < 1.0 if low_open else 0.0 <= x <= 1.0):
-            raise argparse.ArgumentTypeError(f"must be in {'(0, 1)' if low_open else '[0, 1]'}, got {x:g}")
-        return x
-
-    return parse
-
-
 def register(sub: Any) -> None:
     """Add the `smc` subcommand (dispatched through `func`)."""
 
@@ -42,9 +27,9 @@ def register(sub: Any) -> None:
     c.add_argument("-n", "--particles", type=common.positive_int, default=1000,
                    help="number of particles (default 1000)")
     c.add_argument("--resample", choices=list(SCHEMES), default="systematic", help="resampling scheme")
-    c.add_argument("--ess-threshold", type=fraction(False), default=0.5, metavar="F",
+    c.add_argument("--ess-threshold", type=common.fraction(False), default=0.5, metavar="F",
                    help="resample when the effective sample size is below F * particles (1: every step, 0: never)")
-    c.add_argument("--anneal", type=fraction(True), default=None, metavar="H",
+    c.add_argument("--anneal", type=common.fraction(True), default=None, metavar="H",
                    help="entropy-guided annealing: resample from tempered weights of normalized entropy H")
     c.add_argument("--proposal", help="a guide in the same file to propose from (default: the prior)")
     c.add_argument("--output", help="write the results (log Z, ESS, filtering means and quantiles) to this JSON file")
