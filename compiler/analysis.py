@@ -88,6 +88,18 @@ def walk(stmts: list[ir.Stmt]) -> Iterator[ir.Stmt]:
             yield from walk(s.orelse)
 
 
+def called_declarations(fn: ir.Function) -> list[str]:
+    """Variables of the declarations `fn` calls as functions (the right-hand sides of its ODEs), which
+    a module holding `fn` must hold too."""
+    found: list[str] = []
+    for s in walk(fn.body):
+        for e in stmt_exprs(s):
+            for x in sub_exprs(e):
+                if isinstance(x, ir.Var) and x.ty.kind == "function" and x.name not in found:
+                    found.append(x.name)
+    return found
+
+
 def walk_with_conditions(stmts: list[ir.Stmt], conds: tuple = ()) -> Iterator[tuple[ir.Stmt, tuple]]:
     """Like `walk`, with the conditions of the branches enclosing each statement."""
     for s in stmts:

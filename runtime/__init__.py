@@ -1,6 +1,7 @@
 """What generated code and the user API call at run time. Never imports the compiler."""
 
 from .context import Context, MissingValue
+from .ode import ode_bdf, ode_rk45
 from .ops import (
     ZERO,
     BlockKey,
@@ -46,6 +47,8 @@ __all__ = [
     "factor",
     "key",
     "merge",
+    "ode_bdf",
+    "ode_rk45",
     "ones",
     "place",
     "put",

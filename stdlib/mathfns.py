@@ -3,7 +3,8 @@ that implements it. The checker reads `rule` to compute result shapes; generated
 
 Rules: `elementwise` (broadcast the arguments), `reduce` (to a scalar), `same` (shape of the first
 argument), `dot`, `matmul`, `outer`, `transpose`, `square` (a KxK matrix from a KxK matrix),
-`solve`, `sized` (a new array whose sizes are the static integer arguments), `concat`.
+`solve`, `sized` (a new array whose sizes are the static integer arguments), `concat`, `ode` (the
+solution of an ODE whose right-hand side is a declaration of the file, one row per time).
 """
 
 from __future__ import annotations
@@ -88,4 +89,8 @@ FUNCTIONS: dict[str, MathFn] = {
     "to_real": _ew("rt.to_real", "convert an int or bool to real"),
     "to_int": _ew("rt.to_int", "truncate a real to int", kind="int"),
     "size": MathFn("rt.size", (1, 1), "size", "int", "number of elements along the first axis"),
+    "ode_rk45": MathFn("rt.ode_rk45", (4, 24), "ode", "real",
+                       "ode_rk45(f, y0, t0, ts, ...): y at times ts, dy/dt = f(t, y, ...), y(t0) = y0 (non-stiff)"),
+    "ode_bdf": MathFn("rt.ode_bdf", (4, 24), "ode", "real",
+                      "ode_bdf(f, y0, t0, ts, ...): the same for stiff systems"),
 }

@@ -10,6 +10,7 @@ from pplang.compiler.check.shapes import dim_code, literal
 from pplang.compiler.diagnostics import did_you_mean
 from pplang.compiler.frontend import syntax as S
 from pplang.compiler.ir import UNKNOWN, Ty
+from pplang.compiler.names import py_name
 from pplang.stdlib import distributions as dists
 from pplang.stdlib import networks as nets
 from pplang.stdlib.mathfns import FUNCTIONS
@@ -222,8 +223,42 @@ class Signatures:
                 found=f"{len(e.args)} argument(s)",
                 hint=f"{fn}: {spec.doc}",
             )
+        if spec.rule == "ode":
+            return self.ode_call(e, scope)
         args = tuple(self.expr(a, scope) for a in e.args)
         return ir.Call(fn, args, self.call_type(e, spec, args))
+
+    def ode_call(self, e: S.Call, scope: Scope) -> ir.Expr:
+        """`ode_rk45(f, y0, t0, ts, ...)`: `f` names a model of this file that draws nothing and
+        returns dy/dt given (t, y, ...); the value has one row per time of `ts`."""
+        head = e.args[0]
+        if not isinstance(head, S.Name) or self.c.decls.get(head.id, None) is None \
+                or self.c.decls[head.id].kind != "model":
+            raise self.err(f"the first argument of `{e.func}` must name the right-hand side, a model of this file",
+                           expr_span(head), hint="declare `model f(t: real, y: vector[K], ...):` that returns dy/dt, "
+                           f"and write `{e.func}(f, y0, t0, ts, ...)`")
+        if head.id == self.decl.name or head.id in self.inlining:
+            raise self.err(f"`{head.id}` cannot be its own right-hand side", expr_span(head),
+                           hint="write the derivative in a model of its own")
+        rhs = self.c.lower(head.id)
+        if rhs.sites or rhs.params or rhs.networks:
+            raise self.err(f"`{head.id}` draws random choices or has parameters; an ODE's right-hand side only "
+                           "computes", expr_span(head), hint="draw the parameters in the calling model and pass them")
+        extra = len(e.args) - 4
+        if len(rhs.args) != 2 + extra or rhs.returns is None:
+            raise self.err(f"`{head.id}` must take (t, y) and the {extra} value(s) passed after ts, and return dy/dt",
+                           e.span, found=f"{head.id}({', '.join(a for a, _ in rhs.args)})"
+                           + ("" if rhs.returns is not None else " with no return"),
+                           hint=f"for example `model {head.id}(t: real, y: vector[K], theta: vector[P]):`")
+        args = tuple(self.expr(a, scope) for a in e.args[1:])
+        y0, t0, ts = args[:3]
+        for v, src, rank, what in ((y0, e.args[1], 1, "y0"), (t0, e.args[2], 0, "t0"), (ts, e.args[3], 1, "ts")):
+            self.require_numeric(v, src, what)
+            if v.ty.shape is not None and len(v.ty.shape) != rank:
+                raise self.err(f"`{what}` of `{e.func}` must be a {'vector' if rank else 'number'}", expr_span(src),
+                               found=str(v.ty), hint=f"{e.func}(f, y0: vector[K], t0: real, ts: vector[T], ...)")
+        shape = None if y0.ty.shape is None or ts.ty.shape is None else (ts.ty.shape[0], y0.ty.shape[0])
+        return ir.Call(e.func, (ir.Var(py_name(head.id), Ty("function", ())), *args), Ty("real", shape))
 
 
 def dist_flag(sig: object, flag: str) -> bool:

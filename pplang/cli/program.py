@@ -17,6 +17,7 @@ from pplang.cli.common import (
     write_text,
 )
 from pplang.compiler.diagnostics import error
+from pplang.compiler.names import py_name
 
 
 def register(sub: Any) -> None:
@@ -77,7 +78,12 @@ def cmd_compile(args: argparse.Namespace) -> None:
 
         if args.model not in compiled.functions:
             raise error(f"no model or guide named `{args.model}`", hint=f"declared: {', '.join(compiled.functions)}")
-        code = codegen.generate_module([compiled.functions[args.model]], program.file, program.source)
+        from pplang.compiler.analysis import called_declarations
+
+        fn = compiled.functions[args.model]
+        by_var = {py_name(name): f for name, f in compiled.functions.items()}
+        callees = [by_var[v] for v in called_declarations(fn) if v in by_var]
+        code = codegen.generate_module([*callees, fn], program.file, program.source)
     if args.output:
         write_text(args.output, code)
     else:
