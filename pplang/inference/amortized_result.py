@@ -128,17 +128,30 @@ class AmortizedPosterior:
     # ------------------------------------------------------------ answers
 
     def posterior(self, data: Mapping[str, Any] | None = None, *, num_samples: int = 1000, seed: Any = 0,
-                  **kwargs: Any) -> Posterior:
+                  computed: bool | Sequence[str] | None = None, **kwargs: Any) -> Posterior:
         """Draws from the guide for a new data set, or for a batch of them (each input with one more
-        leading axis than the guide declares), in one compiled call: no optimization."""
+        leading axis than the guide declares), in one compiled call: no optimization. The values the
+        model computes are kept beside the draws of one data set (`computed`: all by default, none,
+        or names); for a batch only when asked for, since they take one more pass per data set."""
         if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 1:
             raise error(f"num_samples must be a positive int, got {num_samples!r}", hint="for example num_samples=1000")
         data = {**dict(data or {}), **kwargs}
         values, batched = self.guide_values(data)
         fn = self.draw_fn(batched, num_samples)
         key = as_key(seed)
-        draws = fn(self.params["guide"], values, key)
-        return Posterior({a: np.asarray(v) for a, v in draws.items()}, batched)
+        draws = {a: np.asarray(v) for a, v in fn(self.params["guide"], values, key).items()}
+        which = (not batched) if computed is None else computed
+        if which is False:
+            return Posterior(draws, batched)
+        if not batched:
+            return Posterior(self.model.with_computed(draws, self.model_data(data), which, self.params["model"]), False)
+        sets = []
+        for i in range(np.shape(data[self.inputs[0]])[0]):
+            one = {a: (np.asarray(v)[i] if a in self.inputs else v) for a, v in data.items()}
+            sets.append(self.model.with_computed({a: v[i] for a, v in draws.items()}, self.model_data(one), which,
+                                                 self.params["model"]))
+        draws = {a: np.stack([s[a] for s in sets]) for a in sets[0]}
+        return Posterior(draws, batched)
 
     def guide_values(self, data: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
         """The guide's argument values for one data set or a batch, checked by binding the first."""

@@ -119,3 +119,20 @@ def test_the_documented_example(monkeypatch: pytest.MonkeyPatch) -> None:
     scope: dict = {}
     exec(compile(block, "language.md", "exec"), scope)
     assert scope["values"]["theta"].shape == (1, 8)
+
+
+def test_an_amortized_posterior_keeps_them() -> None:
+    src = ("model level(N: int):\n    mu ~ normal(0.0, 2.0)\n    shifted = mu + 10.0\n"
+           "    for i in range(N):\n        y[i] ~ normal(mu, 1.0)\n\n"
+           "network enc = mlp(out_size=2, hidden=[8])\n\n"
+           "guide level_q(N: int, y: vector[N]):\n    h = enc(y)\n    mu ~ normal(h[0], exp(h[1]))\n")
+    module = pp.loads(src, file="level.ppl")
+    res = pp.amortize(module["level"], module["level_q"], simulate=512, shared={"N": 3}, epochs=1, batch_size=64,
+                      progress=False)
+    one = res.posterior({"y": [0.5, 1.0, 1.5]}, num_samples=200)
+    np.testing.assert_allclose(one.draws["shifted"], one.draws["mu"] + 10.0, rtol=1e-6)
+    batch = {"y": np.zeros((4, 3))}
+    assert "shifted" not in res.posterior(batch, num_samples=50).draws  # a batch keeps them when asked
+    asked = res.posterior(batch, num_samples=50, computed=["shifted"]).draws
+    assert asked["shifted"].shape == (4, 50)
+    np.testing.assert_allclose(asked["shifted"], asked["mu"] + 10.0, rtol=1e-6)
