@@ -8,6 +8,7 @@ the model does not have) is a located `PplError` that names the declaration and 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import warnings
 from collections.abc import Mapping
@@ -52,6 +53,18 @@ class Bound:
     static: dict[str, Any]
     arrays: dict[str, Any]
     observed: dict[str, Any]
+
+    def digest(self, *extra: Mapping[str, Any]) -> str:
+        """A hash of the bound values (and of `extra` named values): equal data, equal digest. Keys
+        caches of what was built for this data, and checkpoints to the run that wrote them."""
+        h = hashlib.sha256(json.dumps(sorted(self.static.items()), default=str).encode())
+        for group in (self.observed, self.arrays, *extra):
+            for name in sorted(group):
+                if group[name] is not None:
+                    value = np.asarray(group[name])
+                    h.update(f"{name}:{value.dtype}:{value.shape}".encode())
+                    h.update(value.tobytes())
+        return h.hexdigest()[:16]
 
 
 def load_data(path: str) -> dict[str, Any]:

@@ -101,6 +101,7 @@ class Model:
     source: str
     decls: list = field(default_factory=list)  # the declarations it was compiled from (for submodels)
     _jitted: dict[tuple, Callable] = field(default_factory=dict)
+    _guides: dict[tuple, Any] = field(default_factory=dict)  # automatic guides built for it, by kind and data
     traces: int = 0  # how many times JAX traced this model (for tests of the cache)
 
     @property

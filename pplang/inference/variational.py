@@ -357,7 +357,10 @@ def make_guide(model: Model, guide: Any, data: Mapping[str, Any]) -> Model:
                         hint=did_you_mean(guide, AUTO_GUIDES) or f"automatic guides: {', '.join(AUTO_GUIDES)}")
         from pplang.inference.autoguide import auto_guide
 
-        return auto_guide(model, guide, data)
+        key = (guide, model.bind(data).digest())  # the same data again: the same guide, nothing rebuilt
+        if key not in model._guides:
+            model._guides[key] = auto_guide(model, guide, data)
+        return model._guides[key]
     raise error(f"guide must be a guide or the name of an automatic one, not {type(guide).__name__}",
                 hint="for example guide='mean_field', or a guide from pp.load(...)")
 
@@ -461,6 +464,7 @@ def fit(model: Model, guide: Any = "mean_field", objective: Any = "elbo", data: 
     for name, v in (("steps", steps), ("particles", particles), ("num_draws", num_draws), ("chunk", chunk)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise error(f"{name} must be a positive int, got {v!r}", hint=f"for example {name}=1000")
+    called = time.perf_counter()
     data = {**dict(data or {}), **data_kwargs}
     model.bind(data)  # data errors first, located at the model
     q = make_guide(model, guide, data)
@@ -496,6 +500,7 @@ def fit(model: Model, guide: Any = "mean_field", objective: Any = "elbo", data: 
         {"model": model.name, "guide": q.name, "objective": problem.objective.name, "steps": out.steps,
          "status": out.status, "message": nan_message(out), "particles": particles, "seed": seed,
          "timings": out.timings, "wall_s": time.perf_counter() - t0,
+         "setup_s": t0 - called,  # binding, the guide and the estimator (cached for the same model and data)
          "strategies": {f"{s.program}/{s.address}": s.strategy for s in problem.plan.sites},
          "computed": [n for n in draws if n not in model.sites]},
     )

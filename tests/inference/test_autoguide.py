@@ -338,3 +338,18 @@ def test_user_errors(mod: pp.Module) -> None:
     assert guide.simulate({"K": 3})["v"].shape == (3,)
     with pytest.raises(pp.PplError, match="built for `v` of shape"):
         guide.simulate({"K": 4})
+
+
+def test_a_repeated_fit_reuses_its_automatic_guide() -> None:
+    """The same model, guide kind and data build the guide once: a second fit starts at once."""
+    m = pp.loads("model r(N: int):\n    mu ~ normal(0.0, 1.0)\n    for i in range(N):\n"
+                 "        y[i] ~ normal(mu, 1.0)\n", file="r.ppl")["r"]
+    data = {"N": 3, "y": [0.1, 0.2, 0.3]}
+    first = pp.fit(m, "mean_field", "elbo", data, steps=50, progress=False)
+    again = pp.fit(m, "mean_field", "elbo", data, steps=50, progress=False)
+    other = pp.fit(m, "mean_field", "elbo", {**data, "y": [1.0, 2.0, 3.0]}, steps=50, progress=False)
+    guide = next(g for g in first.problem.roles.values() if g is not m)
+    assert guide is next(g for g in again.problem.roles.values() if g is not m)
+    assert guide is not next(g for g in other.problem.roles.values() if g is not m)
+    np.testing.assert_array_equal(first.values, again.values)  # same seed, same fit
+    assert again.info["setup_s"] >= 0.0
