@@ -3,8 +3,10 @@ density and against NumPyro's NUTS, in one process.
 
     python benchmarks/mcmc_bench.py [--quick | --smoke] [--out FILE] [--json FILE]
 
-Models: eight schools, non-centred (`examples/eight_schools.ppl`, 10 parameters), and Bayesian
-logistic regression (`models/logreg.ppl`, N = 5000 simulated observations of D = 20 features).
+Models: eight schools, non-centred (`examples/eight_schools.ppl`, 10 parameters), a non-centred
+hierarchical regression (`models/hier.ppl`, N = 2000 simulated observations in J = 50 groups) and
+Bayesian logistic regression (`models/logreg.ppl`, N = 5000 simulated observations of D = 20
+features).
 All three run the same algorithm: NUTS with Stan's window adaptation (diagonal mass matrix, target
 acceptance 0.8, maximum tree depth 10), 4 chains vectorized with `vmap`, W warmup steps and N
 draws per chain. For each sampler and model it reports
@@ -28,6 +30,7 @@ keeping the rest of the file.
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 import sys
@@ -56,10 +59,12 @@ class Mode:
     reps: int
     n: int  # logistic regression observations
     d: int  # and features
+    hier_n: int = 2000  # hierarchical regression observations
+    hier_j: int = 50  # and groups
 
 
 MODES = {"full": Mode(4, 1000, 1000, 5, 5000, 20), "quick": Mode(4, 500, 500, 2, 5000, 20),
-         "smoke": Mode(2, 60, 60, 1, 200, 3)}
+         "smoke": Mode(2, 60, 60, 1, 200, 3, 100, 5)}
 
 
 @dataclass
@@ -77,12 +82,6 @@ class Row:
 # ---------------------------------------------------------------- the models, three times over
 
 
-def eight_schools_data() -> dict:
-    import pplang as pp
-
-    return pp.load_data(str(ROOT / "examples" / "eight_schools.data.json"))
-
-
 def logreg_data(n: int, d: int, seed: int = 0) -> dict:
     """Features, and labels from weights drawn from the prior (as vi_bench.py simulates them)."""
     rng = np.random.default_rng(seed)
@@ -90,6 +89,15 @@ def logreg_data(n: int, d: int, seed: int = 0) -> dict:
     w = rng.normal(size=d)
     y = rng.random(n) < 1.0 / (1.0 + np.exp(-(x @ w + 0.5)))
     return {"N": n, "D": d, "X": x, "y": y.astype(np.int32)}
+
+
+def hier_data(n: int, j: int, seed: int = 0) -> dict:
+    """Observations of J groups (group g[i] of observation i), simulated from the model with mu = 1,
+    tau = 0.5, sigma = 1 (as hier_bench.py does)."""
+    rng = np.random.default_rng(seed)
+    g = rng.integers(0, j, n)
+    eta = rng.normal(size=j)
+    return {"N": n, "J": j, "g": g.astype(np.int32), "y": (1.0 + 0.5 * eta[g] + rng.normal(size=n)).astype(np.float32)}
 
 
 def eight_schools_density(data: dict) -> Callable:
@@ -119,32 +127,101 @@ def logreg_density(data: dict) -> Callable:
     return log_density
 
 
-def numpyro_model(name: str, data: dict) -> Callable:
-    """The model in NumPyro; the sizes are Python ints (plates need them static), the arrays arguments."""
+def hier_density(data: dict) -> Callable:
+    """The hierarchical regression's log joint over (mu, log tau, log sigma, eta): half-normal(5)
+    densities of tau and sigma with their log-Jacobians."""
+    g, y = jnp.asarray(data["g"]), jnp.asarray(data["y"])
+    norm = jax.scipy.stats.norm
+    half = math.log(2.0)
+
+    def log_density(p: dict) -> jax.Array:
+        tau, sigma = jnp.exp(p["log_tau"]), jnp.exp(p["log_sigma"])
+        lp = norm.logpdf(p["mu"], 0.0, 5.0) + half + norm.logpdf(tau, 0.0, 5.0) + p["log_tau"]
+        lp += half + norm.logpdf(sigma, 0.0, 5.0) + p["log_sigma"] + jnp.sum(norm.logpdf(p["eta"]))
+        return lp + jnp.sum(norm.logpdf(y, p["mu"] + tau * p["eta"][g], sigma))
+
+    return log_density
+
+
+def eight_schools_numpyro(data: dict) -> Callable:
     import numpyro
     import numpyro.distributions as dist
 
-    if name == "eight_schools":
-        def model(sigma: jax.Array, y: jax.Array) -> None:
-            mu = numpyro.sample("mu", dist.Normal(0.0, 5.0))
-            tau = numpyro.sample("tau", dist.HalfCauchy(5.0))
-            with numpyro.plate("J", int(data["J"])):
-                theta_tilde = numpyro.sample("theta_tilde", dist.Normal(0.0, 1.0))
-                numpyro.sample("y", dist.Normal(mu + tau * theta_tilde, sigma), obs=y)
-    else:
-        def model(X: jax.Array, y: jax.Array) -> None:
-            b = numpyro.sample("b", dist.Normal(0.0, 5.0))
-            with numpyro.plate("D", int(data["D"])):
-                w = numpyro.sample("w", dist.Normal(0.0, 1.0))
-            with numpyro.plate("N", int(data["N"])):
-                numpyro.sample("y", dist.Bernoulli(logits=X @ w + b), obs=y)
+    def model(sigma: jax.Array, y: jax.Array) -> None:
+        mu = numpyro.sample("mu", dist.Normal(0.0, 5.0))
+        tau = numpyro.sample("tau", dist.HalfCauchy(5.0))
+        with numpyro.plate("J", int(data["J"])):
+            theta_tilde = numpyro.sample("theta_tilde", dist.Normal(0.0, 1.0))
+            numpyro.sample("y", dist.Normal(mu + tau * theta_tilde, sigma), obs=y)
+
     return model
 
 
-def initial(name: str, data: dict) -> dict:
-    d = data.get("D", 0)
-    return ({"mu": jnp.float32(0.0), "log_tau": jnp.float32(0.0), "theta_tilde": jnp.zeros(8)} if name ==
-            "eight_schools" else {"b": jnp.float32(0.0), "w": jnp.zeros(d)})
+def logreg_numpyro(data: dict) -> Callable:
+    import numpyro
+    import numpyro.distributions as dist
+
+    def model(X: jax.Array, y: jax.Array) -> None:
+        b = numpyro.sample("b", dist.Normal(0.0, 5.0))
+        with numpyro.plate("D", int(data["D"])):
+            w = numpyro.sample("w", dist.Normal(0.0, 1.0))
+        with numpyro.plate("N", int(data["N"])):
+            numpyro.sample("y", dist.Bernoulli(logits=X @ w + b), obs=y)
+
+    return model
+
+
+def hier_numpyro(data: dict) -> Callable:
+    import numpyro
+    import numpyro.distributions as dist
+
+    def model(g: jax.Array, y: jax.Array) -> None:
+        mu = numpyro.sample("mu", dist.Normal(0.0, 5.0))
+        tau = numpyro.sample("tau", dist.HalfNormal(5.0))
+        sigma = numpyro.sample("sigma", dist.HalfNormal(5.0))
+        with numpyro.plate("J", int(data["J"])):
+            eta = numpyro.sample("eta", dist.Normal(0.0, 1.0))
+        with numpyro.plate("N", int(data["N"])):
+            numpyro.sample("y", dist.Normal(mu + tau * eta[g], sigma), obs=y)
+
+    return model
+
+
+@dataclass(frozen=True)
+class Bench:
+    """One model three ways: its pplang file, its data, the hand-written log density in unconstrained
+    coordinates with the start point's shapes, its NumPyro twin and that twin's array arguments, and
+    which unconstrained coordinates are logs of positive choices (mapped back for the ESS)."""
+
+    path: Path
+    model: str
+    data: Callable[[Mode], dict]
+    density: Callable[[dict], Callable]
+    start: Callable[[dict], dict]
+    numpyro: Callable[[dict], Callable]
+    numpyro_args: Callable[[dict], dict]
+    logs: tuple[str, ...] = ()
+
+
+BENCHES = {
+    "eight_schools": Bench(
+        ROOT / "examples" / "eight_schools.ppl", "eight_schools",
+        lambda mode: json.loads((ROOT / "examples" / "eight_schools.data.json").read_text()),
+        eight_schools_density,
+        lambda d: {"mu": jnp.float32(0.0), "log_tau": jnp.float32(0.0), "theta_tilde": jnp.zeros(8)},
+        eight_schools_numpyro,
+        lambda d: {"sigma": jnp.asarray(d["sigma"], jnp.float32), "y": jnp.asarray(d["y"], jnp.float32)},
+        ("tau",)),
+    "hier": Bench(
+        HERE / "models" / "hier.ppl", "hier", lambda mode: hier_data(mode.hier_n, mode.hier_j), hier_density,
+        lambda d: {"mu": jnp.float32(0.0), "log_tau": jnp.float32(0.0), "log_sigma": jnp.float32(0.0),
+                   "eta": jnp.zeros(d["J"])},
+        hier_numpyro, lambda d: {"g": jnp.asarray(d["g"]), "y": jnp.asarray(d["y"])}, ("tau", "sigma")),
+    "logreg": Bench(
+        HERE / "models" / "logreg.ppl", "logreg", lambda mode: logreg_data(mode.n, mode.d), logreg_density,
+        lambda d: {"b": jnp.float32(0.0), "w": jnp.zeros(d["D"])},
+        logreg_numpyro, lambda d: {"X": jnp.asarray(d["X"]), "y": jnp.asarray(d["y"])}),
+}
 
 
 # ---------------------------------------------------------------- one run of each sampler
@@ -161,12 +238,11 @@ def min_ess(draws: dict) -> float:
     return float(min(np.min(ess[v].values) for v in ess.data_vars))
 
 
-def make_pplang(name: str, data: dict, mode: Mode) -> Callable[[int], tuple[dict, float]]:
+def make_pplang(bench: Bench, data: dict, mode: Mode) -> Callable[[int], tuple[dict, float]]:
     import pplang as pp
     from pplang.inference.mcmc import sample
 
-    path = ROOT / "examples" / "eight_schools.ppl" if name == "eight_schools" else HERE / "models" / "logreg.ppl"
-    model = pp.load(str(path))[name if name == "eight_schools" else "logreg"]
+    model = pp.load(str(bench.path))[bench.model]
 
     def run(seed: int) -> tuple[dict, float]:
         res = sample(model, data, chains=mode.chains, warmup=mode.warmup, draws=mode.draws, seed=seed,
@@ -176,11 +252,11 @@ def make_pplang(name: str, data: dict, mode: Mode) -> Callable[[int], tuple[dict
     return run
 
 
-def make_blackjax(name: str, data: dict, mode: Mode) -> Callable[[int], tuple[dict, float]]:
+def make_blackjax(bench: Bench, data: dict, mode: Mode) -> Callable[[int], tuple[dict, float]]:
     import blackjax
 
-    log_density = eight_schools_density(data) if name == "eight_schools" else logreg_density(data)
-    start = initial(name, data)
+    log_density = bench.density(data)
+    start = bench.start(data)
 
     def chain(key: jax.Array) -> tuple[dict, jax.Array]:
         k_init, k_warm, k_draw = jax.random.split(key, 3)
@@ -200,19 +276,18 @@ def make_blackjax(name: str, data: dict, mode: Mode) -> Callable[[int], tuple[di
 
     def run(seed: int) -> tuple[dict, float]:
         positions, steps = jax.block_until_ready(run_all(jax.random.key(seed)))
-        if name == "eight_schools":
-            positions = {**positions, "tau": jnp.exp(positions.pop("log_tau"))}
+        for name in bench.logs:
+            positions = {**positions, name: jnp.exp(positions.pop(f"log_{name}"))}
         return positions, float(steps.sum())
 
     return run
 
 
-def make_numpyro(name: str, data: dict, mode: Mode) -> Callable[[int], tuple[dict, float]]:
+def make_numpyro(bench: Bench, data: dict, mode: Mode) -> Callable[[int], tuple[dict, float]]:
     from numpyro.infer import MCMC, NUTS
 
-    model = numpyro_model(name, data)
-    args = ({"sigma": jnp.asarray(data["sigma"], jnp.float32), "y": jnp.asarray(data["y"], jnp.float32)}
-            if name == "eight_schools" else {"X": jnp.asarray(data["X"]), "y": jnp.asarray(data["y"])})
+    model = bench.numpyro(data)
+    args = bench.numpyro_args(data)
     mcmc = MCMC(NUTS(model, target_accept_prob=0.8, max_tree_depth=10), num_warmup=mode.warmup,
                 num_samples=mode.draws, num_chains=mode.chains, chain_method="vectorized", progress_bar=False,
                 jit_model_args=True)
@@ -232,8 +307,9 @@ MAKERS = {"pplang": make_pplang, "blackjax": make_blackjax, "numpyro": make_nump
 
 def run_model(name: str, mode: Mode, log: Callable[[str], None]) -> list[Row]:
     """First (compiling) run of each sampler, then `reps` interleaved warm runs with fresh seeds."""
-    data = eight_schools_data() if name == "eight_schools" else logreg_data(mode.n, mode.d)
-    runs = {s: MAKERS[s](name, data, mode) for s in SAMPLERS}
+    bench = BENCHES[name]
+    data = bench.data(mode)
+    runs = {s: MAKERS[s](bench, data, mode) for s in SAMPLERS}
     first: dict[str, float] = {}
     for s in SAMPLERS:
         log(f"[{name}] {s}: first run (compiles)")
@@ -260,7 +336,8 @@ def run_model(name: str, mode: Mode, log: Callable[[str], None]) -> list[Row]:
 
 def report(rows: list[Row], mode_name: str, mode: Mode, elapsed: float, load: tuple[float, float]) -> str:
     lines = [HEADING, "", f"Mode {mode_name}: {mode.chains} chains, {mode.warmup} warmup steps and {mode.draws} draws "
-             f"per chain, {mode.reps} interleaved repetitions; logistic regression N = {mode.n}, D = {mode.d}. "
+             f"per chain, {mode.reps} interleaved repetitions; logistic regression N = {mode.n}, D = {mode.d}; "
+             f"hierarchical regression N = {mode.hier_n}, J = {mode.hier_j}. "
              f"JAX {jax.__version__} on {jax.devices()[0].platform}; {elapsed:.0f} s, load average "
              f"{load[0]:.1f} -> {load[1]:.1f}.", "",
              "| model | sampler | compile | warm run | leapfrog steps/s | min bulk ESS | min bulk ESS/s |",
@@ -276,7 +353,7 @@ def report(rows: list[Row], mode_name: str, mode: Mode, elapsed: float, load: tu
 def main(argv: list[str] | None = None) -> int:
     run = harness.command_line(__doc__, argv)
     mode = MODES[run.mode]
-    rows = [row for name in ("eight_schools", "logreg")
+    rows = [row for name in BENCHES
             for row in run_model(name, mode, log=lambda s: print(s, file=sys.stderr))]
     text = report(rows, run.mode, mode, *run.elapsed())
     return run.finish(HEADING, text, {"results": [asdict(r) for r in rows]})

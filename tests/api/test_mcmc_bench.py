@@ -18,7 +18,7 @@ def test_mcmc_benchmark_smoke_run(tmp_path: Path) -> None:
     text = out.read_text()
     assert text.startswith("# MCMC: pplang NUTS vs blackjax")
     rows = json.loads(raw.read_text())["results"]
-    assert {(r["model"], r["sampler"]) for r in rows} == {(m, s) for m in ("eight_schools", "logreg")
+    assert {(r["model"], r["sampler"]) for r in rows} == {(m, s) for m in ("eight_schools", "hier", "logreg")
                                                           for s in ("pplang", "blackjax", "numpyro")}
     for r in rows:
         assert r["warm_s"] > 0 and r["min_ess_bulk"] > 5 and r["leapfrog_per_s"] > 0, r
