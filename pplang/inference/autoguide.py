@@ -55,9 +55,10 @@ from pplang.compiler.diagnostics import did_you_mean, error
 from pplang.compiler.dims import eval_shape
 from pplang.compiler.names import py_name
 from pplang.data import Bound
+from pplang.inference.supports import SupportRecorder
 from pplang.models import Model
 from pplang.stdlib.constraints import CONSTRAINTS, Constraint
-from pplang.stdlib.distributions import Distribution, Flat, Restricted
+from pplang.stdlib.distributions import Distribution
 
 Array = Any
 
@@ -233,30 +234,13 @@ class Block:
         return self.stop - self.start
 
 
-class Recorder(rt.Context):
-    """A context that notes the support of each latent choice as the model draws it. Choices that
-    cannot be drawn (improper `flat()`, a declared support the distribution leaves) take the image
-    of unconstrained zeros: a point of their support."""
-
-    def __init__(self, given: Mapping[str, Any], hosts: Mapping[str, Any]):
-        super().__init__(given, None, hosts)
-        self.supports: dict[str, Constraint] = {}
-
-    def site(self, address: str, dist: Any, key: Any, score: rt.Score, given: Any | None) -> tuple[Any, rt.Score]:
-        if given is None:
-            self.supports[address] = dist.support
-            if isinstance(dist, Flat) or (isinstance(dist, Restricted) and not dist.inside):
-                return dist.support.forward(jnp.zeros(dist.support.unconstrained_shape(dist.shape()))), score
-        return super().site(address, dist, key, score, given)
-
-
-def _record(model: Model, bound: Bound) -> Callable[[Any], tuple[dict, Recorder]]:
+def _record(model: Model, bound: Bound) -> Callable[[Any], tuple[dict, SupportRecorder]]:
     """A function key -> (trace, recorder) running the model with the observations given."""
     order = [a for a, _ in model.fn.args]
     env = {**bound.static, **bound.arrays}
 
-    def run(key: Any) -> tuple[dict, Recorder]:
-        ctx = Recorder(bound.observed, model.hosts)
+    def run(key: Any) -> tuple[dict, SupportRecorder]:
+        ctx = SupportRecorder(bound.observed, model.hosts)
         try:
             _, tr, _ = model.impl(ctx, key, *[env[a] for a in order])
         except (TypeError, ValueError, IndexError, ZeroDivisionError) as e:
@@ -298,7 +282,7 @@ def _fixed_supports(model: Model, bound: Bound, latents: list[str]) -> dict[str,
 def _layout(model: Model, bound: Bound, init_loc: Mapping[str, Any] | None) -> tuple[list[Block], dict[str, Array]]:
     """The latent choices in program order, and the initial unconstrained loc of each."""
     run = _record(model, bound)
-    holder: list[Recorder] = []
+    holder: list[SupportRecorder] = []
 
     def draws(keys: Any) -> dict:
         def one(k: Any) -> dict:

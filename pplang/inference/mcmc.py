@@ -35,8 +35,8 @@ from pplang import runtime as rt
 from pplang.compiler.diagnostics import did_you_mean, error
 from pplang.data import Bound
 from pplang.inference.mcmc_result import SampleResult, run_impl
+from pplang.inference.supports import SupportRecorder
 from pplang.models import Model, as_key
-from pplang.stdlib.distributions import Flat
 
 METHODS = ("nuts", "hmc")
 MASS_MATRICES = ("diag", "dense")
@@ -62,31 +62,13 @@ class Site:
     stop: int
 
 
-class Recorder(rt.Context):
-    """A context noting the support of each latent choice as the model draws it (improper `flat()`
-    choices are drawn as zeros, as they cannot be sampled)."""
-
-    def __init__(self, given: Mapping[str, Any], hosts: Mapping[str, Any], latents: frozenset):
-        super().__init__(given, None, hosts)
-        self.latents = latents
-        self.supports: dict[str, Any] = {}
-
-    def site(self, address: str, dist: Any, key: Any, score: rt.Score, given: Any | None) -> tuple[Any, rt.Score]:
-        if address in self.latents:
-            self.supports[address] = dist.support
-            if given is None and isinstance(dist, Flat):
-                given = jnp.zeros(dist.shape())
-        return super().site(address, dist, key, score, given)
-
-
 def layout(model: Model, bound: Bound) -> list[Site]:
     """The latent choices in program order (a located error for a discrete one, which gradient-based
     samplers cannot move)."""
-    latents = frozenset(model.latent_addresses(bound))
-    holder: list[Recorder] = []
+    holder: list[SupportRecorder] = []
 
     def run(key: Any) -> dict:
-        ctx = Recorder(bound.observed, model.hosts, latents)
+        ctx = SupportRecorder(bound.observed, model.hosts)
         holder.append(ctx)
         return run_impl(model, bound, ctx, key, bound.arrays)[1]
 
@@ -138,7 +120,7 @@ def initial_points(model: Model, bound: Bound, sites: list[Site], init: Any, key
     latents = frozenset(s.address for s in sites)
 
     def coords(k: Any) -> tuple[dict, dict]:
-        ctx = Recorder({**bound.observed, **given}, model.hosts, latents)
+        ctx = SupportRecorder({**bound.observed, **given}, model.hosts, latents)
         trace = run_impl(model, bound, ctx, k, bound.arrays)[1]
         supports = {a: ctx.supports[a] for a in latents}
         return ({a: supports[a].inverse(jnp.asarray(trace[a], float)) for a in latents},

@@ -119,3 +119,17 @@ def test_automatic_guides_start_inside_a_support_they_cannot_draw_from() -> None
     b_hat = float(x @ y / (x @ x))
     assert abs(float(np.mean(res.draws["b"])) - b_hat) < 0.05
     assert float(np.min(res.draws["sigma"])) > 0
+
+
+def test_nuts_moves_choices_it_cannot_draw_in_their_supports_coordinates() -> None:
+    """Stan's `real<lower=0> sigma;` with no prior, sampled by NUTS: the posterior of a normal
+    mean with a flat prior is normal(mean(y), sigma / sqrt(N))."""
+    src = ("model loc(N: int):\n    m ~ flat()\n    sigma: positive ~ flat()\n"
+           "    for i in range(N):\n        y[i] ~ normal(m, sigma)\n")
+    model = pp.loads(src, file="loc.ppl")["loc"]
+    y = np.random.default_rng(1).normal(3.0, 0.5, size=200)
+    res = pp.sample(model, {"N": 200, "y": y}, warmup=300, draws=400, progress=False)
+    table = res.table()
+    assert float(np.min(res.draws["sigma"])) > 0
+    assert abs(table.loc["m", "mean"] - y.mean()) < 4 * table.loc["m", "mcse_mean"] + 1e-3
+    assert abs(table.loc["sigma", "mean"] - y.std()) < 0.1 * y.std()
