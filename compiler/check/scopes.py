@@ -9,7 +9,7 @@ from pplang.compiler import ir
 from pplang.compiler.diagnostics import did_you_mean
 from pplang.compiler.frontend import syntax as S
 from pplang.compiler.ir import Ty
-from pplang.compiler.names import address_var, py_name
+from pplang.compiler.names import RESERVED, address_var, py_name
 from pplang.stdlib import distributions as dists
 from pplang.stdlib.mathfns import FUNCTIONS
 
@@ -88,6 +88,11 @@ class Names:
             raise self.err(
                 f"names starting with `_` are reserved: `{name}`", span, hint="rename it without the leading underscore"
             )
+        if "__" in name or (name.endswith("_") and name[:-1] in RESERVED):
+            # generated code writes submodel addresses `u/a` as `u__a` and a name such as `lambda` as `lambda_`
+            raise self.err(f"`{name}` is reserved for generated code", span,
+                           hint="rename it without the double underscore" if "__" in name
+                           else f"name it `{name[:-1]}` (pplang renames it in generated code) or otherwise")
 
     def var_name(self, name: str, prefix: str) -> str:
         return address_var(prefix + name)

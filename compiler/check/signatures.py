@@ -257,8 +257,22 @@ class Signatures:
             if v.ty.shape is not None and len(v.ty.shape) != rank:
                 raise self.err(f"`{what}` of `{e.func}` must be a {'vector' if rank else 'number'}", expr_span(src),
                                found=str(v.ty), hint=f"{e.func}(f, y0: vector[K], t0: real, ts: vector[T], ...)")
+        y_ty = rhs.args[1][1]
+        for what, got in (("y0", y0.ty.shape), (f"the value `{head.id}` returns", rhs.returns.shape)):
+            if not same_shape(got, y_ty.shape):
+                raise self.err(f"{what} does not fit the state `{rhs.args[1][0]}` of `{head.id}`", e.span,
+                               expected=sh.show(y_ty.shape), found=sh.show(got),
+                               hint=f"`{head.id}` returns dy/dt, of the shape of y; y0 has that shape too")
         shape = None if y0.ty.shape is None or ts.ty.shape is None else (ts.ty.shape[0], y0.ty.shape[0])
         return ir.Call(e.func, (ir.Var(py_name(head.id), Ty("function", ())), *args), Ty("real", shape))
+
+
+def same_shape(a: ir.Shape, b: ir.Shape) -> bool:
+    """False only where the shapes surely differ: other ranks, or two different numbers (symbolic
+    sizes are checked with the data)."""
+    if a is None or b is None:
+        return True
+    return len(a) == len(b) and all(not (isinstance(x, int) and isinstance(y, int) and x != y) for x, y in zip(a, b))
 
 
 def dist_flag(sig: object, flag: str) -> bool:

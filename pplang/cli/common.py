@@ -141,8 +141,12 @@ def objective_of(module: Any, name: str, args: list[str]) -> Any:
 
 
 def pick_model(module: Any, name: str | None) -> Any:
-    if name is None:
-        models = [d.name for d in module.compiled.program.decls if d.kind == "model"]
+    if name is None:  # the first model that is not another's ODE right-hand side
+        from pplang.compiler.analysis import called_declarations
+        from pplang.compiler.names import py_name
+
+        called = {v for fn in module.compiled.functions.values() for v in called_declarations(fn)}
+        models = [d.name for d in module.compiled.program.decls if d.kind == "model" and py_name(d.name) not in called]
         if not models:
             raise error(f"{module.compiled.program.file} declares no model")
         name = models[0]

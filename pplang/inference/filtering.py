@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pplang import runtime as rt
+from pplang.compiler.analysis import called_declarations
 from pplang.compiler.diagnostics import did_you_mean, error
 from pplang.compiler.pipeline import exec_module
 from pplang.compiler.transforms.smc import Plan, SmcProgram, smc_module
@@ -50,6 +51,8 @@ def compiled(model: Model, sequential: bool = True) -> tuple[SmcProgram, dict[st
         return hit[1], hit[2]
     prog = smc_module(model.fn, model.fn.span.file, model.source, sequential)
     ns = exec_module(prog.code)
+    for var in called_declarations(model.fn):  # the right-hand sides of its ODEs, from the model's own module
+        ns[var] = model.impl.__globals__[var]
     _PROGRAMS[key] = (weakref.ref(model.fn), prog, ns)
     return prog, ns
 

@@ -16,6 +16,7 @@ compilation serves both; the last chunk is padded to the chunk length rather tha
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -387,7 +388,8 @@ def sample(model: Model, data: Mapping[str, Any] | None = None, *, method: str =
     if warmup:
         stages[:warmup] = np.asarray(adaptation_schedule(warmup), np.int32)
 
-    fingerprint = {"model": model.name, "method": method, "chains": chains, "warmup": warmup, "draws": draws,
+    fingerprint = {"model": model.name, "program": hashlib.sha256(model.source.encode()).hexdigest()[:16],
+                   "method": method, "chains": chains, "warmup": warmup, "draws": draws,
                    "thin": thin, "target_accept": float(target_accept), "max_tree_depth": int(max_tree_depth),
                    "mass_matrix": mass_matrix if isinstance(mass_matrix, str) else "array",
                    "num_integration_steps": int(num_integration_steps), "dim": dim, "chunk": length,

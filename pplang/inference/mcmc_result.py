@@ -192,10 +192,11 @@ class SampleResult:
         out: dict[str, Any] = {"max_rhat": float(np.nanmax(frame["r_hat"])),
                                "min_ess_bulk": float(np.nanmin(frame["ess_bulk"])),
                                "min_ess_tail": float(np.nanmin(frame["ess_tail"]))}
-        out["high_rhat"] = [str(k) for k, v in frame["r_hat"].items() if not v <= RHAT_LIMIT]
+        # NaN (a constant: a computed size, the fixed entries of a Cholesky factor) is no warning
+        out["high_rhat"] = [str(k) for k, v in frame["r_hat"].items() if v > RHAT_LIMIT]
         limit = ESS_PER_CHAIN * chains
-        out["low_ess_bulk"] = [str(k) for k, v in frame["ess_bulk"].items() if not v >= limit]
-        out["low_ess_tail"] = [str(k) for k, v in frame["ess_tail"].items() if not v >= limit]
+        out["low_ess_bulk"] = [str(k) for k, v in frame["ess_bulk"].items() if v < limit]
+        out["low_ess_tail"] = [str(k) for k, v in frame["ess_tail"].items() if v < limit]
         diverging = np.asarray(self.stats["diverging"], bool)
         out["divergences"] = int(diverging.sum())
         out["divergent_parameters"] = divergent_parameters(self.draws, diverging)

@@ -136,3 +136,25 @@ def test_an_amortized_posterior_keeps_them() -> None:
     asked = res.posterior(batch, num_samples=50, computed=["shifted"]).draws
     assert asked["shifted"].shape == (4, 50)
     np.testing.assert_allclose(asked["shifted"], asked["mu"] + 10.0, rtol=1e-6)
+
+
+@pytest.mark.parametrize(("name", "words"), [("lambda_", "name it `lambda`"), ("a__b", "double underscore")])
+def test_names_that_generated_code_uses_are_reserved(name: str, words: str) -> None:
+    """`lambda` is `lambda_` in generated code and a submodel's `u/a` is `u__a`: a user's own
+    `lambda_` or `a__b` would collide with them, so the checker refuses them."""
+    with pytest.raises(pp.PplError, match="reserved for generated code") as info:
+        pp.loads(f"model m():\n    mu ~ normal(0.0, 1.0)\n    {name} = mu + 1.0\n", file="r.ppl")["m"]
+    assert words in info.value.render()
+
+
+def test_a_constant_computed_value_raises_no_convergence_warning(tmp_path: Path) -> None:
+    m = pp.loads("model c(N: int):\n    mu ~ normal(0.0, 1.0)\n    twice = 2 * N\n", file="c.ppl")["c"]
+    res = pp.sample(m, {"N": 3}, chains=2, warmup=100, draws=100, progress=False)
+    assert np.all(res.draws["twice"] == 6)
+    d = res.diagnostics()
+    assert "twice" not in d["high_rhat"] + d["low_ess_bulk"] + d["low_ess_tail"]
+    # a checkpoint belongs to its program: the same call on an edited model is refused, not resumed
+    other = pp.loads("model c(N: int):\n    mu ~ normal(100.0, 1.0)\n    twice = 2 * N\n", file="c.ppl")["c"]
+    pp.sample(m, {"N": 3}, chains=2, warmup=50, draws=50, progress=False, checkpoint=str(tmp_path))
+    with pytest.raises(pp.PplError, match="written by another run .*program"):
+        pp.sample(other, {"N": 3}, chains=2, warmup=50, draws=50, progress=False, checkpoint=str(tmp_path))

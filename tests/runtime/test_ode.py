@@ -3,6 +3,8 @@ gradients through the solver against finite differences, and located errors."""
 
 from __future__ import annotations
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -116,3 +118,22 @@ def test_a_compiled_module_of_one_model_holds_its_right_hand_side(tmp_path) -> N
     assert main(["compile", str(src), "--model", "lv", "-o", str(out)]) == 0
     code = out.read_text()
     assert "def dz_dt(" in code and "def lv(" in code and "import pplang.compiler" not in code
+
+
+@pytest.mark.parametrize(("ret", "y0", "words"), [
+    ("-k * y[0]", "[1.0, 2.0]", "the value `decay` returns does not fit the state `y`"),
+    ("-k * y", "[1.0, 2.0, 3.0]", "y0 does not fit the state `y` of `decay`"),
+])
+def test_the_state_and_the_derivative_must_fit(ret: str, y0: str, words: str) -> None:
+    src = (f"model decay(t: real, y: vector[2], k: real):\n    return {ret}\n\n"
+           f"model m(T: int, ts: vector[T]):\n    k ~ lognormal(0.0, 1.0)\n    z = ode_rk45(decay, {y0}, 0.0, ts, k)\n")
+    with pytest.raises(pp.PplError, match=re.escape(words)):
+        pp.loads(src, file="o.ppl")["m"]
+
+
+def test_a_particle_filter_runs_a_model_that_solves_an_ode() -> None:
+    src = ("model m(T: int):\n    k ~ lognormal(0.0, 0.5)\n    x[0] ~ normal(1.0, 0.1)\n    for t in range(1, T):\n"
+           "        z = ode_rk45(decay, [x[t - 1]], 0.0, [1.0], k)\n        x[t] ~ normal(z[0, 0], 0.1)\n"
+           "        y[t] ~ normal(x[t], 0.2)\n\nmodel decay(t: real, y: vector[1], k: real):\n    return -k * y\n")
+    res = pp.smc(pp.loads(src, file="f.ppl")["m"], {"T": 4, "y": [0.0, 0.4, 0.2, 0.1]}, particles=200)
+    assert np.isfinite(res.log_marginal_likelihood)
