@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -65,6 +66,31 @@ class Bound:
                     h.update(f"{name}:{value.dtype}:{value.shape}".encode())
                     h.update(value.tobytes())
         return h.hexdigest()[:16]
+
+
+def fingerprint(data: Mapping[str, Any]) -> tuple | None:
+    """A key that is equal for equal data and cheap to compute, so repeated calls with the same data
+    reuse its binding: NumPy arrays and lists by a hash of their bytes, numbers and strings by value,
+    JAX arrays (immutable) by identity, which holds only while the caller keeps them alive (the
+    caches keyed by it hold the arrays). None when a value is none of these: nothing is cached."""
+    parts: list[Any] = [str(jnp.result_type(float))]  # float64 mode converts the same data differently
+    for name, value in sorted(data.items(), key=lambda kv: str(kv[0])):
+        if not isinstance(name, str):
+            return None
+        if isinstance(value, jax.Array):
+            parts.append((name, "jax", id(value)))
+        elif isinstance(value, (bool, int, float, str)) or value is None:
+            parts.append((name, type(value).__name__, value))
+        else:
+            try:
+                arr = np.ascontiguousarray(value)
+            except (ValueError, TypeError):
+                return None
+            if arr.dtype == object:
+                return None
+            digest = hashlib.blake2b(arr.reshape(-1).view(np.uint8), digest_size=16)
+            parts.append((name, arr.dtype.str, arr.shape, digest.hexdigest()))
+    return tuple(parts)
 
 
 def load_data(path: str) -> dict[str, Any]:

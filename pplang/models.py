@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +17,9 @@ from pplang import runtime as rt
 from pplang.compiler import ir
 from pplang.compiler.diagnostics import did_you_mean, error
 from pplang.compiler.frontend.syntax import Span
-from pplang.data import Bound, bind
+from pplang.data import Bound, bind, fingerprint
+
+BINDINGS_KEPT = 8  # bindings (and fitting problems) kept per model for repeated calls with the same data
 
 
 @dataclass
@@ -102,6 +105,8 @@ class Model:
     decls: list = field(default_factory=list)  # the declarations it was compiled from (for submodels)
     _jitted: dict[tuple, Callable] = field(default_factory=dict)
     _guides: dict[tuple, Any] = field(default_factory=dict)  # automatic guides built for it, by kind and data
+    _bound: OrderedDict = field(default_factory=OrderedDict)  # recent bindings, by data fingerprint
+    _prepared: OrderedDict = field(default_factory=OrderedDict)  # what recent fit and smc calls prepared, by data
     traces: int = 0  # how many times JAX traced this model (for tests of the cache)
 
     @property
@@ -122,8 +127,40 @@ class Model:
 
     def bind(self, data: Mapping[str, Any] | None = None, *, observations: bool = True,
              strict: bool = True, **kwargs: Any) -> Bound:
+        """The data checked and converted; the same data again returns the same `Bound` (a few
+        bindings are kept per model), so repeated calls pay nothing for binding."""
         merged = {**data, **kwargs} if isinstance(data, Mapping) else (kwargs if data is None else data)
-        return bind(self.fn, merged, self.source, observations=observations, strict=strict)
+        key = fingerprint(merged) if isinstance(merged, Mapping) else None
+        if key is None:
+            return bind(self.fn, merged, self.source, observations=observations, strict=strict)
+        key = (key, observations, strict)
+        if key in self._bound:
+            self._bound.move_to_end(key)
+            return self._bound[key][0]
+        bound = bind(self.fn, merged, self.source, observations=observations, strict=strict)
+        self._bound[key] = (bound, dict(merged))  # the data kept alive: JAX arrays are keyed by identity
+        if len(self._bound) > BINDINGS_KEPT:
+            self._bound.popitem(last=False)
+        return bound
+
+    def reuse(self, key: tuple | None, build: Callable[[], Any], keep: Any = None) -> Any:
+        """What `build()` returns, kept under `key` for later calls with equal arguments (the last
+        few per model): a fit's problem, a particle filter's bound inputs. `keep` holds the objects
+        whose `id` the key uses, so no other object takes their id while the entry lives. A key of
+        None, or one that cannot be hashed, builds afresh."""
+        try:
+            hit = key is not None and key in self._prepared
+        except TypeError:
+            return build()
+        if hit:
+            self._prepared.move_to_end(key)
+            return self._prepared[key][0]
+        value = build()
+        if key is not None:
+            self._prepared[key] = (value, keep)
+            if len(self._prepared) > BINDINGS_KEPT:
+                self._prepared.popitem(last=False)
+        return value
 
     # ------------------------------------------------------------ compiled runners
 

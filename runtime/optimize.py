@@ -168,7 +168,8 @@ def optimize(step: Step, params: Params, state: State, optimizer: optax.Gradient
              tol_window: int | None = None, patience: int = 10, checkpoint: str | Path | None = None,
              checkpoint_every: int = 1000, resume: bool = False, progress: bool = True,
              progress_unit: tuple[str, int] = ("step", 1),
-             describe_nan: Callable[[Params, Key, State], str] | None = None) -> OptimizeResult:
+             describe_nan: Callable[[Params, Key, State], str] | None = None,
+             cache: dict | None = None) -> OptimizeResult:
     """Maximize the objective whose estimate and ascent gradient `step(params, key, state)` returns.
 
     Runs until `steps` steps in all (counting steps loaded from a checkpoint), `chunk` at a time.
@@ -194,6 +195,9 @@ def optimize(step: Step, params: Params, state: State, optimizer: optax.Gradient
       expected structure, and `key` must be the one the checkpoint was written with.
     - Ctrl-C ends the fit after the last completed chunk, with status "interrupted".
     - progress_unit: (name, steps per unit) of the progress bar, e.g. ("epoch", steps per epoch).
+    - cache: a dict the caller keeps with `step` and `optimizer`: the runners compiled here are
+      stored in it, and a later call with the same step, optimizer, chunk and argument shapes runs
+      them without compiling again (the compile time it reports is then 0).
     """
     if on_nan not in ("stop", "skip"):
         raise ValueError(f"on_nan must be 'stop' or 'skip', not {on_nan!r}")
@@ -202,15 +206,19 @@ def optimize(step: Step, params: Params, state: State, optimizer: optax.Gradient
     window = tol_window if tol_window is not None else max(chunk, steps // 10)
     if resume and checkpoint is None:
         raise ValueError("resume=True needs a checkpoint folder")
-    params, state = strong(params), strong(state)
-    opt_state = strong(optimizer.init(params))
+    cache = {} if cache is None else cache
+    if "start" not in cache:  # one compiled call, not one dispatch per leaf of the optimizer state
+        cache["start"] = jax.jit(lambda p, s: (strong(p), strong(optimizer.init(p)), strong(s)))
+    params, opt_state, state = cache["start"](params, state)
     folder = None if checkpoint is None else Path(checkpoint)
     cur = Progress(params, opt_state, state, 0, (), 0, None, 0, "")
     if resume and folder is not None and (folder / CHECKPOINT_FILE).exists():
         cur = load_checkpoint(folder, cur, key)
-    runners = {"chunk": make_chunk_runner(step, optimizer, chunk),
-               "checked": make_checked_runner(step, optimizer, chunk)}
-    compiled: dict[str, Any] = {}
+    if ("runners", chunk) not in cache:
+        cache["runners", chunk] = {"chunk": make_chunk_runner(step, optimizer, chunk),
+                                   "checked": make_checked_runner(step, optimizer, chunk)}
+    runners = cache["runners", chunk]
+    compiled = cache.setdefault(("compiled", chunk, signature((params, opt_state, state, key))), {})
     compile_s = run_s = 0.0
     start_done = written = cur.done
     status, stop_at = "done", None
@@ -303,6 +311,12 @@ def optimize(step: Step, params: Params, state: State, optimizer: optax.Gradient
     message = report(status, cur, steps, stop_at, tol, window, patience)
     return OptimizeResult(cur.params, cur.opt_state, cur.state, values, cur.done, status, message, cur.skipped,
                           cur.first_bad, timings)
+
+
+def signature(tree: Any) -> tuple:
+    """The structure, shapes and dtypes of a tree: what a compiled runner's inputs must match."""
+    leaves, treedef = jax.tree.flatten(tree)
+    return treedef, tuple((np.shape(x), str(getattr(x, "dtype", type(x).__name__))) for x in leaves)
 
 
 def describe(describe_nan: Callable[[Params, Key, State], str], params: Params, key: Key, state: State) -> str:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import weakref
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import jax
@@ -30,6 +30,7 @@ from pplang.compiler.analysis import called_declarations
 from pplang.compiler.diagnostics import did_you_mean, error
 from pplang.compiler.pipeline import exec_module
 from pplang.compiler.transforms.smc import Plan, SmcProgram, smc_module
+from pplang.data import fingerprint
 from pplang.inference.filtering_result import SMCResult
 from pplang.models import Model, as_key
 from pplang.runtime import smc as rs
@@ -97,6 +98,7 @@ class Engine:
         self.start = jax.jit(self.start_impl)
         self.chunk = jax.jit(self.chunk_impl)
         self.one = jax.jit(self.one_impl)
+        self.whole = jax.jit(self.whole_impl)
 
     # one particle ------------------------------------------------------------
 
@@ -155,6 +157,12 @@ class Engine:
     def chunk_impl(self, carry: rs.Carry, key: Any, xs: tuple, arrays: dict, params: dict) -> tuple:
         return rs.run(self.propagate(arrays, params), self.opts, self.place, key, carry, xs)
 
+    def whole_impl(self, key: Any, arrays: dict, observed: dict, params: dict, first: tuple, xs: tuple) -> tuple:
+        """Step 0 and every later step in one call: a run without a progress bar dispatches once."""
+        carry, rec0 = self.start_impl(key, arrays, observed, params, first)
+        carry, rec = self.chunk_impl(carry, key, xs, arrays, params)
+        return carry, rec0, rec
+
     def one_impl(self, carry: rs.Carry, key: Any, x: tuple, arrays: dict, params: dict) -> tuple:
         carry, rec = rs.advance(self.propagate(arrays, params), self.opts, self.place, key, carry, x)
         return carry, jax.tree.map(lambda v: v[None], rec)
@@ -194,20 +202,26 @@ class Inputs:
     stop: int
     rows: dict[str, Any]  # address -> (K, ...) this address's observation at each step
     offsets: dict[str, int]  # loop address -> c of its write index t + c
+    made: dict[tuple, Any] = field(default_factory=dict)  # xs and first, built once per run's inputs
 
     @property
     def steps(self) -> int:
         return self.stop - self.start
 
     def xs(self, lo: int, hi: int) -> tuple:
-        ks = jnp.arange(lo + 1, hi + 1, dtype=jnp.int32)
-        ts = jnp.arange(self.start + lo, self.start + hi, dtype=jnp.int32)
-        return ks, (ts, {a: r[lo:hi] for a, r in self.rows.items()})
+        """What the scan over steps lo .. hi-1 reads: step numbers, times and observations."""
+        if (lo, hi) not in self.made:
+            ks = jnp.arange(lo + 1, hi + 1, dtype=jnp.int32)
+            ts = jnp.arange(self.start + lo, self.start + hi, dtype=jnp.int32)
+            self.made[lo, hi] = ks, (ts, {a: r[lo:hi] for a, r in self.rows.items()})
+        return self.made[lo, hi]
 
     def first(self) -> tuple | None:
         if self.steps == 0:
             return None
-        return jnp.asarray(self.start, jnp.int32), {a: r[0] for a, r in self.rows.items()}
+        if "first" not in self.made:
+            self.made["first"] = jnp.asarray(self.start, jnp.int32), {a: r[0] for a, r in self.rows.items()}
+        return self.made["first"]
 
 
 def check_options(particles: Any, resample: Any, ess_threshold: Any, anneal: Any, history: bool = True) -> rs.Options:
@@ -340,12 +354,27 @@ def smc(model: Model, data: Mapping[str, Any] | None = None, *, particles: int =
     scan then runs in chunks).
     """
     opts = check_options(particles, resample, ess_threshold, anneal, history)
-    eng, inputs, ps = prepare(model, data, data_kwargs, particles, proposal, opts, params, proposal_params, devices)
+    merged = {**data, **data_kwargs} if isinstance(data, Mapping) else (dict(data_kwargs) if data is None else data)
+    prints = [fingerprint(x) if isinstance(x, Mapping) else None for x in (merged, params or {}, proposal_params or {})]
+    key = None if None in prints or not isinstance(model, Model) else (
+        "smc", *prints, int(particles), id(proposal), opts,
+        devices if devices is None or isinstance(devices, int) else tuple(devices))
+
+
+    def build() -> tuple[Engine, Inputs, dict]:
+        return prepare(model, merged, {}, particles, proposal, opts, params, proposal_params, devices)
+
+    # a repeated call with the same data, settings and parameters binds nothing again
+    eng, inputs, ps = build() if key is None else model.reuse(key, build, keep=(proposal, merged, dict(params or {}),
+                                                                                 dict(proposal_params or {})))
     key = as_key(seed)
     try:
+        k = inputs.steps
+        if not progress and k > 0:
+            carry, first, rec = eng.whole(key, inputs.arrays, inputs.observed, ps, inputs.first(), inputs.xs(0, k))
+            return SMCResult(eng, inputs, key, ps, carry, first, (rec,))
         carry, first = eng.start(key, inputs.arrays, inputs.observed, ps, inputs.first())
         chunks = []
-        k = inputs.steps
         size = k if not progress else max(1, math.ceil(k / 20))
         bar = progress_bar(k, f"smc {model.name}", progress)
         for lo in range(0, k, max(size, 1)):

@@ -365,8 +365,8 @@ def sample(model: Model, data: Mapping[str, Any] | None = None, *, method: str =
     if not 0.0 < float(target_accept) < 1.0:
         raise error(f"target_accept must be between 0 and 1, got {target_accept!r}", hint="for example 0.8 (or "
                     "0.95 to remove divergences)")
-    bound = model.bind(data)
-    sites = layout(model, bound)
+    bound = model.bind(data)  # the same data again: the same Bound, and its layout is reused
+    sites = model.reuse(("layout", id(bound)), lambda: layout(model, bound), keep=bound)
     dim = sites[-1].stop
     diagonal, metric = checked_metric(mass_matrix, dim, sites)
     params = dict(params or {})

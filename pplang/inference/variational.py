@@ -23,7 +23,7 @@ import optax
 from pplang import runtime as rt
 from pplang.compiler.diagnostics import PplError, did_you_mean, error
 from pplang.compiler.transforms import adev as adev_compiler
-from pplang.data import bind
+from pplang.data import bind, fingerprint
 from pplang.embed import Objective, loads
 from pplang.inference.importance import importance_sampling
 from pplang.models import Model, as_key, nan_origin
@@ -110,6 +110,8 @@ class Problem:
     estimate: Callable
     baseline: Any = None
     bound: dict[str, Any] = field(default_factory=dict)
+    collectors: dict[str, Callable] = field(default_factory=dict)  # jitted initializers by role, "constrain"
+    loops: dict[tuple, dict] = field(default_factory=dict)  # compiled optimization loops, by optimizer and settings
 
     @classmethod
     def build(cls, model: Model, guide: Model, objective: Any, data: Mapping[str, Any] | None,
@@ -158,29 +160,37 @@ class Problem:
             if not m.fn.params and not m.fn.networks:
                 out[role] = {}
                 continue
-            prog = self.runner.programs[role]
-            given = self.trace_arguments(role, key)
-
-            def collect(k: Any, prog: adev.Program = prog, given: dict = given) -> dict:
-                found: dict = {}
-                ctx = rt.Context(prog.observed, {}, prog.hosts, collect=found)
-                prog.impl(ctx, k, *prog.arguments(given))
-                return found
-
-            out[role] = {a: jnp.asarray(v) for a, v in jax.jit(collect)(key).items()}
+            found = self.collector(role)(key, self.trace_arguments(role, key))
+            out[role] = {a: jnp.asarray(v) for a, v in found.items()}
         if self.objective.fn.params:
-            found: dict = {}
-
-            def collect_obj(k: Any) -> dict:
-                ctx = adev.ObjectiveContext(self.runner.programs, out, self.runner.hosts, self.runner.strategies, {},
-                                            collect=found)
-                self.runner.impl(ctx, k, *self.runner.args)
-                return dict(found)
-
-            out["_objective"] = jax.jit(collect_obj)(key)
+            out["_objective"] = self.collector("_objective")(key, out)
         if self.baseline == "learned":
             out["_baselines"] = {k: jnp.zeros(()) for k in self.plan.baseline_keys()}
         return out
+
+    def collector(self, role: str) -> Callable:
+        """A jitted `(key, given) -> initial parameters` of one program (`given`: values its arguments
+        take from other programs' traces), or of the objective ("_objective"; `given`: the programs'
+        parameters). Built once per problem, so a repeated fit does not trace it again."""
+        if role in self.collectors:
+            return self.collectors[role]
+        if role == "_objective":
+            def collect(k: Any, params: dict) -> dict:
+                found: dict = {}
+                ctx = adev.ObjectiveContext(self.runner.programs, params, self.runner.hosts, self.runner.strategies,
+                                            {}, collect=found)
+                self.runner.impl(ctx, k, *self.runner.args)
+                return dict(found)
+        else:
+            prog = self.runner.programs[role]
+
+            def collect(k: Any, given: dict) -> dict:
+                found: dict = {}
+                prog.impl(rt.Context(prog.observed, {}, prog.hosts, collect=found), k, *prog.arguments(given))
+                return found
+
+        self.collectors[role] = jax.jit(collect)
+        return self.collectors[role]
 
     def trace_arguments(self, role: str, key: Any) -> dict[str, Any]:
         """Values for a program's arguments that come from another program's traces (a reverse
@@ -365,6 +375,34 @@ def make_guide(model: Model, guide: Any, data: Mapping[str, Any]) -> Model:
                 hint="for example guide='mean_field', or a guide from pp.load(...)")
 
 
+def problem_for(model: Model, guide: Model, objective: Any, data: Mapping[str, Any],
+                programs: Mapping[str, Model] | None, strategies: Mapping[str, str] | None,
+                baseline: Any) -> Problem:
+    """The problem of these programs, objective and data: built on the first fit and reused by later
+    fits with equal arguments, together with the loops they compiled (`Problem.loops`)."""
+    fp = fingerprint(data)
+    if isinstance(objective, str):
+        obj_key: Any = objective
+    elif isinstance(objective, tuple) and len(objective) == 2 and isinstance(objective[1], Mapping):
+        obj_key = (objective[0], tuple(sorted(objective[1].items())))
+    else:
+        obj_key = ("object", id(objective))
+    key = None if fp is None else ("fit", id(guide), obj_key, fp,
+                                   tuple(sorted((r, id(m)) for r, m in (programs or {}).items())),
+                                   tuple(sorted((strategies or {}).items())), baseline)
+    return model.reuse(key, lambda: Problem.build(model, guide, objective, data, programs, strategies, baseline),
+                       keep=(guide, objective, dict(programs or {}), dict(data)))
+
+
+def optimizer_key(optimizer: Any, learning_rate: Any, steps: int, lr_schedule: str, lr_end: float | None,
+                  fixed: Mapping | None) -> tuple:
+    """What the optimizer `make_optimizer` builds from these arguments depends on: equal keys, the
+    same updates, so a compiled loop serves both. An optax optimizer or schedule counts by identity."""
+    opt = ("object", id(optimizer)) if isinstance(optimizer, optax.GradientTransformation) else optimizer
+    rate = ("object", id(learning_rate)) if callable(learning_rate) else learning_rate
+    return opt, rate, lr_schedule, lr_end, None if lr_schedule == "constant" else steps, tuple(sorted(fixed or {}))
+
+
 def learning_rate_schedule(kind: str, learning_rate: float, steps: int, end: float | None = None) -> Any:
     """The learning rate over `steps` steps: `learning_rate` throughout ("constant"), or from it (the
     peak, after a linear warmup over the first tenth for "warmup_cosine") down to `end` (default a
@@ -421,14 +459,25 @@ def nan_message(out: OptimizeResult) -> str:
     return out.message + (f"\n{hint}" if hint else "")
 
 
-def constrained(m: Model, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
+def constrained(m: Model, params: Mapping[str, Any]) -> dict[str, Any]:
     """Parameter values mapped to their constraints (network weights are unconstrained)."""
     out = {}
     for a, v in params.items():
         p = m.params.get(a)
         c = "real" if p is None else {"vector": "real", "matrix": "real"}.get(p.constraint, p.constraint)
-        out[a] = np.asarray(CONSTRAINTS[c].forward(v))
+        out[a] = CONSTRAINTS[c].forward(v)
     return out
+
+
+def named_params(problem: Problem, params: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, np.ndarray]]:
+    """The fitted parameters by program name, constrained (objective and baseline entries as they
+    are), mapped in one compiled call per problem."""
+    if "constrain" not in problem.collectors:
+        def constrain(params: Mapping) -> dict:
+            return {problem.roles[r].name if r in problem.roles else r:
+                    constrained(problem.roles[r], p) if r in problem.roles else dict(p) for r, p in params.items()}
+        problem.collectors["constrain"] = jax.jit(constrain)
+    return jax.tree.map(np.asarray, problem.collectors["constrain"](params))
 
 
 def fit(model: Model, guide: Any = "mean_field", objective: Any = "elbo", data: Mapping[str, Any] | None = None, *,
@@ -468,18 +517,25 @@ def fit(model: Model, guide: Any = "mean_field", objective: Any = "elbo", data: 
     data = {**dict(data or {}), **data_kwargs}
     model.bind(data)  # data errors first, located at the model
     q = make_guide(model, guide, data)
-    problem = Problem.build(model, q, objective, data, programs, strategies, baseline)
+    problem = problem_for(model, q, objective, data, programs, strategies, baseline)
     params = problem.init_params(seed)
     opt = make_optimizer(optimizer, learning_rate, steps, lr_schedule, lr_end)
     if fixed:
         params, opt = hold(problem, params, opt, fixed)
+    # a repeated fit (same problem, optimizer settings, particles and chunk) runs the loop it compiled
+    loop_key = (optimizer_key(optimizer, learning_rate, steps, lr_schedule, lr_end, fixed), particles,
+                min(chunk, steps))
+    if loop_key not in problem.loops:
+        problem.loops[loop_key] = {"step": problem.step(particles), "optimizer": opt,
+                                   "keep": (optimizer, learning_rate)}  # ids in the key stay valid
+    loop = problem.loops[loop_key]
     t0 = time.perf_counter()
     try:
-        out = optimize(problem.step(particles), params, problem.init_state(), opt, steps=steps,
+        out = optimize(loop["step"], params, problem.init_state(), loop["optimizer"], steps=steps,
                        key=jax.random.key(seed), chunk=min(chunk, steps), on_nan=on_nan, tol=tol, tol_window=tol_window,
                        patience=patience,
                        checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume, progress=progress,
-                       describe_nan=problem.describe_nan)
+                       describe_nan=problem.describe_nan, cache=loop)
     except CheckpointError as e:
         raise error(f"cannot resume: {e}", hint="resume with the same model, guide, objective, optimizer and seed, "
                     "or start afresh without resume") from None
@@ -494,8 +550,7 @@ def fit(model: Model, guide: Any = "mean_field", objective: Any = "elbo", data: 
         draws = {a: np.asarray(v) for a, v in tr.values.items() if a in model.sites}
         draws = model.with_computed(draws, data, computed, out.params.get(model_role(problem, model), {}))
     result = FitResult(
-        {problem.roles[r].name if r in problem.roles else r: constrained(problem.roles[r], p) if r in problem.roles
-         else {k: np.asarray(v) for k, v in p.items()} for r, p in out.params.items()},
+        named_params(problem, out.params),
         np.asarray(out.values), draws,
         {"model": model.name, "guide": q.name, "objective": problem.objective.name, "steps": out.steps,
          "status": out.status, "message": nan_message(out), "particles": particles, "seed": seed,

@@ -108,3 +108,81 @@ def test_loading_the_same_program_twice_reuses_generated_functions(tmp_path: Pat
     data = {"N": 2, "x": [1.0, 2.0]}
     values = {"a": 0.3, "y": [0.1, 0.2]}
     assert float(changed.log_density(values, data)) != float(first.log_density(values, data))
+
+
+# ---------------------------------------------------------------- repeated API calls
+
+REGRESSION = """
+model reg(N: int, x: vector[N]):
+    a ~ normal(0.0, 1.0)
+    s ~ half_normal(1.0)
+    for i in range(N):
+        y[i] ~ normal(a * x[i], s)
+"""
+
+
+def regression_data() -> dict:
+    x = np.linspace(-1.0, 1.0, 8)
+    return {"N": 8, "x": x, "y": 0.5 * x + 0.1 * np.sin(7 * x)}
+
+
+def test_binding_the_same_data_again_reuses_it_and_changed_data_does_not() -> None:
+    m = pp.loads(REGRESSION)["reg"]
+    data = regression_data()
+    first = m.bind(data)
+    assert m.bind(dict(data)) is first  # equal data, another dict: the same binding
+    data["y"][0] += 1.0  # changed in place: not the same data any more
+    changed = m.bind(data)
+    assert changed is not first
+    assert float(changed.observed["y"][0]) == pytest.approx(float(first.observed["y"][0]) + 1.0)
+    import jax.numpy as jnp
+
+    x = jnp.asarray(data["x"])  # JAX arrays cannot change: kept by identity
+    assert m.bind({**data, "x": x}) is m.bind({**data, "x": x})
+
+
+def test_a_repeated_fit_compiles_nothing_and_gives_the_same_fit() -> None:
+    m = pp.loads(REGRESSION)["reg"]
+    data = regression_data()
+    first = pp.fit(m, "mean_field", "elbo", data, steps=200, progress=False, seed=3)
+    again = pp.fit(m, "mean_field", "elbo", regression_data(), steps=200, progress=False, seed=3)
+    assert first.info["timings"].compile_s > 0
+    assert again.info["timings"].compile_s == 0.0  # the compiled loop was reused
+    assert again.problem is first.problem
+    np.testing.assert_array_equal(first.values, again.values)
+    np.testing.assert_array_equal(first.draws["a"], again.draws["a"])
+    other_rate = pp.fit(m, "mean_field", "elbo", data, steps=200, progress=False, seed=3, learning_rate=0.05)
+    assert other_rate.info["timings"].compile_s > 0  # another optimizer: another loop
+    assert not np.array_equal(other_rate.values, first.values)
+    moved = regression_data()
+    moved["y"] = moved["y"] + 5.0
+    shifted = pp.fit(m, "mean_field", "elbo", moved, steps=200, progress=False, seed=3)
+    assert shifted.problem is not first.problem  # other data: fitted to that data, not the cached one
+    assert np.mean(shifted.draws["s"]) > np.mean(first.draws["s"]) + 1.0
+
+
+def test_a_repeated_particle_filter_binds_and_traces_nothing_again() -> None:
+    m = pp.loads("""
+model walk(T: int):
+    x[0] ~ normal(0.0, 1.0)
+    y[0] ~ normal(x[0], 1.0)
+    for t in range(1, T):
+        x[t] ~ normal(x[t - 1], 1.0)
+        y[t] ~ normal(x[t], 1.0)
+""")["walk"]
+    data = {"T": 5, "y": np.array([0.1, -0.2, 0.3, 0.0, 0.5])}
+    first = pp.smc(m, data, particles=64, seed=0)
+    traces = first.engine.traces
+    again = pp.smc(m, data, particles=64, seed=0)
+    assert again.engine is first.engine and again.engine.traces == traces
+    assert again.log_marginal_likelihood == first.log_marginal_likelihood
+    data["y"][-1] = 50.0  # a far observation in place: the evidence must drop
+    assert pp.smc(m, data, particles=64, seed=0).log_marginal_likelihood < first.log_marginal_likelihood - 100
+
+
+def test_a_repeated_sample_gives_the_same_draws() -> None:
+    m = pp.loads(REGRESSION)["reg"]
+    data = regression_data()
+    first = pp.sample(m, data, chains=2, warmup=50, draws=50, seed=1, progress=False)
+    again = pp.sample(m, data, chains=2, warmup=50, draws=50, seed=1, progress=False)
+    np.testing.assert_array_equal(first.draws["a"], again.draws["a"])
