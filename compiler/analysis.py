@@ -52,6 +52,9 @@ def sub_exprs(e: object) -> Iterator[ir.Expr]:
         yield from sub_exprs(e.args)
     elif isinstance(e, ir.LogDensity):
         yield from sub_exprs(e.trace)
+    elif isinstance(e, ir.DistLogProb):
+        yield from sub_exprs(e.dist)
+        yield from sub_exprs(e.value)
     elif isinstance(e, ir.Dist):
         for a in e.args:
             yield from sub_exprs(a)

@@ -557,6 +557,8 @@ class CodeGen:
             return f"jnp.shape({self.ex(e.value, lv)})[{e.axis}]"
         if isinstance(e, ir.LogDensity):
             return f"_ctx.log_density({e.program!r}, {self.ex(e.trace, lv)}, {self.call_id(e, lv)})"
+        if isinstance(e, ir.DistLogProb):
+            return f"jnp.sum({self.dist(e.dist, lv)}.log_prob({self.ex(e.value, lv)}))"
         raise AssertionError(f"cannot generate {type(e).__name__}")
 
     def op(self, e: ir.Op, lv: Level) -> str:

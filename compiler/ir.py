@@ -155,9 +155,6 @@ class LogDensity:
     ty: Ty
 
 
-Expr = Const | Var | Op | Call | HostCall | Index | Vec | Select | Shape_ | Simulate | LogDensity
-
-
 @dataclass(frozen=True)
 class Dist:
     """A distribution expression: `name(args, kwargs)` from `pplang.stdlib.distributions`."""
@@ -167,6 +164,19 @@ class Dist:
     kwargs: tuple[tuple[str, Expr], ...]
     value_ty: Ty
     support: str | None = None  # a support declared with the choice (`x: positive ~ ...`): its density there
+
+
+@dataclass(frozen=True)
+class DistLogProb:
+    """`normal_lpdf(y, mu, sigma)`: the log density of `value` under `dist`, summed over its
+    elements (Stan's `_lpdf` / `_lpmf` functions), for mixtures and custom factors."""
+
+    dist: Dist
+    value: Expr
+    ty: Ty
+
+
+Expr = Const | Var | Op | Call | HostCall | Index | Vec | Select | Shape_ | Simulate | LogDensity | DistLogProb
 
 
 # ---------------------------------------------------------------- statements

@@ -30,6 +30,8 @@ def expr(e: object) -> str:
         return f"{expr(e.value)}.shape[{e.axis}]"
     if isinstance(e, ir.Dist):
         return f"{e.name}({arguments(e.args, e.kwargs)})"
+    if isinstance(e, ir.DistLogProb):
+        return f"log_prob({expr(e.dist)}, {expr(e.value)})"
     return repr(e)
 
 

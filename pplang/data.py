@@ -77,6 +77,8 @@ def fingerprint(data: Mapping[str, Any]) -> tuple | None:
     for name, value in sorted(data.items(), key=lambda kv: str(kv[0])):
         if not isinstance(name, str):
             return None
+        if isinstance(value, jax.core.Tracer):  # inside a transformation: a value of this trace only
+            return None
         if isinstance(value, jax.Array):
             parts.append((name, "jax", id(value)))
         elif isinstance(value, (bool, int, float, str)) or value is None:

@@ -138,6 +138,8 @@ class Model:
             self._bound.move_to_end(key)
             return self._bound[key][0]
         bound = bind(self.fn, merged, self.source, observations=observations, strict=strict)
+        if any(isinstance(v, jax.core.Tracer) for v in (*bound.arrays.values(), *bound.observed.values())):
+            return bound  # bound while JAX traces a function: its arrays belong to that trace
         self._bound[key] = (bound, dict(merged))  # the data kept alive: JAX arrays are keyed by identity
         if len(self._bound) > BINDINGS_KEPT:
             self._bound.popitem(last=False)

@@ -14,6 +14,7 @@ from .ops import (
     concat,
     factor,
     key,
+    log_mix,
     merge,
     ones,
     place,
@@ -33,6 +34,7 @@ from .ops import (
 )
 
 __all__ = [
+    "log_mix",
     "BlockKey",
     "block_key",
     "Context",

@@ -7,6 +7,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import jax.scipy.special
 from jax import lax
 
 Array = Any
@@ -191,6 +192,14 @@ def to_real(x: Array) -> Array:
 
 def to_int(x: Array) -> Array:
     return jnp.asarray(x).astype(jnp.int32)
+
+
+def log_mix(theta: Array, *lps: Array) -> Array:
+    """log_mix(theta, lp1, lp2) = log(theta e^lp1 + (1 - theta) e^lp2), elementwise; log_mix(w, lps)
+    = log sum_k w[k] e^lps[..., k] (mixture weights along the last axis). Stable for any lps."""
+    if len(lps) == 2:
+        return jnp.logaddexp(jnp.log(theta) + lps[0], jnp.log1p(-theta) + lps[1])
+    return jax.scipy.special.logsumexp(jnp.log(theta) + lps[0], axis=-1)
 
 
 def stop_gradient(x: Any) -> Any:

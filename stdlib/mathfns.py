@@ -1,7 +1,9 @@
 """The language's math functions, each mapped to the `jax.numpy` / `jax.nn` / `jax.scipy` function
 that implements it. The checker reads `rule` to compute result shapes; generated code calls `impl`.
 
-Rules: `elementwise` (broadcast the arguments), `reduce` (to a scalar), `same` (shape of the first
+Rules: `elementwise` (broadcast the arguments), `reduce` (to a scalar, or along the axis given as
+a second argument: `sum(x, 0)`), `log_mix` (elementwise with three arguments, over the last axis
+with two), `same` (shape of the first
 argument), `dot`, `matmul`, `outer`, `transpose`, `square` (a KxK matrix from a KxK matrix),
 `solve`, `sized` (a new array whose sizes are the static integer arguments), `concat`, `ode` (the
 solution of an ODE whose right-hand side is a declaration of the file, one row per time).
@@ -59,14 +61,19 @@ FUNCTIONS: dict[str, MathFn] = {
     "maximum": _ew("jnp.maximum", "elementwise maximum", (2, 2), "arg"),
     "minimum": _ew("jnp.minimum", "elementwise minimum", (2, 2), "arg"),
     "where": MathFn("jnp.where", (3, 3), "where", "arg", "where(cond, a, b)"),
-    "sum": MathFn("jnp.sum", (1, 1), "reduce", "arg", "sum of all elements"),
-    "prod": MathFn("jnp.prod", (1, 1), "reduce", "arg", "product of all elements"),
-    "mean": MathFn("jnp.mean", (1, 1), "reduce", "real", "mean of all elements"),
-    "sd": MathFn("jnp.std", (1, 1), "reduce", "real", "standard deviation of all elements"),
-    "variance": MathFn("jnp.var", (1, 1), "reduce", "real", "variance of all elements"),
-    "max": MathFn("jnp.max", (1, 1), "reduce", "arg", "largest element"),
-    "min": MathFn("jnp.min", (1, 1), "reduce", "arg", "smallest element"),
-    "logsumexp": MathFn("jax.scipy.special.logsumexp", (1, 1), "reduce", "real", "log(sum(exp(x))), stable"),
+    "sum": MathFn("jnp.sum", (1, 2), "reduce", "arg", "sum of all elements; sum(x, k) along axis k"),
+    "prod": MathFn("jnp.prod", (1, 2), "reduce", "arg", "product of all elements; prod(x, k) along axis k"),
+    "mean": MathFn("jnp.mean", (1, 2), "reduce", "real", "mean of all elements; mean(x, k) along axis k"),
+    "sd": MathFn("jnp.std", (1, 2), "reduce", "real", "standard deviation of all elements; sd(x, k) along axis k"),
+    "variance": MathFn("jnp.var", (1, 2), "reduce", "real", "variance of all elements; variance(x, k) along axis k"),
+    "max": MathFn("jnp.max", (1, 2), "reduce", "arg", "largest element; max(x, k) along axis k"),
+    "min": MathFn("jnp.min", (1, 2), "reduce", "arg", "smallest element; min(x, k) along axis k"),
+    "logsumexp": MathFn("jax.scipy.special.logsumexp", (1, 2), "reduce", "real",
+                        "log(sum(exp(x))), stable; logsumexp(x, k) along axis k"),
+    "log_sum_exp": MathFn("jax.scipy.special.logsumexp", (1, 2), "reduce", "real", "same as logsumexp"),
+    "log_mix": MathFn("rt.log_mix", (2, 3), "log_mix", "real",
+                      "log_mix(theta, lp1, lp2) = log(theta e^lp1 + (1 - theta) e^lp2); log_mix(w, lps): "
+                      "log sum_k w[k] e^lps[..., k]"),
     "norm": MathFn("jnp.linalg.norm", (1, 1), "reduce", "real", "Euclidean norm"),
     "dot": MathFn("jnp.dot", (2, 2), "dot", "real", "inner product of two vectors"),
     "matmul": MathFn("jnp.matmul", (2, 2), "matmul", "real", "matrix product, same as @"),

@@ -16,7 +16,7 @@ from pplang.stdlib import networks as nets
 from pplang.stdlib.mathfns import FUNCTIONS
 
 SYNONYMS = {"len": "size", "length": "size", "num_elements": "size", "std": "sd", "var": "variance",
-            "log_sum_exp": "logsumexp", "expit": "sigmoid", "lbeta": "lgamma",
+            "expit": "sigmoid", "lbeta": "lgamma",
             "gammaln": "lgamma", "power": "pow", "mat_mul": "matmul", "crossprod": "matmul",
             "concatenate": "concat", "append": "concat", "rep_vector": "ones", "eye": "identity",
             "diag": "diag_matrix", "inv": "inverse", "tcrossprod": "matmul", "square_root": "sqrt"}
@@ -185,11 +185,14 @@ class Signatures:
             args = tuple(self.expr(a, scope) for a in e.args)
             kwargs = tuple((k.name, self.expr(k.value, scope)) for k in e.kwargs)
             return ir.HostCall(fn, args, kwargs, UNKNOWN)
+        base, _, suffix = fn.rpartition("_")
+        if fn not in FUNCTIONS and suffix in ("lpdf", "lpmf") and base in dists.SIGNATURES:
+            return self.log_prob_call(e, base, suffix, scope)
         if fn in dists.SIGNATURES:
             raise self.err(
                 f"`{fn}` is a distribution; it can only appear on the right of `~`",
                 e.span,
-                hint=f"draw it: `x ~ {fn}(...)`; for its density use factor(...) with a math function",
+                hint=f"draw it: `x ~ {fn}(...)`; for its log density write `{fn}_lpdf(x, ...)` (`_lpmf` if discrete)",
             )
         if fn in self.c.decls:
             raise self.err(
@@ -225,8 +228,52 @@ class Signatures:
             )
         if spec.rule == "ode":
             return self.ode_call(e, scope)
+        if spec.rule == "reduce" and len(e.args) == 2:
+            return self.reduce_along(e, scope)
         args = tuple(self.expr(a, scope) for a in e.args)
         return ir.Call(fn, args, self.call_type(e, spec, args))
+
+    def reduce_along(self, e: S.Call, scope: Scope) -> ir.Expr:
+        """`sum(x, 1)`, `logsumexp(lp, -1)`: a reduction along one axis, given as a whole number
+        written in the call (the result's shape must be known before running)."""
+        x = self.expr(e.args[0], scope)
+        a = e.args[1]
+        neg = isinstance(a, S.UnaryOp) and a.op == "-" and isinstance(a.operand, S.Num)
+        num = a.operand if neg else a
+        if not isinstance(num, S.Num) or not isinstance(num.value, int) or isinstance(num.value, bool):
+            hint = f"for example {e.func}(x, 0) over rows, {e.func}(x, -1) over the last axis"
+            if e.func in ("max", "min"):
+                hint = f"the {'larger' if e.func == 'max' else 'smaller'} of two values is {e.func}imum(a, b); " + hint
+            raise self.err(f"the axis of `{e.func}` must be a whole number written in the call", expr_span(a),
+                           hint=hint)
+        axis = -num.value if neg else num.value
+        shape = x.ty.shape
+        if shape is not None and not -len(shape) <= axis < len(shape):
+            raise self.err(f"`{e.func}` along axis {axis} of a value with {len(shape)} axes", expr_span(a),
+                           found=str(x.ty), hint=f"axes run from {-len(shape)} to {len(shape) - 1}"
+                           if shape else "a number has no axis: leave the axis out")
+        out = None if shape is None else shape[:axis % len(shape)] + shape[axis % len(shape) + 1:]
+        kind = self.call_type(e, FUNCTIONS[e.func], (x,)).kind
+        return ir.Call(e.func, (x, ir.Const(axis, Ty("int", (), True))), Ty(kind, out))
+
+    def log_prob_call(self, e: S.Call, name: str, suffix: str, scope: Scope) -> ir.Expr:
+        """`normal_lpdf(y, mu, sigma)`, `poisson_lpmf(k, rate)`: the distribution's log density of
+        the first argument, summed over its elements (as Stan's functions of these names)."""
+        if not e.args:
+            raise self.err(f"`{e.func}` takes the value first, then the distribution's arguments", e.span,
+                           hint=f"for example {e.func}(y, ...) for log {name}(...) at y")
+        value = self.expr(e.args[0], scope)
+        self.require_numeric(value, e.args[0], "the value")
+        dist, _ = self.dist_call(S.Call(name, e.args[1:], e.kwargs, e.span, e.func_span), scope)
+        discrete = dist.value_ty.kind in ("int", "bool")
+        if discrete != (suffix == "lpmf"):
+            right = f"{name}_{'lpmf' if discrete else 'lpdf'}"
+            raise self.err(f"`{name}` is {'discrete' if discrete else 'continuous'}: its log "
+                           f"{'mass' if discrete else 'density'} function is `{right}`", e.span,
+                           hint=f"write {right}(...)")
+        if value.ty.shape is not None and dist.value_ty.shape is not None:
+            self.bcast(e, value.ty.shape, dist.value_ty.shape)
+        return ir.DistLogProb(dist, value, Ty("real", ()))
 
     def ode_call(self, e: S.Call, scope: Scope) -> ir.Expr:
         """`ode_rk45(f, y0, t0, ts, ...)`: `f` names a model of this file that draws nothing and

@@ -114,6 +114,15 @@ class Types:
                 return Ty(args[1].ty.kind, sh.broadcast(*shapes))
             if rule == "reduce":
                 return Ty(kind, ())
+            if rule == "log_mix":
+                if len(args) == 3:
+                    return Ty("real", sh.broadcast(*shapes))
+                both = sh.broadcast(*shapes)
+                if both is not None and not both:
+                    raise self.err("log_mix(w, lps) mixes along the last axis: w and lps must be vectors",
+                                   e.span, found=" and ".join(sh.show(s) for s in shapes),
+                                   hint="with two components write log_mix(theta, lp1, lp2)")
+                return Ty("real", None if both is None else both[:-1])
             if rule == "same":
                 return Ty(kind, shapes[0])
             if rule == "dot":

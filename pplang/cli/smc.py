@@ -35,6 +35,7 @@ def register(sub: Any) -> None:
     c.add_argument("--output", help="write the results (log Z, ESS, filtering means and quantiles) to this JSON file")
     c.add_argument("--plots", metavar="DIR", help="write filtering.png and ess.png to this folder")
     c.add_argument("--no-progress", action="store_true", help="no progress bar")
+    common.add_computed_arg(c)
     c.add_argument("--show-code", action="store_true", help="print the generated particle filter and exit")
     c.set_defaults(func=cmd_smc)
 
@@ -50,7 +51,8 @@ def cmd_smc(args: argparse.Namespace) -> None:
         print(filter_code(model, proposal))
         return
     res = smc(model, common.read_data(args.data), particles=args.particles, proposal=proposal, resample=args.resample,
-              ess_threshold=args.ess_threshold, anneal=args.anneal, seed=args.seed, progress=not args.no_progress)
+              ess_threshold=args.ess_threshold, anneal=args.anneal, seed=args.seed, progress=not args.no_progress,
+              computed=common.computed_choice(args.computed))
     print(res.summary())
     low = float(res.ess.min())
     if low < 0.01 * args.particles or low < 2:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -339,7 +339,8 @@ def bind_proposal(model: Model, proposal: Model, data: Mapping, plan: Plan, obse
 def smc(model: Model, data: Mapping[str, Any] | None = None, *, particles: int = 1000, proposal: Model | None = None,
         resample: str = "systematic", ess_threshold: float = 0.5, anneal: float | None = None, seed: Any = 0,
         params: Mapping | None = None, proposal_params: Mapping | None = None, devices: Any = None,
-        history: bool = True, progress: bool = False, **data_kwargs: Any) -> SMCResult:
+        history: bool = True, progress: bool = False, computed: bool | Sequence[str] = True,
+        **data_kwargs: Any) -> SMCResult:
     """Run a particle filter over the model's loop over time.
 
     `proposal`: a guide with the same sequential structure (default: the prior, a bootstrap
@@ -351,9 +352,13 @@ def smc(model: Model, data: Mapping[str, Any] | None = None, *, particles: int =
     these devices). `history`: keep every step's particles, weights and ancestors (quantiles,
     trajectories, final particles); without it memory does not grow with the number of steps and
     only the evidence, ESS and filtering means are kept. `progress`: a progress bar over time (the
-    scan then runs in chunks).
+    scan then runs in chunks). `computed`: which values the model computes (all, none or a list of
+    names) `particles` and `trajectories` keep beside the latent choices, computed from each
+    particle's whole trajectory.
     """
     opts = check_options(particles, resample, ess_threshold, anneal, history)
+    if isinstance(model, Model):
+        model.with_computed({}, None, computed)  # a wrong type or name fails here, before the filter runs
     merged = {**data, **data_kwargs} if isinstance(data, Mapping) else (dict(data_kwargs) if data is None else data)
     prints = [fingerprint(x) if isinstance(x, Mapping) else None for x in (merged, params or {}, proposal_params or {})]
     key = None if None in prints or not isinstance(model, Model) else (
@@ -372,7 +377,7 @@ def smc(model: Model, data: Mapping[str, Any] | None = None, *, particles: int =
         k = inputs.steps
         if not progress and k > 0:
             carry, first, rec = eng.whole(key, inputs.arrays, inputs.observed, ps, inputs.first(), inputs.xs(0, k))
-            return SMCResult(eng, inputs, key, ps, carry, first, (rec,))
+            return SMCResult(eng, inputs, key, ps, carry, first, (rec,), merged, computed)
         carry, first = eng.start(key, inputs.arrays, inputs.observed, ps, inputs.first())
         chunks = []
         size = k if not progress else max(1, math.ceil(k / 20))
@@ -388,7 +393,7 @@ def smc(model: Model, data: Mapping[str, Any] | None = None, *, particles: int =
             bar.close()
     except (TypeError, ValueError, IndexError, ZeroDivisionError) as e:
         raise model.located(e) from None
-    return SMCResult(eng, inputs, key, ps, carry, first, tuple(chunks))
+    return SMCResult(eng, inputs, key, ps, carry, first, tuple(chunks), merged, computed)
 
 
 def progress_bar(total: int, desc: str, on: bool) -> Any:

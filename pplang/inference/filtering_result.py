@@ -18,6 +18,7 @@ from pplang.compiler.diagnostics import did_you_mean, error
 from pplang.data import check_support
 from pplang.models import as_key
 from pplang.runtime import smc as rs
+from pplang.summary import summarize
 
 if TYPE_CHECKING:
     from pplang.inference.filtering import Engine, Inputs
@@ -37,6 +38,23 @@ class SMCResult:
     carry: rs.Carry
     first: rs.Record
     chunks: tuple = field(default_factory=tuple)
+    data: Mapping[str, Any] | None = None  # the data of the run (None after `extend`: see `computed_values`)
+    which: bool | Sequence[str] = True  # the values the model computes to keep beside particles
+
+    def computed_values(self, traced: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """`traced` (whole arrays of the latents, a leading particle axis) and the named values the
+        model computes from them (`which`). A filter extended by `extend` ran past the data it was
+        given, so nothing is computed for it: run `smc` on the longer data for those."""
+        if self.data is None or self.which is False or not traced:
+            return dict(traced)
+        return self.engine.m.model.with_computed(traced, self.data, self.which, self.params["model"])
+
+    @property
+    def computed_names(self) -> list[str]:
+        """The names of the computed values `particles` and `trajectories` keep."""
+        if self.data is None or self.which is False:
+            return []
+        return list(self.engine.m.model.computed_names) if self.which is True else list(self.which)
 
     # ---- per step
 
@@ -200,8 +218,9 @@ class SMCResult:
 
     @cached_property
     def particles(self) -> dict[str, np.ndarray]:
-        """address -> (N, ...): the final particles' whole arrays (weights: `log_weights`)."""
-        return self.traced(jnp.arange(self.num_particles))
+        """address -> (N, ...): the final particles' whole arrays (weights: `log_weights`), and the
+        values the model computes from each (`computed=` of `smc`)."""
+        return self.computed_values(self.traced(jnp.arange(self.num_particles)))
 
     def trajectories(self, n: int = 100, seed: Any = 0) -> dict[str, np.ndarray]:
         """n trajectories drawn from the final weights and traced back through the genealogy:
@@ -209,7 +228,7 @@ class SMCResult:
         if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
             raise error(f"n must be a positive int, got {n!r}", hint="for example n=100")
         idx = jax.random.choice(as_key(seed), self.num_particles, (int(n),), p=jnp.exp(self.carry.log_w))
-        return self.traced(idx)
+        return self.computed_values(self.traced(idx))
 
     # ---- online use
 
@@ -242,7 +261,7 @@ class SMCResult:
         k = self.num_steps
         x = (jnp.asarray(k, jnp.int32), (jnp.asarray(inp.start + k - 1, jnp.int32), rows))
         carry, rec = eng.one(self.carry, self.key, x, inp.arrays, self.params)
-        return SMCResult(eng, inp, self.key, self.params, carry, self.first, self.chunks + (rec,))
+        return SMCResult(eng, inp, self.key, self.params, carry, self.first, self.chunks + (rec,), None, self.which)
 
     # ---- reports
 
@@ -286,6 +305,11 @@ class SMCResult:
                         cell += f" [{first_of(q[0], i):.3g}, {first_of(q[1], i):.3g}]"
                     cells.append(cell.rjust(width))
                 lines.append(f"{i:>6}" + "".join(cells))
+        names = self.computed_names if opts.history else []
+        if names:
+            lines.append("values the model computes, over the final particles (weighted; the smoothing distribution):")
+            parts = self.particles
+            lines.append(summarize({n: parts[n] for n in names}, np.exp(self.log_weights), max_rows=rows * 2))
         statics = [a for a in eng.init_latents if a not in eng.loop_latents]
         if statics:
             lines.append("drawn before the loop (static: particles never rejuvenate them), final filtering mean:")
@@ -359,6 +383,10 @@ class SMCResult:
             q = self.filtering_quantiles(a)
             out["filtering"][a] = {"mean": nan_none(self.filtering_mean(a)), "q05": nan_none(q[0]),
                                    "q50": nan_none(q[1]), "q95": nan_none(q[2])}
+        if self.computed_names and self.engine.opts.history:
+            w = np.exp(self.log_weights)
+            out["computed"] = {n: {"mean": nan_none(np.tensordot(w, self.particles[n].astype(float), axes=1))}
+                               for n in self.computed_names}
         return out
 
 

@@ -186,3 +186,16 @@ def test_a_repeated_sample_gives_the_same_draws() -> None:
     first = pp.sample(m, data, chains=2, warmup=50, draws=50, seed=1, progress=False)
     again = pp.sample(m, data, chains=2, warmup=50, draws=50, seed=1, progress=False)
     np.testing.assert_array_equal(first.draws["a"], again.draws["a"])
+
+
+def test_data_bound_inside_a_jitted_function_is_not_kept() -> None:
+    """A binding made while JAX traces holds that trace's values: it must not serve a later call."""
+    import jax
+
+    m = pp.loads(REGRESSION)["reg"]
+    data = regression_data()
+    inside = jax.jit(lambda a: m.log_density({"a": a, "s": 1.0}, data))(0.3)
+    outside = m.log_density({"a": 0.3, "s": 1.0}, data)
+    assert float(inside) == pytest.approx(float(outside), rel=1e-6)
+    again = jax.jit(lambda a: m.log_density({"a": a, "s": 1.0}, data))(0.3)  # a new trace: no leaked tracer
+    assert float(again) == pytest.approx(float(outside), rel=1e-6)

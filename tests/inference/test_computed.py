@@ -158,3 +158,47 @@ def test_a_constant_computed_value_raises_no_convergence_warning(tmp_path: Path)
     pp.sample(m, {"N": 3}, chains=2, warmup=50, draws=50, progress=False, checkpoint=str(tmp_path))
     with pytest.raises(pp.PplError, match="written by another run .*program"):
         pp.sample(other, {"N": 3}, chains=2, warmup=50, draws=50, progress=False, checkpoint=str(tmp_path))
+
+
+WALK = """\
+model walk(T: int):
+    x[0] ~ normal(0.0, 1.0)
+    y[0] ~ normal(x[0], 1.0)
+    for t in range(1, T):
+        x[t] ~ normal(0.9 * x[t - 1], 1.0)
+        y[t] ~ normal(x[t], 1.0)
+    level = 2.0 * x + 1.0
+    return sum(x)
+"""
+WALK_DATA = {"T": 6, "y": [0.3, -0.1, 0.8, 1.2, 0.4, -0.5]}
+
+
+def test_a_particle_filter_keeps_them_for_particles_and_trajectories() -> None:
+    m = pp.loads(WALK, file="walk.ppl")["walk"]
+    res = pp.smc(m, WALK_DATA, particles=200, seed=0)
+    parts = res.particles
+    np.testing.assert_allclose(parts["level"], 2.0 * parts["x"] + 1.0, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(parts["return"], parts["x"].sum(axis=1), rtol=1e-5, atol=1e-5)
+    traj = res.trajectories(50, seed=1)
+    np.testing.assert_allclose(traj["level"], 2.0 * traj["x"] + 1.0, rtol=1e-5, atol=1e-5)
+    assert "values the model computes" in res.summary() and "level[5]" in res.summary()
+    w = np.exp(res.log_weights)
+    np.testing.assert_allclose(res.to_json()["computed"]["level"]["mean"], w @ parts["level"], rtol=1e-4)
+    only = pp.smc(m, WALK_DATA, particles=200, seed=0, computed=["return"])
+    assert set(only.particles) == {"x", "return"}
+    assert set(pp.smc(m, WALK_DATA, particles=200, seed=0, computed=False).particles) == {"x"}
+    with pytest.raises(pp.PplError, match="computes no value named `levl`"):
+        pp.smc(m, WALK_DATA, particles=200, computed=["levl"])
+    longer = res.extend({"y": 0.2})  # past the data it was given: latents only
+    assert set(longer.particles) == {"x"} and longer.particles["x"].shape == (200, 7)
+
+
+def test_the_smc_cli_chooses_them(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    (tmp_path / "walk.ppl").write_text(WALK)
+    (tmp_path / "walk.json").write_text(json.dumps(WALK_DATA))
+    args = ["smc", str(tmp_path / "walk.ppl"), "--data", str(tmp_path / "walk.json"), "-n", "100", "--no-progress"]
+    assert main([*args, "--output", str(tmp_path / "out.json")]) == 0
+    assert "level[0]" in capsys.readouterr().out
+    assert set(json.loads((tmp_path / "out.json").read_text())["computed"]) == {"level", "return"}
+    assert main([*args, "--computed", "none"]) == 0
+    assert "values the model computes" not in capsys.readouterr().out
