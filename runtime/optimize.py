@@ -231,8 +231,10 @@ def optimize(step: Step, params: Params, state: State, optimizer: optax.Gradient
                dynamic_ncols=True, bar_format=None if per == 1 else "{l_bar}{bar}| {n:.1f}/{total:.0f} {unit}s "
                "[{elapsed}<{remaining}{postfix}]")
 
-    def call(which: str, *args: Any) -> Any:
-        """One call of a runner, compiled on its first call (the checked one only when needed)."""
+    def call(which: str, *args: Any, wait: bool = True) -> Any:
+        """One call of a runner, compiled on its first call (the checked one only when needed).
+        With wait=False it returns at once (JAX dispatches asynchronously), so the next chunk can
+        be queued while this one runs."""
         nonlocal compile_s, run_s
         if which not in compiled:
             bar.set_postfix_str("compiling")
@@ -241,7 +243,9 @@ def optimize(step: Step, params: Params, state: State, optimizer: optax.Gradient
             compile_s += time.perf_counter() - t0
             bar.unpause()  # the steps/s shown leave the compile time out
         t0 = time.perf_counter()
-        out = jax.block_until_ready(compiled[which](*args))
+        out = compiled[which](*args)
+        if wait:
+            out = jax.block_until_ready(out)
         run_s += time.perf_counter() - t0
         return out
 
@@ -257,14 +261,30 @@ def optimize(step: Step, params: Params, state: State, optimizer: optax.Gradient
         carry, values, again = segment(params, opt_state, state, t, bad - t)
         return carry, values, bad if again is None else again  # again: only where a backend is not deterministic
 
+    ahead: tuple[int, Chunk] | None = None  # the next whole chunk, queued before this one was checked
+    stopping = False  # Ctrl-C came while a chunk was being queued: stop after the running one
     try:
         while cur.done < steps:
             t, end = cur.done, min(cur.done + chunk, steps)
             carry, pieces = (cur.params, cur.opt_state, cur.state), []
             skipped, first_bad, note = cur.skipped, cur.first_bad, cur.note
             if end - t == chunk:  # a whole chunk: fast, and checked only if its final test fails
-                out = call("chunk", *carry, key, jnp.int32(t))
-                if bool(out.ok):
+                out = ahead[1] if ahead is not None and ahead[0] == t else call("chunk", *carry, key, jnp.int32(t),
+                                                                                 wait=False)
+                ahead = None
+                if end + chunk <= steps and not stopping:  # queue the next chunk on this one's (not yet
+                    # checked) result, so the device never waits for Python; dropped if this one fails its test
+                    try:
+                        ahead = (end, call("chunk", out.params, out.opt_state, out.state, key, jnp.int32(end),
+                                           wait=False))
+                    except KeyboardInterrupt:  # Ctrl-C while queuing: this chunk still completes and counts
+                        stopping = True
+                t0 = time.perf_counter()
+                ok = bool(out.ok)
+                run_s += time.perf_counter() - t0
+                if not ok:
+                    ahead = None  # queued on a state that is not finite
+                if ok:
                     carry, t = (out.params, out.opt_state, out.state), end
                     pieces.append(np.asarray(out.values))
             while t < end:
@@ -295,6 +315,9 @@ def optimize(step: Step, params: Params, state: State, optimizer: optax.Gradient
                 break
             if tol is not None and calm >= patience:
                 status = "converged"
+                break
+            if stopping:
+                status = "interrupted"
                 break
             if folder is not None and cur.done // checkpoint_every > written // checkpoint_every:
                 save_checkpoint(folder, cur, key)
