@@ -14,6 +14,7 @@ module imports only `jax`, `pplang.runtime` and `pplang.stdlib`.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from pplang.compiler import ir
@@ -532,7 +533,7 @@ class CodeGen:
 
     def ex(self, e: ir.Expr, lv: Level) -> str:
         if isinstance(e, ir.Const):
-            return repr(e.value)
+            return literal(e.value)
         if isinstance(e, ir.Var):
             return lv.rename.get(e.name, e.name)
         if isinstance(e, ir.Op):
@@ -543,8 +544,7 @@ class CodeGen:
         if isinstance(e, ir.HostCall) and e.network:
             return f"_ctx.network({e.name!r}, {self.ex(e.args[0], lv)})"
         if isinstance(e, ir.HostCall):
-            head, *rest = e.name.split(".")
-            fn = f"_ctx.host({head!r})" + "".join(f".{r}" for r in rest)
+            fn = f"_ctx.host({', '.join(repr(part) for part in e.name.split('.'))})"
             return f"{fn}({self.arguments(e.args, e.kwargs, lv)})"
         if isinstance(e, ir.Index):
             return self.index(e, lv)
@@ -648,3 +648,11 @@ def generate_module(fns: list[ir.Function], file: str, source: str) -> str:
     for fn in fns:
         parts.append("\n" + CodeGen(fn, file, source).function())
     return "\n".join(parts)
+
+
+def literal(value: object) -> str:
+    """A constant as Python source: a number's `repr`, except that a non-finite float (which `repr`
+    writes as the bare name `inf` or `nan`) becomes `float('inf')`, so a literal is never a name."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"float({repr(value)!r})"
+    return repr(value)

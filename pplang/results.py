@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from pplang.compiler.diagnostics import error
+from pplang.runtime.archives import load_npz
 from pplang.summary import display_order
 
 FILES = ("params.npz", "values.npy", "info.json")  # what every saved result has (a fit adds draws.npz)
@@ -126,8 +127,7 @@ class FitResult:
         """Read back what `save` wrote."""
         params, values, info, folder = load_folder(folder, "fit", "pplang fit ... --results folder", ("draws.npz",))
         try:
-            with np.load(folder / "draws.npz", allow_pickle=False) as z:
-                draws = {k: z[k] for k in z.files}
+            draws = load_npz(folder / "draws.npz")
         except (OSError, ValueError) as exc:
             raise error(f"cannot read the saved fit at {folder}: {exc}",
                         hint="save it again with `result.save(folder)`") from None
@@ -163,17 +163,23 @@ def load_folder(folder: str | Path, what: str, command: str,
         raise error(f"the saved {what} at {folder} is incomplete: {', '.join(missing)} missing",
                     hint="save it again with `result.save(folder)`")
     params: dict[str, dict[str, np.ndarray]] = {}
+    damaged = f"the saved {what} at {folder} is damaged"
     try:
-        with np.load(folder / "params.npz", allow_pickle=False) as z:
-            for key in z.files:
-                program, _, address = key.partition("/")
-                params.setdefault(program, {})[address] = z[key]
+        for key, value in load_npz(folder / "params.npz").items():
+            program, _, address = key.partition("/")
+            params.setdefault(program, {})[address] = value
         values = np.load(folder / "values.npy", allow_pickle=False)
         info = json.loads((folder / "info.json").read_text())
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError, RecursionError) as exc:
         raise error(f"cannot read the saved {what} at {folder}: {exc}",
                     hint="save it again with `result.save(folder)`") from None
+    again = "save it again with `result.save(folder)`"
+    if not isinstance(info, dict):
+        raise error(f"{damaged}: info.json does not hold an object", hint=again)
+    if values.ndim != 1 or values.dtype.kind not in "fiu":
+        raise error(f"{damaged}: values.npy is not a vector of numbers", hint=again)
     return params, values, info, folder
+
 
 
 def columns(draws: Mapping[str, np.ndarray], per_array: int | None = None,

@@ -64,8 +64,16 @@ class Context:
     def given(self, address: str) -> Any | None:
         return self._given.get(address)
 
-    def host(self, name: str) -> Any:
-        return self._hosts[name]
+    def host(self, name: str, *attributes: str) -> Any:
+        """The host the caller bound as `name`, or its public attribute `name.a.b`. Names beginning
+        with `_` are refused here too (the checker already rejects them), so generated code can
+        never reach a host's internals (`__class__`, `__globals__`, ...)."""
+        value = self._hosts[name]
+        for a in attributes:
+            if a.startswith("_"):
+                raise AttributeError(f"`{a}` of host `{name}` is not reachable from a model")
+            value = getattr(value, a)
+        return value
 
     def site(self, address: str, dist: Any, key: Any, score: Score, given: Any | None) -> tuple[Any, Score]:
         if given is None:

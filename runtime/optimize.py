@@ -23,6 +23,8 @@ import numpy as np
 import optax
 from tqdm import tqdm
 
+from .archives import load_npz
+
 Params = Any
 State = Any
 Key = jax.Array
@@ -457,31 +459,46 @@ def mismatch(group: str, saved: list[dict], now: list[dict]) -> str | None:
 
 def load_checkpoint(folder: Path, template: Progress, key: Key) -> Progress:
     """The saved progress, shaped like `template` (whose trees give the structure, NamedTuples of
-    optax states included); CheckpointError when it belongs to another fit."""
+    optax states included); CheckpointError when it belongs to another fit or is damaged. Every
+    field is checked (types, the arrays' shapes against this fit's, counts within range), since a
+    checkpoint folder may come from elsewhere."""
     path = folder / CHECKPOINT_FILE
     try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {name: z[name] for name in z.files}
+        arrays = load_npz(path)
         meta = json.loads(str(arrays["meta"]))
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, RecursionError) as exc:
         raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from exc
-    if meta.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"checkpoint {path} has format {meta.get('format')}, expected {CHECKPOINT_FORMAT}")
+    damaged = f"checkpoint {path} is damaged"
+    fields = {"format": int, "step": int, "typed_key": bool, "skipped": int, "calm": int, "note": str,
+              "params": list, "opt_state": list, "state": list}
+    if not isinstance(meta, dict) or any(not isinstance(meta.get(k), t) or isinstance(meta.get(k), bool) != (t is bool)
+                                         for k, t in fields.items()):
+        raise CheckpointError(f"{damaged}: its description lacks a field or has one of the wrong type")
+    if meta["format"] != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"checkpoint {path} has format {meta['format']}, expected {CHECKPOINT_FORMAT}")
+    values = arrays.get("values")
+    step, first_bad = meta["step"], meta.get("first_bad_step")
+    if values is None or values.ndim != 1 or step < 0 or values.shape[0] != step or not 0 <= meta["skipped"] <= step \
+            or meta["calm"] < 0 or not (first_bad is None or (type(first_bad) is int and 0 <= first_bad < step)):
+        raise CheckpointError(f"{damaged}: its step count ({step}) does not agree with what it holds")
     data, typed = key_data(key)
-    if typed != meta["typed_key"] or not np.array_equal(data, arrays["key"]):
+    if typed != meta["typed_key"] or not np.array_equal(data, arrays.get("key")):
         raise CheckpointError(f"checkpoint {path} was written by a fit with another random key (seed); "
                               "resume with the same seed, or delete the checkpoint to start afresh")
     trees = {}
     for group in ("params", "opt_state", "state"):
         tree = getattr(template, group)
+        if not all(isinstance(spec, dict) and isinstance(spec.get("path"), str) and isinstance(spec.get("dtype"), str)
+                   and isinstance(spec.get("shape"), list) for spec in meta[group]):
+            raise CheckpointError(f"{damaged}: its {group.replace('_', ' ')} description is not valid")
         problem = mismatch(group.replace("_", " "), meta[group], leaf_specs(tree))
         if problem:
             hint = " (was it written with another optimizer?)" if group == "opt_state" else ""
             raise CheckpointError(f"checkpoint {path} cannot be resumed by this fit: {problem}{hint}")
         leaves, treedef = jax.tree.flatten(tree)
-        trees[group] = jax.tree.unflatten(
-            treedef, [jnp.asarray(arrays[f"{group}/{i}"], dtype=leaf.dtype) for i, leaf in enumerate(leaves)])
-    values = arrays["values"]
-    return Progress(trees["params"], trees["opt_state"], trees["state"], int(meta["step"]),
-                    (values,) if values.size else (), int(meta["skipped"]), meta["first_bad_step"],
-                    int(meta["calm"]), meta["note"])
+        loaded = [arrays.get(f"{group}/{i}") for i in range(len(leaves))]
+        if any(a is None or np.shape(a) != np.shape(leaf) for a, leaf in zip(loaded, leaves)):
+            raise CheckpointError(f"{damaged}: its {group.replace('_', ' ')} arrays do not have the shapes it records")
+        trees[group] = jax.tree.unflatten(treedef, [jnp.asarray(a, leaf.dtype) for a, leaf in zip(loaded, leaves)])
+    return Progress(trees["params"], trees["opt_state"], trees["state"], step, (values,) if values.size else (),
+                    meta["skipped"], first_bad, meta["calm"], meta["note"])

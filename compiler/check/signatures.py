@@ -179,6 +179,10 @@ class Signatures:
     def call(self, e: S.Call, scope: Scope) -> ir.Expr:
         fn = e.func
         head = fn.split(".")[0]
+        hidden = next((part for part in fn.split(".") if part.startswith("_")), None)
+        if hidden is not None:  # never reachable, so a host's internals (`__class__`, ...) stay out of reach
+            raise self.err(f"`{fn}`: names beginning with `_` are not reachable from a model", e.span,
+                           hint="call a host function or one of its public attributes (`net.encoder(x)`)")
         if isinstance(self.c.hosts.get(fn), nets.Network):
             return self.network_call(e, scope)
         if head in self.c.hosts:

@@ -6,7 +6,9 @@ The grammar lives in `grammar.lark` (LALR); indentation is turned into `_INDENT`
 
 from __future__ import annotations
 
+import math
 import re
+import unicodedata
 from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
@@ -114,11 +116,24 @@ class _LayoutToken(Token):
 
 
 class _IndentError(LarkError):
-    """Raised by `_Indenter`; carries its own position because lark's DedentError has none."""
+    """Raised by `_Indenter` (and for a name that is not one after normalization); carries its own
+    position because lark's DedentError has none."""
 
     def __init__(self, message: str, line: int, col: int, hint: str):
         super().__init__(message)
         self.message, self.line, self.col, self.hint = message, line, col, hint
+
+
+def _normalize_name(token: Token) -> Token:
+    """Every identifier in the NFKC form Python gives it when it compiles the generated code, so
+    that two spellings Python would merge (a ligature and its letters, full-width or mathematical
+    letters, the micro sign and mu) are one name to the checker too: duplicates and reserved names
+    are then found after normalization, and generated code can never be shadowed by a user name."""
+    name = unicodedata.normalize("NFKC", token.value)
+    if not name.isidentifier():
+        raise _IndentError(f"`{token.value}` is not a valid name (it reads as `{name}` once Unicode-normalized)",
+                           token.line, token.column, "use letters, digits and underscores")
+    return token.update(value=name) if name != token.value else token
 
 
 class _Indenter(Indenter):
@@ -185,7 +200,7 @@ def _lark() -> Lark:
     (the contextual one would lex `model` as a name where the keyword cannot appear)."""
     grammar = (Path(__file__).parent / "grammar.lark").read_text()
     return Lark(grammar, parser="lalr", lexer="basic", postlex=_Indenter(), propagate_positions=True,
-                maybe_placeholders=True, start=["start", "type_only"])
+                maybe_placeholders=True, start=["start", "type_only"], lexer_callbacks={"NAME": _normalize_name})
 
 
 # ---------------------------------------------------------------- public API
@@ -654,12 +669,20 @@ class _Builder(Transformer):
 
     def int(self, meta: Meta, children: list) -> Num:
         try:
-            return Num(int(children[0]), self.span(meta))
+            value = int(children[0])
         except ValueError:  # beyond Python's limit on digits in an int literal
             raise self.fail("integer literal is too long", self.span(meta)) from None
+        if value > 2**31 - 1:  # ints are 32-bit in JAX: a larger literal would fail (or wrap) when it runs
+            raise self.fail(f"the integer {children[0]} does not fit in 32 bits", self.span(meta),
+                            hint=f"write it as a real ({float(value):.6g}), or rescale the quantity")
+        return Num(value, self.span(meta))
 
     def float(self, meta: Meta, children: list) -> Num:
-        return Num(float(children[0]), self.span(meta))
+        value = float(children[0])
+        if not math.isfinite(value):  # 1e999: a literal must be a number, never the name `inf`
+            raise self.fail(f"the number {children[0]} is too large for a real (at most about 1.8e308)",
+                            self.span(meta), hint="write a smaller number, or rescale the quantity")
+        return Num(value, self.span(meta))
 
     def true(self, meta: Meta, children: list) -> Bool:
         return Bool(True, self.span(meta))

@@ -4,6 +4,7 @@ proposal, compared with a per-data-set fit, and saved to and loaded from a folde
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pplang import runtime as rt
-from pplang.compiler.diagnostics import error
+from pplang.compiler.diagnostics import PplError, error
 from pplang.models import Model, as_key
 from pplang.results import load_folder, plot_objective, save_folder, table
 
@@ -318,34 +319,77 @@ class AmortizedPosterior:
     @classmethod
     def load(cls, folder: str | Path, model: Model | None = None, guide: Model | None = None,
              hosts: Mapping[str, Any] | None = None) -> AmortizedPosterior:
-        """Read back what `save` wrote. The model and guide are compiled again from the saved source
-        (with `hosts`, for networks or functions bound from Python), unless given."""
+        """Read back what `save` wrote. A program not given is compiled again from the source saved
+        in the folder, checked against its saved hash and with no host functions bound: a folder
+        someone sends you is data, as a model file is, and never reaches your Python objects. To
+        bind hosts (networks or functions from Python), compile the programs from your own source
+        and pass them: `load(folder, model=module["m"], guide=module["q"])`."""
+        if hosts:
+            raise error("hosts are bound only to programs compiled from your own source, not to the source saved "
+                        "in a results folder", hint="pp.load(your_file, hosts={...}), then "
+                        "AmortizedPosterior.load(folder, model=module[...], guide=module[...])")
         saved, values, info, folder = load_folder(folder, "amortized posterior", "pplang amortize ... --results folder")
-        params = {"model": {}, "guide": {}} | {r: {a: jnp.asarray(v) for a, v in ps.items()} for r, ps in saved.items()}
         records = info.pop("programs", {})
-        model = model or compile_saved(records.get("model"), info.get("model"), hosts, folder, "model")
-        guide = guide or compile_saved(records.get("guide"), info.get("guide"), hosts, folder, "guide")
+        if not isinstance(records, dict):
+            raise error(f"the saved amortized posterior at {folder} is damaged: `programs` is not a mapping",
+                        hint="save it again with `result.save(folder)`")
+        model = model or compile_saved(records.get("model"), info.get("model"), folder, "model")
+        guide = guide or compile_saved(records.get("guide"), info.get("guide"), folder, "guide")
+        check_saved_params(saved, {"model": model, "guide": guide}, folder)
+        params = {"model": {}, "guide": {}} | {r: {a: jnp.asarray(v) for a, v in ps.items()} for r, ps in saved.items()}
         shared = info.pop("shared", {})
+        if not isinstance(shared, dict):
+            raise error(f"the saved amortized posterior at {folder} is damaged: `shared` is not a mapping",
+                        hint="save it again with `result.save(folder)`")
         return cls(model, guide, params, shared, values, info)
 
 
 def program_record(m: Model) -> dict[str, Any]:
-    """What `load` needs to compile a program again: its file's source, unless it was written in
-    Python (a decorated function, whose source is a Python file that is not compiled from text)."""
+    """What `load` needs to compile a program again: its file's source and that source's hash,
+    unless it was written in Python (a decorated function, whose source is not compiled from text)."""
     file = m.fn.span.file
-    return {"name": m.name, "file": file, "source": None if file.endswith(".py") else m.source}
+    source = None if file.endswith(".py") else m.source
+    digest = None if source is None else hashlib.sha256(source.encode()).hexdigest()
+    return {"name": m.name, "file": file, "source": source, "sha256": digest}
 
 
-def compile_saved(record: dict | None, name: str | None, hosts: Mapping[str, Any] | None, folder: Path,
-                  role: str) -> Model:
-    """The saved program compiled again from its file's source."""
+def compile_saved(record: Any, name: Any, folder: Path, role: str) -> Model:
+    """The saved program compiled again from its file's source, with no hosts bound."""
     from pplang.embed import loads
 
-    if not record or record.get("source") is None:
+    damaged = error(f"the saved amortized posterior at {folder} is damaged: its {role} record is not valid",
+                    hint=f"save it again, or pass the {role}: AmortizedPosterior.load(folder, {role}=...)")
+    if not isinstance(record, dict):
+        raise damaged
+    if record.get("source") is None:
         raise error(f"the {role} `{name}` of the amortized posterior at {folder} was written in Python and is "
                     "not saved with it", hint=f"pass it: AmortizedPosterior.load(folder, {role}=...)")
-    module = loads(record["source"], hosts=hosts, file=record["file"])
-    return module[record["name"]]
+    source, file, prog = record.get("source"), record.get("file"), record.get("name")
+    if not all(isinstance(v, str) for v in (source, file, prog)):
+        raise damaged
+    if hashlib.sha256(source.encode()).hexdigest() != record.get("sha256"):
+        raise error(f"the saved source of the {role} at {folder} does not match its hash: the folder was changed "
+                    "after it was saved", hint=f"save it again, or pass the {role}: "
+                    f"AmortizedPosterior.load(folder, {role}=...)")
+    module = loads(source, file=file)
+    try:
+        return module[prog]
+    except PplError:
+        raise damaged from None
+
+
+def check_saved_params(saved: Mapping[str, Mapping[str, np.ndarray]], programs: Mapping[str, Model],
+                       folder: Path) -> None:
+    """Each saved parameter belongs to the program and has the dtype of a parameter (real numbers);
+    its shape is checked against the program's when the posterior is used."""
+    for role, ps in saved.items():
+        if role not in programs:
+            raise error(f"the saved amortized posterior at {folder} has parameters of an unknown program `{role}`",
+                        hint="save it again with `result.save(folder)`")
+        for a, v in ps.items():
+            if np.asarray(v).dtype.kind not in "fiu":
+                raise error(f"the saved parameter `{a}` of the {role} at {folder} is not numeric",
+                            hint="save it again with `result.save(folder)`")
 
 
 def elbo(log_weights: np.ndarray) -> tuple[float, float]:

@@ -38,6 +38,7 @@ from pplang.data import Bound
 from pplang.inference.mcmc_result import SampleResult, run_impl
 from pplang.inference.supports import SupportRecorder
 from pplang.models import Model, as_key
+from pplang.runtime.archives import load_npz
 
 METHODS = ("nuts", "hmc")
 MASS_MATRICES = ("diag", "dense")
@@ -405,8 +406,12 @@ def sample(model: Model, data: Mapping[str, Any] | None = None, *, method: str =
         done, records = 0, []
     else:
         template = jax.eval_shape(prog.start, jnp.zeros((chains, dim)), fixed, data_args)
+        leaves = jax.tree.leaves(template)
+        if len(saved["carry"]) != len(leaves) or any(np.shape(a) != t.shape for a, t in zip(saved["carry"], leaves)):
+            raise error(f"the checkpoint in {folder} is damaged: its sampler state does not have this run's shapes",
+                        hint="delete it to start afresh")
         carry = jax.tree.unflatten(jax.tree.structure(template),
-                                   [jnp.asarray(a, t.dtype) for a, t in zip(saved["carry"], jax.tree.leaves(template))])
+                                   [jnp.asarray(a, t.dtype) for a, t in zip(saved["carry"], leaves)])
         done, records = saved["done"], [tuple(saved["records"])] if saved["done"] > warmup else []
     carry = place(carry, mesh, True)
     bar = tqdm(total=total, initial=min(done, total), disable=not progress, unit="step", dynamic_ncols=True,
@@ -508,22 +513,32 @@ def save_checkpoint(folder: Path, fingerprint: dict, carry: tuple, done: int, re
 
 
 def load_checkpoint(folder: Path, fingerprint: dict) -> dict | None:
-    """The saved state, None when there is none; an error when it belongs to another run."""
+    """The saved state, None when there is none; an error when it belongs to another run or is
+    damaged (every field is checked: a checkpoint folder may come from elsewhere)."""
     path = folder / CHECKPOINT_FILE
     if not path.exists():
         return None
     try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
+        arrays = load_npz(path)
         meta = json.loads(str(arrays["meta"]))
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, RecursionError) as exc:
         raise error(f"cannot read the checkpoint {path}: {exc}", hint="delete it to start afresh") from None
-    old = meta.get("config", {})
+    damaged = error(f"the checkpoint {path} is damaged", hint="delete it to start afresh")
+    if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict):
+        raise damaged
+    old = meta["config"]
     differ = sorted(k for k in fingerprint.keys() | old.keys() if old.get(k) != fingerprint.get(k))
     if meta.get("format") != CHECKPOINT_FORMAT or differ:
         raise error(f"the checkpoint {path} was written by another run "
                     f"(it differs in: {', '.join(differ) or 'format'})",
                     hint="resume with the same arguments, or use another checkpoint folder (or delete this one)")
+    done, total = meta.get("done"), fingerprint["warmup"] + fingerprint["draws"] * fingerprint["thin"]
+    if type(done) is not int or not 0 <= done <= total:
+        raise damaged
     carry = [arrays[f"carry/{i}"] for i in range(sum(k.startswith("carry/") for k in arrays))]
     records = [arrays[f"records/{j}"] for j in range(sum(k.startswith("records/") for k in arrays))]
-    return {"done": int(meta["done"]), "carry": carry, "records": records}
+    kept = max(done - fingerprint["warmup"], 0)
+    if any(r.ndim < 2 or r.shape[:2] != (fingerprint["chains"], kept) for r in records) \
+            or (kept and len(records) != 1 + len(STAT_NAMES)):
+        raise damaged
+    return {"done": done, "carry": carry, "records": records}

@@ -20,6 +20,7 @@ from pplang.compiler.diagnostics import error
 from pplang.data import Bound
 from pplang.models import Model
 from pplang.results import columns, jsonable, load_folder, save_folder
+from pplang.runtime.archives import load_npz
 
 QUANTILES = (0.05, 0.5, 0.95)
 COLUMNS = ("mean", "sd", "5%", "50%", "95%", "mcse_mean", "mcse_sd", "ess_bulk", "ess_tail", "r_hat")
@@ -286,8 +287,7 @@ class SampleResult:
         loaded = []
         try:
             for name in extra:
-                with np.load(folder / name, allow_pickle=False) as z:
-                    loaded.append({k: z[k] for k in z.files})
+                loaded.append(load_npz(folder / name))
         except (OSError, ValueError) as exc:
             raise error(f"cannot read the saved MCMC result at {folder}: {exc}",
                         hint="save it again with `result.save(folder)`") from None
