@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pplang.budget import check_budget
 from pplang.compiler import analysis, ir
 from pplang.compiler.diagnostics import DataNote, PplError, did_you_mean, error
 from pplang.compiler.dims import eval_dim, eval_shape
@@ -168,6 +169,7 @@ def bind(fn: ir.Function, data: Mapping[str, Any], source: str, *, observations:
     env = {py_name(k): v for k, v in {**static, **arrays}.items()}
     check_declared_shapes(fn, env, source)
     check_sizes(fn, env, source)
+    check_budget(fn, env, source)
     if observations:
         for addr, info in fn.sites.items():
             if addr in data:

@@ -7,6 +7,7 @@ The grammar lives in `grammar.lark` (LALR); indentation is turned into `_INDENT`
 from __future__ import annotations
 
 import math
+import os
 import re
 import unicodedata
 from collections.abc import Iterator
@@ -115,6 +116,10 @@ class _LayoutToken(Token):
     what: str
 
 
+MAX_SOURCE_CHARS = int(os.environ.get("PPLANG_MAX_SOURCE_CHARS", 1_000_000))  # larger files are refused
+MAX_NESTING = 100  # brackets nested deeper than this are an error where they go too deep
+
+
 class _IndentError(LarkError):
     """Raised by `_Indenter` (and for a name that is not one after normalization); carries its own
     position because lark's DedentError has none."""
@@ -208,8 +213,13 @@ def _lark() -> Lark:
 
 def parse_program(source: str, file: str = "<string>") -> Program:
     """Parse a model file; raises `PplError` (never anything else) for malformed input."""
+    if len(source) > MAX_SOURCE_CHARS:
+        raise error(f"the file has {len(source):,} characters, more than the {MAX_SOURCE_CHARS:,} a model file may "
+                    "have", Span(file, 1, 1, 1, 2), source, hint="a model is a few pages: data belongs in a data file "
+                    "(to allow more, set PPLANG_MAX_SOURCE_CHARS)")
     text = source if source.endswith("\n") else source + "\n"
     _check_first_indent(text, file, source)
+    _check_nesting(text, _Builder(file, source))
     tree = _run_parser(text, "start", _Builder(file, source))
     return Program(decls=[d for d in tree if isinstance(d, Decl)], file=file, source=source,
                    networks=[d for d in tree if isinstance(d, NetworkDecl)])
@@ -281,10 +291,35 @@ def _run_parser(text: str, start: str, builder: _Builder) -> object:
         if isinstance(e.orig_exc, PplError):
             raise e.orig_exc from None
         if isinstance(e.orig_exc, RecursionError):
-            raise builder.fail("expression is nested too deeply", builder.point(1, 1)) from None
+            raise _too_deep(text, builder) from None
         raise
     except RecursionError:
-        raise builder.fail("expression is nested too deeply", builder.point(1, 1)) from None
+        raise _too_deep(text, builder) from None
+
+
+def _too_deep(text: str, builder: _Builder) -> PplError:
+    """An expression too deep for the parser (a chain of operators: brackets are checked first),
+    located at its longest line, where such a chain is."""
+    rows = text.splitlines() or [""]
+    line = max(range(len(rows)), key=lambda i: len(rows[i])) + 1
+    return builder.fail("expression is nested too deeply", builder.point(line, 1),
+                        hint="split the expression into named parts, or use sum(...) over a vector")
+
+
+def _check_nesting(text: str, builder: _Builder) -> None:
+    """Brackets nested deeper than MAX_NESTING: an error at the bracket that goes too deep (the
+    parser would otherwise exhaust Python's stack with no position to report)."""
+    depth = 0
+    for line_no, row in enumerate(text.splitlines(), 1):
+        code = row.split("#", 1)[0]
+        for col, ch in enumerate(code, 1):
+            if ch in "([":
+                depth += 1
+                if depth > MAX_NESTING:
+                    raise builder.fail(f"brackets are nested more than {MAX_NESTING} deep here",
+                                       builder.point(line_no, col), hint="name the inner parts: `a = (...)`")
+            elif ch in ")]":
+                depth = max(depth - 1, 0)
 
 
 def _check_first_indent(text: str, file: str, source: str) -> None:
