@@ -55,6 +55,9 @@ def sub_exprs(e: object) -> Iterator[ir.Expr]:
     elif isinstance(e, ir.DistLogProb):
         yield from sub_exprs(e.dist)
         yield from sub_exprs(e.value)
+    elif isinstance(e, ir.Enumerate):
+        yield from sub_exprs(e.support)
+        yield from sub_exprs(e.body)
     elif isinstance(e, ir.Dist):
         for a in e.args:
             yield from sub_exprs(a)

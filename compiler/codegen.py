@@ -136,7 +136,8 @@ class CodeGen:
             self.sample(s, lv)
         elif isinstance(s, ir.Factor):
             self.where(s)
-            self.w(f"{lv.score} = rt.factor({lv.score}, {self.ex(s.value, lv)}, 'factor{self.factors}')")
+            name = s.name or f"factor{self.factors}"
+            self.w(f"{lv.score} = rt.factor({lv.score}, {self.ex(s.value, lv)}, {name!r})")
             self.factors += 1
         elif isinstance(s, ir.ParamDef):
             self.where(s)
@@ -238,6 +239,8 @@ class CodeGen:
 
     def dist(self, d: ir.Dist, lv: Level) -> str:
         code = f"D.{d.name}({self.arguments(d.args, d.kwargs, lv)})"
+        if d.unscored:
+            code = f"D.unscored({code})"
         if d.support is None:
             return code
         shape = "(" + "".join(f"{dim}, " for dim in d.value_ty.shape) + ")"
@@ -559,6 +562,8 @@ class CodeGen:
             return f"_ctx.log_density({e.program!r}, {self.ex(e.trace, lv)}, {self.call_id(e, lv)})"
         if isinstance(e, ir.DistLogProb):
             return f"jnp.sum({self.dist(e.dist, lv)}.log_prob({self.ex(e.value, lv)}))"
+        if isinstance(e, ir.Enumerate):
+            return f"jax.vmap(lambda {e.var}: {self.ex(e.body, lv)})({self.dist(e.support, lv)}.enumerate_support())"
         raise AssertionError(f"cannot generate {type(e).__name__}")
 
     def op(self, e: ir.Op, lv: Level) -> str:

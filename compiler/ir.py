@@ -164,6 +164,7 @@ class Dist:
     kwargs: tuple[tuple[str, Expr], ...]
     value_ty: Ty
     support: str | None = None  # a support declared with the choice (`x: positive ~ ...`): its density there
+    unscored: bool = False  # its density is counted by a marginalized choice's log-sum-exp (transforms.marginalize)
 
 
 @dataclass(frozen=True)
@@ -176,7 +177,19 @@ class DistLogProb:
     ty: Ty
 
 
-Expr = Const | Var | Op | Call | HostCall | Index | Vec | Select | Shape_ | Simulate | LogDensity | DistLogProb
+@dataclass(frozen=True)
+class Enumerate:
+    """The vector of `body` with `var` bound to each value of `support`'s support in turn (the
+    marginalize transformation's sum over a discrete choice): `jax.vmap` over the values."""
+
+    var: str
+    support: Dist
+    body: Expr
+    ty: Ty
+
+
+Expr = (Const | Var | Op | Call | HostCall | Index | Vec | Select | Shape_ | Simulate | LogDensity | DistLogProb
+        | Enumerate)
 
 
 # ---------------------------------------------------------------- statements
@@ -215,6 +228,7 @@ class Sample:
 class Factor:
     value: Expr
     span: Span = NO_SPAN
+    name: str | None = None  # its name among a score's terms (default `factor<k>`)
 
 
 @dataclass

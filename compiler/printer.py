@@ -29,9 +29,12 @@ def expr(e: object) -> str:
     if isinstance(e, ir.Shape_):
         return f"{expr(e.value)}.shape[{e.axis}]"
     if isinstance(e, ir.Dist):
-        return f"{e.name}({arguments(e.args, e.kwargs)})"
+        text = f"{e.name}({arguments(e.args, e.kwargs)})"
+        return f"unscored({text})" if e.unscored else text
     if isinstance(e, ir.DistLogProb):
         return f"log_prob({expr(e.dist)}, {expr(e.value)})"
+    if isinstance(e, ir.Enumerate):
+        return f"[{expr(e.body)} for {e.var} in support({expr(e.support)})]"
     return repr(e)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,6 +107,8 @@ class Model:
     _guides: dict[tuple, Any] = field(default_factory=dict)  # automatic guides built for it, by kind and data
     _bound: OrderedDict = field(default_factory=OrderedDict)  # recent bindings, by data fingerprint
     _prepared: OrderedDict = field(default_factory=OrderedDict)  # what recent fit and smc calls prepared, by data
+    _marginals: dict[tuple, Any] = field(default_factory=dict)  # marginalized versions, by observed and choices
+    marginalized: dict[str, str] = field(default_factory=dict)  # summed-out choice -> pattern (of a marginal)
     traces: int = 0  # how many times JAX traced this model (for tests of the cache)
 
     @property
@@ -144,6 +146,30 @@ class Model:
         if len(self._bound) > BINDINGS_KEPT:
             self._bound.popitem(last=False)
         return bound
+
+    def marginal(self, observed: Iterable[str], addresses: Sequence[str] | None = None) -> Model:
+        """This model with discrete latent choices summed out of its log density (the marginalize
+        transformation): `addresses`, or every latent choice with finite support when None, given
+        which choices are `observed`. Itself when there is nothing to sum out."""
+        from pplang.compiler import analysis, codegen
+        from pplang.compiler.names import py_name
+        from pplang.compiler.pipeline import exec_module
+        from pplang.compiler.transforms.marginalize import marginalize, summable
+
+        seen = frozenset(observed)
+        chosen = tuple(summable(self.fn, seen) if addresses is None else addresses)
+        if not chosen:
+            return self
+        key = (seen, chosen)
+        if key not in self._marginals:
+            m = marginalize(self.fn, chosen, seen, self.source)
+            analysis.classify_loops(m.fn)
+            ns = exec_module(codegen.generate_module([m.fn], self.fn.span.file, self.source))
+            for var in analysis.called_declarations(m.fn):  # ODE right-hand sides, from the model's own module
+                ns[var] = self.impl.__globals__[var]
+            self._marginals[key] = Model(m.fn, ns[py_name(m.fn.name)], self.hosts, self.source, self.decls,
+                                         marginalized=dict(m.patterns))
+        return self._marginals[key]
 
     def reuse(self, key: tuple | None, build: Callable[[], Any], keep: Any = None) -> Any:
         """What `build()` returns, kept under `key` for later calls with equal arguments (the last

@@ -976,6 +976,25 @@ class Restricted(Distribution):
         return self.base.log_prob(value)
 
 
+class Unscored(Distribution):
+    """A choice whose density is counted elsewhere: the marginalize transformation keeps the
+    choices that depend on a summed-out discrete choice (an HMM's emissions) as choices, so their
+    values are bound as before, and adds their densities under every value of the discrete choice
+    inside the log-sum-exp; here they count zero. Support, shape and draws are the base's."""
+
+    def __init__(self, base: Distribution):
+        self.base = base
+        self.support = base.support
+        self.value_dtype = base.value_dtype
+        super().__init__(base.batch_shape, base.event_shape)
+
+    def sample(self, key: Array, sample_shape: Sequence[int] = ()) -> Array:
+        return self.base.sample(key, sample_shape)
+
+    def log_prob(self, value: Array) -> Array:
+        return jnp.zeros(jnp.shape(value)[:jnp.ndim(value) - len(self.event_shape)])
+
+
 normal = Normal
 half_normal = HalfNormal
 lognormal = LogNormal
@@ -1003,6 +1022,7 @@ multivariate_normal = MultivariateNormal
 lkj_cholesky = LKJCholesky
 flat = Flat
 restricted = Restricted  # generated code's name for a declared support; not callable from models
+unscored = Unscored  # generated code's name for a choice scored by the marginalize transformation
 
 
 # ---------------------------------------------------------------- registry for the type checker

@@ -35,6 +35,8 @@ def register(sub: Any) -> None:
     c.add_argument("--init", default=None, metavar="JSON",
                    help="initial values: uniform (default), prior, or a JSON object of values by choice")
     c.add_argument("--thin", type=common.positive_int, default=1, help="keep every N-th draw")
+    c.add_argument("--marginalize", default="all", metavar="all|none|NAME,...",
+                   help="discrete latent choices to sum out of the density so NUTS can run (default: all)")
     c.add_argument("--output", metavar="DIR", help="save draws, sample statistics and the summary to this folder")
     c.add_argument("--plots", metavar="DIR", help="write trace.png and rank.png to this folder")
     c.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -67,7 +69,8 @@ def cmd_sample(args: argparse.Namespace) -> None:
                  draws=args.draws, seed=args.seed, target_accept=args.target_accept,
                  max_tree_depth=args.max_tree_depth, mass_matrix=args.mass_matrix, init=parse_init(args.init),
                  thin=args.thin, num_integration_steps=args.num_integration_steps, progress=not args.no_progress,
-                 checkpoint=args.checkpoint, computed=common.computed_choice(args.computed))
+                 checkpoint=args.checkpoint, computed=common.computed_choice(args.computed),
+                 marginalize=common.computed_choice(args.marginalize))
     print(res.summary())  # the warnings, then the table
     if args.output:
         print(f"saved to {res.save(args.output)}")

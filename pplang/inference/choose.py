@@ -1,7 +1,8 @@
 """`pp.infer`: the best applicable method for a model and its data, and why.
 
-NUTS where every latent choice is continuous (the reference answer, with diagnostics); a particle
-filter where discrete choices rule NUTS out and the model has a loop over time; importance sampling
+NUTS where every latent choice is continuous or a discrete choice the marginalize transformation
+sums out (the reference answer, with diagnostics); a particle filter where other discrete choices
+rule NUTS out and the model has a loop over time; importance sampling
 from the prior only when asked for, or when nothing else applies (discrete choices outside a loop
 over time), and then said so.
 """
@@ -48,6 +49,14 @@ def choose_method(model: Model, data: Mapping[str, Any] | None = None) -> Choice
     if not discrete:
         return Choice("nuts", "every latent choice is continuous")
     names = ", ".join(f"`{a}`" for a in discrete)
+    try:
+        left = [a for a in model.marginal(bound.observed).latent_addresses(bound)
+                if model.sites[a].kind in ("int", "bool")]
+    except PplError:
+        left = discrete
+    if not left:
+        return Choice("nuts", f"the discrete choices {names} are summed out of the density (marginalize), and "
+                      "the other latent choices are continuous")
     if sequential(model):
         return Choice("smc", f"the discrete choices {names} rule out NUTS, and the model has a loop over time")
     return Choice("is", f"the discrete choices {names} rule out NUTS and no loop over time allows SMC; "

@@ -83,8 +83,8 @@ def layout(model: Model, bound: Bound) -> list[Site]:
         info = model.sites[a]
         if info.kind in ("int", "bool") or supports[a].is_discrete:
             raise error(f"NUTS and HMC move continuous choices only; `{a}` ({info.dist}) is discrete", info.span,
-                        model.source, hint="sample this model with `pplang smc` or importance sampling "
-                        "(`pplang infer --method is`), or sum the choice out with factor(logsumexp(...))")
+                        model.source, hint="leave marginalize on to sum it out (bernoulli, categorical and "
+                        "binomial choices), or use `pplang smc` or importance sampling (`pplang infer --method is`)")
         shape = tuple(trace[a].shape)
         ushape = tuple(supports[a].unconstrained_shape(shape))
         sites.append(Site(a, shape, ushape, start, start + math.prod(ushape)))
@@ -339,7 +339,8 @@ def sample(model: Model, data: Mapping[str, Any] | None = None, *, method: str =
            warmup: int = 1000, draws: int = 1000, seed: Any = 0, target_accept: float = 0.8, max_tree_depth: int = 10,
            mass_matrix: Any = "diag", init: Any = None, thin: int = 1, num_integration_steps: int = 16,
            progress: bool = True, checkpoint: str | Path | None = None, params: Mapping | None = None,
-           chunk: int = 100, computed: bool | Sequence[str] = True) -> SampleResult:
+           chunk: int = 100, computed: bool | Sequence[str] = True,
+           marginalize: bool | Sequence[str] = True) -> SampleResult:
     """Posterior draws of the latent choices by NUTS (default) or HMC with Stan's warmup.
 
     - warmup: adaptation steps (step size, and the inverse mass matrix 'diag' or 'dense'); 0 runs
@@ -352,6 +353,9 @@ def sample(model: Model, data: Mapping[str, Any] | None = None, *, method: str =
     - checkpoint: a folder; the state is saved after each chunk of `chunk` steps, and a call with
       the same arguments resumes from it, giving the draws of an uninterrupted run.
     - computed: which values the model computes to keep beside the draws (all, none or names).
+    - marginalize: discrete latent choices with finite support (bernoulli, categorical, binomial)
+      are summed out of the log density so that NUTS samples the continuous ones (True, the
+      default: all of them; a list: those; False: none, and a discrete latent choice is an error).
     """
     if method not in METHODS:
         raise error(f"unknown method {method!r}",
@@ -366,6 +370,7 @@ def sample(model: Model, data: Mapping[str, Any] | None = None, *, method: str =
     if not 0.0 < float(target_accept) < 1.0:
         raise error(f"target_accept must be between 0 and 1, got {target_accept!r}", hint="for example 0.8 (or "
                     "0.95 to remove divergences)")
+    model = summed_out(model, model.bind(data), marginalize)
     bound = model.bind(data)  # the same data again: the same Bound, and its layout is reused
     sites = model.reuse(("layout", id(bound)), lambda: layout(model, bound), keep=bound)
     dim = sites[-1].stop
@@ -449,6 +454,17 @@ def sample(model: Model, data: Mapping[str, Any] | None = None, *, method: str =
     result.draws = kept(model, data, result.constrained(positions), computed, params)
     result.info["computed"] = [a for a in result.draws if a not in model.sites]
     return result
+
+
+def summed_out(model: Model, bound: Bound, marginalize: bool | Sequence[str]) -> Model:
+    """The model gradient-based samplers run: with the discrete latent choices `marginalize` names
+    (all of them for True) summed out of its log density."""
+    if isinstance(marginalize, bool):
+        return model.marginal(bound.observed) if marginalize else model
+    if isinstance(marginalize, str) or not isinstance(marginalize, Sequence):
+        raise error(f"marginalize= takes True, False or a list of choices, not {marginalize!r}",
+                    hint="for example marginalize=['z']")
+    return model.marginal(bound.observed, list(marginalize))
 
 
 def kept(model: Model, data: Mapping[str, Any] | None, draws: dict[str, np.ndarray], computed: bool | Sequence[str],

@@ -17,6 +17,7 @@ import numpy as np
 
 from pplang import runtime as rt
 from pplang.compiler.diagnostics import error
+from pplang.compiler.transforms.marginalize import unscored
 from pplang.data import Bound
 from pplang.models import Model
 from pplang.results import columns, jsonable, load_folder, save_folder
@@ -68,12 +69,15 @@ def mapper(model: Model, bound: Bound, sites: tuple, param_addrs: frozenset) -> 
     if hit is not None and hit[0] is model:
         return hit[1]
     latents = frozenset(s.address for s in sites)
+    # with discrete choices summed out, what depends on one counts in its term `marginal:<address>`
+    skip = unscored(model.fn) if model.marginalized else set()
 
     def one(x: Any, observed: dict, params: dict, arrays: dict) -> tuple:
         given = {s.address: x[s.start:s.stop].reshape(s.ushape) for s in sites}
         ctx = rt.Context({**observed, **given}, params, model.hosts, latents, complete=True, record=True)
         _, trace, score = run_impl(model, bound, ctx, jax.random.key(0), arrays)
-        return {a: trace[a] for a in latents}, {a: score.terms[a] for a in observed if a in score.terms}
+        counted = [a for a in observed if a not in skip] + [a for a in score.terms if a.startswith("marginal:")]
+        return {a: trace[a] for a in latents}, {a: score.terms[a] for a in counted if a in score.terms}
 
     fn = jax.jit(jax.vmap(one, in_axes=(0, None, None, None)))
     if len(_MAPPERS) >= 32:
@@ -136,7 +140,10 @@ class SampleResult:
 
     def log_likelihood(self) -> dict[str, np.ndarray]:
         """Log density of each observed choice per draw: (chains, draws, *iterations) where the
-        observation sits in vectorized loops (pointwise), else (chains, draws) for the choice's total."""
+        observation sits in vectorized loops (pointwise), else (chains, draws) for the choice's total.
+        With discrete choices summed out, the observations that depend on one count together in
+        `marginal:<address>`, their log density with the choice summed out (pointwise over the
+        iterations of a mixture)."""
         self.attached("the log-likelihood")
         if self._pointwise is None:
             self.constrained(self.unconstrained)

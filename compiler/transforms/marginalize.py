@@ -1,0 +1,426 @@
+"""The marginalize transformation: discrete latent choices with finite support summed out of a
+model's log density, exactly, as an IR-to-IR rewrite that the ordinary code generator then turns
+into JAX.
+
+A summed-out choice `z` disappears from the model's choices. The choices, factors and values that
+depend on it (its *dependents*) are rewritten as expressions of one value `k` of `z`; the choices
+among them stay choices (their values are bound as before) but count zero in place (`unscored`),
+and their log densities enter the sum over `k` instead. Three patterns, each compiled to what one
+would write by hand:
+
+* **single**: `z ~ d` at the top level with dependents at the top level:
+  `factor(logsumexp([log d(k) + dependents(k) for k in support(d)]))`;
+* **mixture**: `z[i] ~ d` in a loop whose iterations are independent, its dependents in the same
+  iteration (mixture assignments): the same log-sum-exp per iteration, vectorized like the loop;
+* **chain**: `z[0] ~ d0` before a loop over `t` from 1 and `z[t] ~ d(z[t - 1])` in it, each with
+  its dependents beside it (hidden Markov models, regime switching, change points written as a
+  carried state): the forward algorithm, a vector `alpha` of K log probabilities carried through
+  the loop's `lax.scan`, `alpha[k] = logsumexp(alpha + [log d(j)(k) for j]) + dependents(k)`, and
+  `factor(logsumexp(alpha))` after it: O(T K^2), one scan whatever T.
+
+Anything else that reads a summed-out choice (a value kept after the loop, a choice read at another
+index, a branch on it) is a located error naming the choice and the statement, with a hint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from pplang.compiler import ir
+from pplang.compiler.analysis import expr_key, reads, sub_exprs, walk, writes
+from pplang.compiler.check.shapes import dim_code
+from pplang.compiler.diagnostics import error
+
+REAL = ir.Ty("real", ())
+LOGSUMEXP = "logsumexp"
+
+
+@dataclass(frozen=True)
+class Marginal:
+    """A model with discrete choices summed out: the rewritten function, and for each summed-out
+    address the pattern it was compiled as ("single", "mixture" or "chain")."""
+
+    fn: ir.Function
+    patterns: dict[str, str]
+
+
+def unscored(fn: ir.Function) -> set[str]:
+    """The choices of a marginalized function whose densities count in a summed-out choice's term."""
+    return {s.address for s in walk(fn.body) if isinstance(s, ir.Sample) and s.dist.unscored}
+
+
+def summable(fn: ir.Function, observed: Iterable[str]) -> list[str]:
+    """The latent choices of `fn` that marginalize would sum out by default: every enumerable
+    (finite-support) choice that is not observed."""
+    seen = set(observed)
+    return [a for a, info in fn.sites.items() if info.enumerable and a not in seen]
+
+
+def marginalize(fn: ir.Function, addresses: Iterable[str], observed: Iterable[str], source: str) -> Marginal:
+    """`fn` with the choices at `addresses` summed out of its log density (see the module's doc)."""
+    seen = set(observed)
+    body = list(fn.body)
+    patterns: dict[str, str] = {}
+    dropped: set[str] = set()
+    added: dict[str, ir.ArrayInfo] = {}
+    for n, address in enumerate(addresses):
+        info = fn.sites.get(address)
+        if info is None:
+            raise error(f"{fn.kind} `{fn.name}` has no random choice `{address}` to sum out", fn.span, source,
+                        hint=f"its choices: {', '.join(fn.sites)}")
+        if address in seen:
+            raise error(f"`{address}` is observed in the data, so there is nothing to sum out", info.span, source,
+                        hint="leave it out of the data to sum it out, or do not ask to marginalize it")
+        if not info.enumerable:
+            raise error(f"`{address}` ({info.dist}) has no finite support to sum over", info.span, source,
+                        hint="only bernoulli, categorical and binomial choices are summed out; infer this one "
+                        "with `pplang smc` or `pplang infer --method is`")
+        rewrite = Rewrite(fn, address, source, f"_m{n}")
+        body, pattern, lets = rewrite.apply(body)
+        patterns[address] = pattern
+        dropped |= lets
+        added.update(rewrite.arrays)
+    sites = {a: i for a, i in fn.sites.items() if a not in patterns}
+    arrays = {a: i for a, i in fn.arrays.items() if i.address not in patterns and a not in dropped} | added
+    values = [(v, name) for v, name in fn.values if v not in dropped and name not in patterns]
+    out = dataclasses.replace(fn, body=body, sites=sites, arrays=arrays, values=values)
+    return Marginal(out, patterns)
+
+
+class Rewrite:
+    """Sums one choice out of a function body."""
+
+    def __init__(self, fn: ir.Function, address: str, source: str, tag: str):
+        self.fn, self.address, self.source, self.tag = fn, address, source, tag
+        self.samples = [s for s in walk(fn.body) if isinstance(s, ir.Sample) and s.address == address]
+        self.var = self.samples[0].name
+        self.kind = fn.sites[address].kind
+        self.term = f"marginal:{address}"  # the name of its log-sum-exp among the score's terms
+        self.arrays: dict[str, ir.ArrayInfo] = {}  # per-iteration sums of loops that depend on it
+
+    def fail(self, message: str, span: object, hint: str) -> Exception:
+        return error(f"cannot sum out `{self.address}`: {message}", span, self.source, hint=hint)
+
+    # ---------------------------------------------------------------- which pattern
+
+    def apply(self, body: list[ir.Stmt]) -> tuple[list[ir.Stmt], str, set[str]]:
+        site = self.samples[0]
+        if len(self.samples) == 1 and site.index is None and site in body:
+            out, lets = self.single(body)
+            return out, "single", lets
+        if len(self.samples) == 1 and site.index is not None:
+            loop = next((s for s in walk(body) if isinstance(s, ir.Loop) and site in s.body), None)
+            if loop is not None and loop in body and len(site.index) == 1 \
+                    and expr_key(site.index[0]) == ("v", loop.var):
+                out, lets = self.mixture(body, loop)
+                return out, "mixture", lets
+        if len(self.samples) == 2 and self.samples[0] in body:
+            loop = next((s for s in body if isinstance(s, ir.Loop) and self.samples[1] in s.body), None)
+            if loop is not None:
+                out, lets = self.chain(body, loop)
+                return out, "chain", lets
+        raise self.fail("it is drawn in a way that none of the patterns covers", site.span,
+                        "draw it once at the top level (`z ~ d`), once per iteration of a loop (`z[i] ~ d`), or "
+                        "as a chain (`z[0] ~ d0` before `for t in range(1, T)` and `z[t] ~ d(z[t - 1])` in it)")
+
+    # ---------------------------------------------------------------- patterns
+
+    def single(self, body: list[ir.Stmt]) -> tuple[list[ir.Stmt], set[str]]:
+        site = self.samples[0]
+        p = body.index(site)
+        self.only_after(body, p, None)
+        k = self.value_var()
+        out, terms, lets = self.dependents(body[p + 1:], lambda e: self.put(e, None, k), loops=True)
+        total = self.summed(site.dist, k, terms)
+        vec = total.ty
+        for acc in self.arrays:  # each dependent loop's terms, one vector over the values per iteration
+            total = ir.Op("+", (total, ir.Call("sum", (ir.Var(acc, ir.Ty("real", None)),
+                                                       ir.Const(0, ir.STATIC_INT)), vec)), vec)
+        return body[:p] + out + [ir.Factor(logsumexp(total), site.span, self.term)], lets
+
+    def mixture(self, body: list[ir.Stmt], loop: ir.Loop) -> tuple[list[ir.Stmt], set[str]]:
+        site = self.samples[0]
+        self.unused_outside(body, loop)
+        p = loop.body.index(site)
+        self.only_after(loop.body, p, site.index)
+        k = self.value_var()
+        out, terms, lets = self.dependents(loop.body[p + 1:], lambda e: self.put(e, site.index, k))
+        total = self.summed(site.dist, k, terms)
+        new_loop = dataclasses.replace(loop, body=loop.body[:p] + out + [ir.Factor(logsumexp(total), site.span,
+                                                                                      self.term)])
+        return [new_loop if s is loop else s for s in body], lets
+
+    def chain(self, body: list[ir.Stmt], loop: ir.Loop) -> tuple[list[ir.Stmt], set[str]]:
+        first, step = self.samples
+        if not (first.index is not None and len(first.index) == 1 and expr_key(first.index[0]) == ("c", 0)
+                and step.index is not None and len(step.index) == 1 and expr_key(step.index[0]) == ("v", loop.var)
+                and expr_key(loop.start) == ("c", 1)):
+            raise self.fail("a chain draws `z[0]` before a loop `for t in range(1, T)` and `z[t]` in it",
+                            step.span, "index the chain by the loop variable, starting the loop at 1")
+        p0, q = body.index(first), loop.body.index(step)
+        at_loop = body.index(loop)
+        before = body[p0 + 1:at_loop]
+        for s in body[at_loop + 1:]:
+            self.no_read(s, "after the loop that draws it")
+        previous = ir.Op("-", (ir.Var(loop.var, ir.STATIC_INT), ir.Const(1, ir.STATIC_INT)), ir.INT)
+        for s in loop.body[:q]:
+            self.no_read(s, "before it is drawn in the loop")
+        for key in self.read_keys(step.dist):
+            if key != ("op", "-", ("v", loop.var), ("c", 1)):
+                raise self.fail("its step may read only the previous state `z[t - 1]`", step.span,
+                                "write the transition as `z[t] ~ d(z[t - 1])`")
+        alpha = f"{self.tag}_alpha"
+        k, j = self.value_var(), f"{self.tag}_j"
+        size = support_size(step.dist)
+        vec = ir.Ty("real", (size,))
+        # before the loop: alpha[k] = log d0(k) + the first state's dependents
+        out0, terms0, lets0 = self.dependents(before, lambda e: self.put(e, first.index, k))
+        alpha0 = ir.Enumerate(k, first.dist, self.summed_terms(first.dist, k, terms0), vec)
+        # in the loop: alpha[k] = logsumexp(alpha + [log d(j)(k) for j]) + dependents(k)
+        out, terms, lets = self.dependents(loop.body[q + 1:], lambda e: self.put(e, step.index, k))
+        support = self.at(step.dist, previous, ir.Const(0 if self.kind != "bool" else False, ir.INT))
+        transition = self.at(step.dist, previous, ir.Var(j, ir.INT))
+        column = ir.Enumerate(j, support, ir.DistLogProb(transition, ir.Var(k, ir.INT), REAL), vec)
+        hoisted: list[ir.Stmt] = []
+        written = {n for n, _ in writes(loop.body)} | {loop.var}
+        if not {n for n, _ in reads_of(transition)} & written:
+            # the transition does not change along the chain: its log matrix is computed once, before
+            # the loop, as a hand-written forward algorithm would (XLA does not hoist out of a scan)
+            matrix = f"{self.tag}_log_transition"  # [k, j] = log p(z[t] = k | z[t - 1] = j)
+            mty = ir.Ty("real", (size, size))
+            hoisted = [ir.Let(matrix, ir.Enumerate(k, support, column, mty), step.span)]
+            column = ir.Index(ir.Var(matrix, mty), (ir.Var(k, ir.INT),), vec)  # row k: log p(k | j) over j
+        carried = logsumexp(ir.Op("+", (ir.Var(alpha, vec), column), vec))
+        alpha_t = ir.Enumerate(k, support, plus(carried, terms), vec)
+        new_loop = dataclasses.replace(loop, body=loop.body[:q] + out + [ir.Let(alpha, alpha_t, step.span)])
+        done = ir.Factor(logsumexp(ir.Var(alpha, vec)), loop.span, self.term)
+        return (body[:p0] + out0 + [ir.Let(alpha, alpha0, first.span), *hoisted, new_loop, done]
+                + body[at_loop + 1:], lets0 | lets)
+
+    # ---------------------------------------------------------------- dependents
+
+    def dependents(self, stmts: list[ir.Stmt], put: Callable[[ir.Expr], ir.Expr], loops: bool = False
+                   ) -> tuple[list[ir.Stmt], list[ir.Expr], set[str]]:
+        """The statements after the choice: those that do not read it unchanged, the choices that do
+        kept unscored, and the log densities of everything that reads it as expressions of its value
+        (values computed from it inlined into their readers). With `loops`, a loop whose body reads it
+        keeps, per iteration, the vector of its body's log densities over the choice's values in an
+        array of its own (`self.arrays`), which the caller sums."""
+        out: list[ir.Stmt] = []
+        terms: list[ir.Expr] = []
+        inlined: dict[str, ir.Expr] = {}
+
+        def rewrite(e: ir.Expr) -> ir.Expr:
+            return put(replace_vars(e, inlined))
+
+        def depends(s: ir.Stmt) -> bool:
+            names = {n for n, _ in reads([s])}
+            return self.var in names or bool(names & inlined.keys())
+
+        for s in stmts:
+            if not depends(s):
+                out.append(s)
+            elif isinstance(s, ir.Let):
+                inlined[s.name] = replace_vars(s.value, inlined)
+            elif isinstance(s, ir.Sample):
+                if s.address in self.fn.sites and self.fn.sites[s.address].enumerable and s.address != self.address:
+                    raise self.fail(f"the discrete choice `{s.address}` depends on it", s.span,
+                                    "sum out chains one link at a time: draw each state from the previous one")
+                dist = rewrite_dist(s.dist, rewrite)
+                terms.append(ir.DistLogProb(dist, value_of(s), REAL))
+                placeholder = rewrite_dist(s.dist, lambda e: self.put(replace_vars(e, inlined), None, None))
+                out.append(dataclasses.replace(s, dist=dataclasses.replace(placeholder, unscored=True)))
+            elif isinstance(s, ir.Factor):
+                terms.append(ir.Call("sum", (rewrite(s.value),), REAL))
+            elif isinstance(s, ir.Loop) and loops:
+                out.append(self.loop_terms(s, put, inlined))
+            else:
+                what = {ir.Store: "an array piece", ir.Loop: "a loop", ir.Branch: "a branch",
+                        ir.Ret: "the return value", ir.ParamDef: "a parameter"}.get(type(s), "a statement")
+                raise self.fail(f"{what} is computed from it", s.span,
+                                "only choices, factors and values they use may depend on a summed-out choice; "
+                                "compute what you need from the other choices")
+        used_later = {n for n, _ in reads(out)} & inlined.keys()
+        if used_later:
+            name = sorted(used_later)[0]
+            raise self.fail(f"`{name}`, computed from it, is used elsewhere", self.samples[0].span,
+                            "only the choices and factors beside it may use values computed from it")
+        return out, terms, set(inlined)
+
+    def loop_terms(self, loop: ir.Loop, put: Callable[[ir.Expr], ir.Expr], inlined: dict[str, ir.Expr]) -> ir.Loop:
+        """A loop after a single choice whose body reads it: its body with the dependents rewritten,
+        storing in iteration i the vector over the choice's values of the iteration's log densities."""
+        body = [replace_in_stmt(s, inlined) for s in loop.body]
+        out, terms, lets = self.dependents(body, put)
+        if set(lets) & set(loop.carried):
+            raise self.fail(f"`{sorted(set(lets) & set(loop.carried))[0]}`, computed from it, is carried from one "
+                            "iteration to the next", loop.span, "only values used within one iteration may depend "
+                            "on a summed-out choice")
+        site = self.samples[0]
+        size = support_size(site.dist)
+        acc = f"{self.tag}_acc{len(self.arrays)}"
+        vec = ir.Ty("real", (size,))
+        value = ir.Enumerate(self.value_var(), site.dist, plus(ir.Const(0.0, REAL), terms), vec)
+        self.arrays[acc] = ir.ArrayInfo(acc, (dim_code(loop.stop), size), "real")
+        return dataclasses.replace(loop, body=out + [ir.Store(acc, (ir.Var(loop.var, ir.INT),), value, loop.span)])
+
+    # ---------------------------------------------------------------- pieces
+
+    def value_var(self) -> str:
+        return f"{self.tag}_k"
+
+    def summed(self, dist: ir.Dist, k: str, terms: list[ir.Expr]) -> ir.Expr:
+        return ir.Enumerate(k, dist, self.summed_terms(dist, k, terms), ir.Ty("real", (support_size(dist),)))
+
+    def summed_terms(self, dist: ir.Dist, k: str, terms: list[ir.Expr]) -> ir.Expr:
+        return plus(ir.DistLogProb(dist, ir.Var(k, ir.INT), REAL), terms)
+
+    def put(self, e: ir.Expr, index: tuple | None, k: str | None) -> ir.Expr:
+        """`e` with the choice (at `index`) replaced by the variable `k` (by its first value, 0,
+        where k is None: a placeholder that fixes shapes only)."""
+        want = None if index is None else tuple(expr_key(i) for i in index)
+        value = ir.Var(k, ir.INT) if k is not None else ir.Const(False if self.kind == "bool" else 0, ir.INT)
+
+        def visit(x: ir.Expr) -> ir.Expr | None:
+            if isinstance(x, ir.Index) and isinstance(x.base, ir.Var) and x.base.name == self.var:
+                if k is None or (want is not None and tuple(expr_key(i) for i in x.indices) == want):
+                    return value
+                raise self.fail("it is read at another index than it is drawn at", self.samples[0].span,
+                                "read it where it is drawn (`z[i]` in the iteration that draws it)")
+            if isinstance(x, ir.Var) and x.name == self.var:
+                if want is None or k is None:
+                    return value
+                raise self.fail("it is read whole", self.samples[0].span, "read one element where it is drawn")
+            return None
+
+        return map_expr(e, visit)
+
+    def at(self, dist: ir.Dist, previous: ir.Expr, value: ir.Expr) -> ir.Dist:
+        """The chain's step distribution with the previous state `z[t - 1]` replaced by `value`."""
+        want = (expr_key(previous),)
+
+        def visit(x: ir.Expr) -> ir.Expr | None:
+            if isinstance(x, ir.Index) and isinstance(x.base, ir.Var) and x.base.name == self.var \
+                    and tuple(expr_key(i) for i in x.indices) == want:
+                return value
+            return None
+
+        return rewrite_dist(dist, lambda e: map_expr(e, visit))
+
+    def read_keys(self, dist: ir.Dist) -> list[object]:
+        keys = []
+        for root in (*dist.args, *(v for _, v in dist.kwargs)):
+            for x in sub_exprs(root):
+                if isinstance(x, ir.Index) and isinstance(x.base, ir.Var) and x.base.name == self.var:
+                    keys.append(expr_key(x.indices[0]) if len(x.indices) == 1 else ("many",))
+        return keys
+
+    def only_after(self, stmts: list[ir.Stmt], p: int, index: tuple | None) -> None:
+        for s in stmts[:p]:
+            self.no_read(s, "before it is drawn")
+
+    def unused_outside(self, body: list[ir.Stmt], loop: ir.Loop) -> None:
+        for s in body:
+            if s is not loop:
+                self.no_read(s, "outside the loop that draws it")
+
+    def no_read(self, s: ir.Stmt, where: str) -> None:
+        if any(n == self.var for n, _ in reads([s])):
+            raise self.fail(f"it is read {where}", s.span, "use it only in the statements after it, in the same "
+                            "iteration")
+
+
+# ---------------------------------------------------------------- expressions
+
+
+def plus(first: ir.Expr, rest: list[ir.Expr]) -> ir.Expr:
+    out = first
+    for t in rest:
+        out = ir.Op("+", (out, t), REAL)
+    return out
+
+
+def logsumexp(x: ir.Expr) -> ir.Expr:
+    return ir.Call(LOGSUMEXP, (x,), REAL)
+
+
+def value_of(s: ir.Sample) -> ir.Expr:
+    """The value a choice statement binds (its variable, or its piece)."""
+    if s.index is None:
+        return ir.Var(s.name, s.dist.value_ty)
+    return ir.Index(ir.Var(s.name, ir.Ty(s.dist.value_ty.kind, None)), s.index, s.dist.value_ty)
+
+
+def support_size(dist: ir.Dist) -> ir.Dim:
+    """The number of values of a scalar discrete distribution when the checker knows it."""
+    if dist.name in ("bernoulli", "bernoulli_logit"):
+        return 2
+    if dist.name in ("categorical", "categorical_logit"):
+        arg = dist.args[0] if dist.args else dict(dist.kwargs).get("probs", dict(dist.kwargs).get("logits"))
+        shape = None if arg is None else arg.ty.shape
+        return shape[-1] if shape else None
+    return None
+
+
+def reads_of(d: ir.Dist) -> list[tuple[str, object]]:
+    """The variables a distribution's arguments read."""
+    return list(reads([ir.Factor(ir.Vec((*d.args, *(v for _, v in d.kwargs)), REAL))]))
+
+
+def rewrite_dist(d: ir.Dist, f: Callable[[ir.Expr], ir.Expr]) -> ir.Dist:
+    return dataclasses.replace(d, args=tuple(f(a) for a in d.args), kwargs=tuple((n, f(v)) for n, v in d.kwargs))
+
+
+def replace_in_stmt(s: ir.Stmt, values: dict[str, ir.Expr]) -> ir.Stmt:
+    """A simple statement with the values computed from a summed-out choice inlined (loop bodies are
+    rewritten statement by statement by `dependents`)."""
+    if not values:
+        return s
+    if isinstance(s, ir.Let):
+        return dataclasses.replace(s, value=replace_vars(s.value, values))
+    if isinstance(s, ir.Sample):
+        return dataclasses.replace(s, dist=rewrite_dist(s.dist, lambda e: replace_vars(e, values)))
+    if isinstance(s, ir.Factor):
+        return dataclasses.replace(s, value=replace_vars(s.value, values))
+    return s
+
+
+def replace_vars(e: ir.Expr, values: dict[str, ir.Expr]) -> ir.Expr:
+    if not values:
+        return e
+    return map_expr(e, lambda x: values.get(x.name) if isinstance(x, ir.Var) else None)
+
+
+def map_expr(e: ir.Expr, visit: Callable[[ir.Expr], ir.Expr | None]) -> ir.Expr:
+    """`e` rebuilt bottom-up with `visit(x)` replacing each node `x` where it returns an expression."""
+    hit = visit(e)
+    if hit is not None:
+        return hit
+
+    def m(x: ir.Expr) -> ir.Expr:
+        return map_expr(x, visit)
+
+    if isinstance(e, (ir.Op, ir.Call)):
+        return dataclasses.replace(e, args=tuple(m(a) for a in e.args))
+    if isinstance(e, ir.HostCall):
+        return dataclasses.replace(e, args=tuple(m(a) for a in e.args), kwargs=tuple((n, m(v)) for n, v in e.kwargs))
+    if isinstance(e, ir.Vec):
+        return dataclasses.replace(e, items=tuple(m(a) for a in e.items))
+    if isinstance(e, ir.Index):
+        ix = tuple(ir.SliceIx(None if i.lo is None else m(i.lo), None if i.hi is None else m(i.hi))
+                   if isinstance(i, ir.SliceIx) else m(i) for i in e.indices)
+        return dataclasses.replace(e, base=m(e.base), indices=ix)
+    if isinstance(e, ir.Select):
+        return dataclasses.replace(e, cond=m(e.cond), then=m(e.then), orelse=m(e.orelse))
+    if isinstance(e, ir.Shape_):
+        return dataclasses.replace(e, value=m(e.value))
+    if isinstance(e, ir.DistLogProb):
+        return dataclasses.replace(e, dist=rewrite_dist(e.dist, m), value=m(e.value))
+    if isinstance(e, ir.Enumerate):
+        return dataclasses.replace(e, support=rewrite_dist(e.support, m), body=m(e.body))
+    return e
+
+
+__all__ = ["Marginal", "marginalize", "summable", "unscored"]
