@@ -47,9 +47,8 @@ def main() -> None:
     gap = vae.compare({"x": x[0]}, guide="full_rank", steps=2000, num_samples=4000)
     print(f"image 0, amortized vs fitted to it alone: {gap.summary()}")
 
-    folder.mkdir(parents=True, exist_ok=True)
+    vae.save(folder, plots=True, overwrite=True)  # this script's own folder: each run replaces it
     plot(vae, x, digit, folder / "digits.png")
-    vae.save(folder, plots=True)
     print(f"plots and the trained posterior in {folder}")
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from pplang.compiler.diagnostics import error
+from pplang.files import folder_for, new_folder, save_figure
 from pplang.runtime.archives import load_npz
 from pplang.summary import display_order
 
@@ -78,15 +79,15 @@ class FitResult:
         index = np.random.default_rng(seed).choice(total, size=n, replace=n > total)
         return {k: np.asarray(v)[index] for k, v in self.draws.items()}
 
-    def plot(self, folder: str | Path) -> list[Path]:
+    def plot(self, folder: str | Path, overwrite: bool = False) -> list[Path]:
         """Write objective.png (the objective per step and a moving average) and, when there are
-        draws, marginals.png (a histogram per scalar variable and per leading array element)."""
+        draws, marginals.png (a histogram per scalar variable and per leading array element).
+        Existing plots of those names are replaced only with `overwrite`."""
         Figure, FigureCanvasAgg = matplotlib_figure()
-        folder = Path(folder)
-        written = [plot_objective(self.values, str(self.info.get("objective", "objective")), folder)]
-
         panels = list(itertools.islice(columns(self.draws, ARRAY_PANELS, self.info.get("computed", ())),
                                        MARGINAL_PANELS))
+        folder = folder_for(folder, ["objective.png", *(["marginals.png"] if panels else [])], overwrite)
+        written = [plot_objective(self.values, str(self.info.get("objective", "objective")), folder, overwrite)]
         if panels:
             ncols = min(4, len(panels))
             nrows = -(-len(panels) // ncols)
@@ -95,11 +96,13 @@ class FitResult:
             for i, (name, column) in enumerate(panels):
                 ax = fig.add_subplot(nrows, ncols, i + 1)
                 finite = column[np.isfinite(column)]
-                ax.hist(finite, bins=bins(finite), density=True, alpha=0.7)
+                if finite.size:
+                    ax.hist(finite, bins=bins(finite), density=True, alpha=0.7)
+                else:
+                    ax.text(0.5, 0.5, "no finite draws", ha="center", va="center", transform=ax.transAxes)
                 ax.set_title(name, fontsize=9)
                 ax.tick_params(labelsize=7)
-            written.append(folder / "marginals.png")
-            fig.savefig(written[-1], dpi=110)
+            written.append(save_figure(fig, folder / "marginals.png", overwrite, dpi=110))
         return written
 
     def to_arviz(self) -> Any:
@@ -113,14 +116,18 @@ class FitResult:
         attrs = {k: v for k, v in self.info.items() if isinstance(v, str | int | float | bool)}
         return arviz.from_dict(posterior={k: np.asarray(v)[None] for k, v in self.draws.items()}, attrs=attrs)
 
-    def save(self, folder: str | Path, plots: bool = False) -> Path:
+    def save(self, folder: str | Path, plots: bool = False, overwrite: bool = False,
+             keep: Sequence[str] = ()) -> Path:
         """Write params.npz (keys `program/address`), draws.npz, values.npy and info.json to `folder`
-        (and the plots, if asked)."""
-        folder = save_folder(folder, self.params, self.values, self.info)
-        np.savez(folder / "draws.npz", **{k: np.asarray(v) for k, v in self.draws.items()})
-        if plots:
-            self.plot(folder)
-        return folder
+        (and the plots, if asked), all at once: into a temporary folder beside it that then takes
+        its place, so a failure leaves any previous folder whole. An existing folder is replaced
+        only with `overwrite`; `keep` names entries of it the new one takes over (a checkpoint)."""
+        with new_folder(folder, overwrite, keep) as tmp:
+            write_files(tmp, self.params, self.values, self.info)
+            np.savez(tmp / "draws.npz", **{k: np.asarray(v) for k, v in self.draws.items()})
+            if plots:
+                self.plot(tmp)
+        return Path(folder)
 
     @classmethod
     def load(cls, folder: str | Path) -> FitResult:
@@ -134,12 +141,11 @@ class FitResult:
         return cls(params, values, draws, info)
 
 
-def save_folder(folder: str | Path, params: Mapping[str, Mapping[str, Any]], values: Any,
+def write_files(folder: Path, params: Mapping[str, Mapping[str, Any]], values: Any,
                 info: Mapping[str, Any]) -> Path:
     """The files every saved result has: params.npz (keys `program/address`), values.npy (the
-    objective per step) and info.json."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    objective per step) and info.json, written into `folder` (the temporary folder of
+    `pplang.files.new_folder`, which puts the whole result in place at once)."""
     for program in params:
         if "/" in program:
             raise error(f"cannot save parameters of a program named {program!r}: the name contains '/'")
@@ -151,10 +157,13 @@ def save_folder(folder: str | Path, params: Mapping[str, Mapping[str, Any]], val
 
 def load_folder(folder: str | Path, what: str, command: str,
                 extra: Sequence[str] = ()) -> tuple[dict[str, dict[str, np.ndarray]], np.ndarray, dict, Path]:
-    """(params by program, values, info, folder) from what `save_folder` wrote, after checking that
+    """(params by program, values, info, folder) from what `write_files` wrote, after checking that
     the folder and its files (and the `extra` ones) exist; errors name `what` was saved and the
     `command` that saves one."""
     folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise error(f"no saved {what} at {folder}: it is a file, not a folder",
+                    hint=f"name the folder that `result.save(folder)` or `{command}` wrote")
     if not folder.is_dir():
         raise error(f"no saved {what} at {folder}: the folder does not exist",
                     hint=f"save one with `result.save(folder)` or `{command}`")
@@ -232,10 +241,11 @@ def matplotlib_figure() -> tuple[Any, Any]:
     return Figure, FigureCanvasAgg
 
 
-def plot_objective(values: np.ndarray, label: str, folder: Path) -> Path:
-    """folder/objective.png: the objective per step and its moving average."""
+def plot_objective(values: np.ndarray, label: str, folder: str | Path, overwrite: bool = False) -> Path:
+    """folder/objective.png: the objective per step and its moving average (an existing one is
+    replaced only with `overwrite`)."""
     Figure, FigureCanvasAgg = matplotlib_figure()
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = folder_for(folder, ["objective.png"], overwrite)
     fig = Figure(figsize=(7, 4), layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
@@ -247,8 +257,7 @@ def plot_objective(values: np.ndarray, label: str, folder: Path) -> Path:
     ax.set_xlabel("step")
     ax.set_ylabel(label)
     ax.legend(loc="lower right")
-    fig.savefig(folder / "objective.png", dpi=110)
-    return folder / "objective.png"
+    return save_figure(fig, folder / "objective.png", overwrite, dpi=110)
 
 
 def moving_average(values: np.ndarray, window: int) -> np.ndarray:

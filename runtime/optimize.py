@@ -64,6 +64,10 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be resumed by this fit (missing file, other parameters or optimizer)."""
 
 
+class CheckpointExists(FileExistsError):
+    """A fit that does not resume would write over another run's checkpoint (see `overwrite`)."""
+
+
 class Chunk(NamedTuple):
     """What the fast chunk runner returns: the state after all its steps, their values, and `ok`,
     whether every value and every leaf of that state is finite."""
@@ -168,8 +172,8 @@ def make_checked_runner(step: Step, optimizer: optax.GradientTransformation, chu
 def optimize(step: Step, params: Params, state: State, optimizer: optax.GradientTransformation, *,
              steps: int, key: Key, chunk: int = 100, on_nan: str = "stop", tol: float | None = None,
              tol_window: int | None = None, patience: int = 10, checkpoint: str | Path | None = None,
-             checkpoint_every: int = 1000, resume: bool = False, progress: bool = True,
-             progress_unit: tuple[str, int] = ("step", 1),
+             checkpoint_every: int = 1000, resume: bool = False, overwrite: bool = False,
+             progress: bool = True, progress_unit: tuple[str, int] = ("step", 1),
              describe_nan: Callable[[Params, Key, State], str] | None = None,
              cache: dict | None = None) -> OptimizeResult:
     """Maximize the objective whose estimate and ascent gradient `step(params, key, state)` returns.
@@ -194,7 +198,9 @@ def optimize(step: Step, params: Params, state: State, optimizer: optax.Gradient
       steps, and when the fit ends (also on Ctrl-C), the whole state is written to
       `checkpoint/checkpoint.npz` atomically. With `resume`, an existing checkpoint is loaded and the
       fit continues from it (a missing one starts afresh); `params` and `state` then only give the
-      expected structure, and `key` must be the one the checkpoint was written with.
+      expected structure, and `key` must be the one the checkpoint was written with. Without
+      `resume`, an existing checkpoint is another run's: it is replaced only with `overwrite`
+      (else CheckpointExists, before any step runs).
     - Ctrl-C ends the fit after the last completed chunk, with status "interrupted".
     - progress_unit: (name, steps per unit) of the progress bar, e.g. ("epoch", steps per epoch).
     - cache: a dict the caller keeps with `step` and `optimizer`: the runners compiled here are
@@ -208,6 +214,8 @@ def optimize(step: Step, params: Params, state: State, optimizer: optax.Gradient
     window = tol_window if tol_window is not None else max(chunk, steps // 10)
     if resume and checkpoint is None:
         raise ValueError("resume=True needs a checkpoint folder")
+    if checkpoint is not None and not resume and not overwrite and (Path(checkpoint) / CHECKPOINT_FILE).exists():
+        raise CheckpointExists(f"{Path(checkpoint) / CHECKPOINT_FILE} holds another run's checkpoint")
     cache = {} if cache is None else cache
     if "start" not in cache:  # one compiled call, not one dispatch per leaf of the optimizer state
         cache["start"] = jax.jit(lambda p, s: (strong(p), strong(optimizer.init(p)), strong(s)))

@@ -1,8 +1,11 @@
 """The `pplang` command line: one module per verb family, each adding its subcommands with
 `register(sub)`; `common` holds what they share.
 
-Exit codes: 0 success, 1 a user error (printed as a located diagnostic), 2 an internal error
-(printed with a request to report it). No user error is shown as a Python traceback.
+Exit codes: 0 success, 1 a user error (printed as a located diagnostic; an output that would
+replace existing files without --force is one), 2 an internal error (printed with a request to
+report it), 3 a fit or training stopped at a non-finite value (status "nan"), 130 stopped by
+Ctrl-C (status "interrupted"). A run that stops early keeps its last good state (results,
+checkpoint) and says on stderr where. No user error is shown as a Python traceback.
 """
 
 from __future__ import annotations
@@ -42,8 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         enable_x64()  # before the verb makes any array
     shown, warnings.showwarning = warnings.showwarning, show_notes(warnings.showwarning)
     try:
-        args.func(args)
-        return 0
+        return int(args.func(args) or 0)  # a verb returns its exit code when it is not 0 (common.stopped_early)
     except PplError as e:
         print(e.render(), file=sys.stderr)
         return 1

@@ -53,9 +53,11 @@ def register(sub: Any) -> None:
     c.add_argument("--checkpoint", help="folder for periodic checkpoints (default: RESULTS/checkpoint)")
     c.add_argument("--checkpoint-every", type=common.positive_int, default=1000, metavar="STEPS")
     c.add_argument("--resume", action="store_true", help="continue from the checkpoint")
-    c.add_argument("--results", help="folder to save the trained guide to (load with pp.AmortizedPosterior.load)")
+    c.add_argument("--results", help="folder to save the trained guide to (load with pp.AmortizedPosterior.load; "
+                   "an existing one is refused without --force, unless --resume continues the checkpoint it holds)")
     c.add_argument("--query", metavar="JSON", help="after training, print the posterior for this data set")
     c.add_argument("--no-progress", action="store_true")
+    common.add_force_arg(c)
     c.set_defaults(func=cmd_amortize)
 
     c = sub.add_parser("posterior", help="the posterior of a saved amortized guide for new data (no training)")
@@ -69,6 +71,7 @@ def register(sub: Any) -> None:
                    "amortization gap and the time each answer took")
     c.add_argument("--output", help="write the draws to this JSON file")
     c.add_argument("--seed", type=int, default=0)
+    common.add_force_arg(c)
     c.set_defaults(func=cmd_posterior)
 
 
@@ -80,7 +83,7 @@ def shared_values(args: argparse.Namespace) -> dict[str, Any]:
     return shared
 
 
-def cmd_amortize(args: argparse.Namespace) -> None:
+def cmd_amortize(args: argparse.Namespace) -> int:
     import pplang as pp
 
 
@@ -96,22 +99,24 @@ def cmd_amortize(args: argparse.Namespace) -> None:
                          batch_size=args.batch_size, **common.optimizer_options(args),
                          particles=args.particles, seed=args.seed, strategies=common.pairs(args.strategy, "--strategy"),
                          on_nan=args.on_nan, checkpoint=checkpoint, checkpoint_every=args.checkpoint_every,
-                         resume=args.resume, progress=not args.no_progress, results=args.results)
+                         resume=args.resume, progress=not args.no_progress, results=args.results,
+                         overwrite=args.force)
     print(result.summary())
-    if result.info.get("status") not in ("done", "converged"):
-        print(f"warning: training ended early ({result.info.get('status')}): {result.info.get('message', '')}",
-              file=sys.stderr)
     if args.query:
         print(f"\nposterior for {args.query}:")
         print(result.posterior(common.read_data(args.query), seed=args.seed).summary())
     if args.results:
         print(f"\nsaved to {args.results}: answer new data with `pplang posterior {args.results} --data NEW.json`")
+    kept = [f"{folder} ({what})" for folder, what in ((args.results, "results"), (checkpoint, "checkpoint")) if folder]
+    return common.stopped_early(result.info.get("status"), "training", result.info.get("message", ""), kept,
+                                "--results DIR or --checkpoint DIR")
 
 
 def cmd_posterior(args: argparse.Namespace) -> None:
     import pplang as pp
 
 
+    common.check_file(args.output, args)
     result = pp.AmortizedPosterior.load(args.results)
     data = common.read_data(args.data)
     post = result.posterior(data, num_samples=args.draws, seed=args.seed)
@@ -137,4 +142,4 @@ def cmd_posterior(args: argparse.Namespace) -> None:
         print(f"\nagainst a full-rank guide fitted to this data set alone ({args.compare} steps):")
         print(result.compare(data, steps=args.compare, seed=args.seed).summary())
     if args.output:
-        common.write_json(args.output, {a: v.tolist() for a, v in post.draws.items()})
+        common.write_json(args.output, {a: v.tolist() for a, v in post.draws.items()}, args.force)

@@ -7,7 +7,6 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from pplang.compiler.diagnostics import did_you_mean, error
@@ -180,16 +179,65 @@ def read_data(path: str | None) -> dict[str, Any]:
     return load_data(path) if path else {}
 
 
-def write_json(path: str, obj: Any) -> None:
-    write_text(path, json.dumps(obj))
+def add_force_arg(c: argparse.ArgumentParser) -> None:
+    """`--force`, which every verb that writes files takes: without it, an existing output file or a
+    non-empty output folder is refused (before anything runs) rather than replaced."""
+    c.add_argument("--force", action="store_true",
+                   help="replace existing output files and folders (without it they are refused, before anything runs)")
 
 
-def write_text(path: str, text: str) -> None:
-    try:
-        Path(path).write_text(text)
-    except OSError as e:
-        raise error(f"cannot write {path}: {e.strerror}", hint="check that the folder exists and is writable") from None
+def check_file(path: str | None, args: argparse.Namespace) -> None:
+    """Before a command runs: that writing its output file `path` (if given) replaces nothing
+    without --force, so a long run is not lost to a name that was taken."""
+    if path is not None:
+        from pplang.files import check_parent, check_target
+
+        check_parent(check_target(path, "file", args.force), "output")
+
+
+def check_folder(path: str | None, args: argparse.Namespace, names: tuple[str, ...] = ()) -> None:
+    """The same for an output folder: replaced whole (without `names`), or written into (the files
+    `names`, the others left alone)."""
+    if path is None:
+        return
+    from pplang.files import check_target
+
+    folder = check_target(path, "folder", args.force if not names else True)
+    for name in names:
+        check_target(folder / name, "file", args.force, "plot")
+
+
+def write_json(path: str, obj: Any, overwrite: bool = False) -> None:
+    write_text(path, json.dumps(obj), overwrite)
+
+
+def write_text(path: str, text: str, overwrite: bool = False) -> None:
+    """Write `path` whole (a temporary file renamed into place), replacing an existing file only
+    with `overwrite` (--force)."""
+    from pplang.files import write_file
+
+    write_file(path, text, overwrite)
     print(f"wrote {path}")
+
+
+# Exit codes of a run that stopped early, keeping its last good state (documented in
+# pplang/cli/__init__.py and docs/getting-started.md).
+EXIT_NOT_FINITE = 3
+EXIT_INTERRUPTED = 130
+
+
+def stopped_early(status: str | None, what: str, message: str, kept: list[str],
+                  keep_with: str = "--checkpoint DIR") -> int:
+    """The exit code of a run that ended with `status`, after saying on stderr why it stopped
+    early and where its last good state is (`kept`: the folders written; else how to keep it)."""
+    if status in ("done", "converged", None):
+        return 0
+    where = f"; the last good state is saved in {' and '.join(kept)}" if kept else \
+        f" (nothing was saved: pass {keep_with} to keep it)"
+    reason = {"nan": "a non-finite value", "interrupted": "Ctrl-C"}.get(status, status)
+    print(f"warning: {what} stopped early ({status}: {reason}){where}"
+          + (f"\n{message}" if message else ""), file=sys.stderr)
+    return EXIT_INTERRUPTED if status == "interrupted" else EXIT_NOT_FINITE
 
 
 def add_computed_arg(c: argparse.ArgumentParser) -> None:

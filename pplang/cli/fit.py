@@ -10,6 +10,7 @@ from typing import Any
 from pplang import pareto
 from pplang.cli.common import (
     add_computed_arg,
+    add_force_arg,
     add_optimizer_args,
     add_run_args,
     computed_choice,
@@ -21,6 +22,7 @@ from pplang.cli.common import (
     pick_model,
     positive_int,
     read_data,
+    stopped_early,
 )
 from pplang.compiler.diagnostics import error
 
@@ -52,16 +54,19 @@ def register(sub: Any) -> None:
     c.add_argument("--checkpoint", help="folder for periodic checkpoints (default: RESULTS/checkpoint)")
     c.add_argument("--checkpoint-every", type=positive_int, default=1000)
     c.add_argument("--resume", action="store_true", help="continue from the checkpoint")
-    c.add_argument("--results", help="folder to save parameters, draws, objective trace and plots to")
+    c.add_argument("--results", help="folder to save parameters, draws, objective trace and plots to (written "
+                   "whole at the end; an existing one is refused without --force, unless --resume continues the "
+                   "checkpoint it holds)")
     c.add_argument("--draws", type=positive_int, default=1000, help="posterior draws from the fitted guide")
     c.add_argument("--correct", type=int, default=0, metavar="N",
                    help="importance-resample N draws with the fitted guide as proposal (Pareto-k diagnostic)")
     c.add_argument("--no-progress", action="store_true")
     add_computed_arg(c)
+    add_force_arg(c)
     c.set_defaults(func=cmd_fit)
 
 
-def cmd_fit(args: argparse.Namespace) -> None:
+def cmd_fit(args: argparse.Namespace) -> int:
     import pplang as pp
 
     module = pp.load(args.file)
@@ -81,11 +86,9 @@ def cmd_fit(args: argparse.Namespace) -> None:
                     baseline=baseline, programs=programs, on_nan=args.on_nan, tol=args.tol,
                     tol_window=args.tol_window, checkpoint=checkpoint,
                     checkpoint_every=args.checkpoint_every, resume=args.resume, progress=not args.no_progress,
-                    num_draws=args.draws, results=args.results, computed=computed_choice(args.computed))
+                    num_draws=args.draws, results=args.results, overwrite=args.force,
+                    computed=computed_choice(args.computed))
     print(result.summary())
-    status = result.info.get("status")
-    if status not in ("done", "converged"):
-        print(f"warning: the fit ended early ({status}): {result.info.get('message', '')}", file=sys.stderr)
     if args.correct:
         post = result.importance_resample(args.correct, seed=args.seed)
         print(f"\nimportance-resampled with the fitted guide as proposal ({args.correct} draws)")
@@ -97,6 +100,9 @@ def cmd_fit(args: argparse.Namespace) -> None:
             print(warn, file=sys.stderr)
     if args.results:
         print(f"\nresults saved to {args.results} (load with pp.FitResult.load)")
+    kept = [f"{folder} ({what})" for folder, what in ((args.results, "results"), (checkpoint, "checkpoint")) if folder]
+    return stopped_early(result.info.get("status"), "the fit", result.info.get("message", ""), kept,
+                         "--results DIR or --checkpoint DIR")
 
 
 def next_step(guide: str, sample: str) -> str:

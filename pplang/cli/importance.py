@@ -9,7 +9,9 @@ from typing import Any
 from pplang import pareto
 from pplang.cli.common import (
     add_computed_arg,
+    add_force_arg,
     add_run_args,
+    check_file,
     computed_choice,
     pick_model,
     positive_int,
@@ -25,6 +27,7 @@ def register(sub: Any) -> None:
     add_run_args(c)
     c.add_argument("-n", "--num-samples", type=positive_int, default=1000)
     c.add_argument("--output", help="write the draws to this JSON file")
+    add_force_arg(c)
     c.set_defaults(func=cmd_simulate)
 
     c = sub.add_parser("infer", help="the posterior by the best applicable method (NUTS, SMC or importance "
@@ -40,6 +43,7 @@ def register(sub: Any) -> None:
     c.add_argument("--predictive", action="store_true", help="also summarize posterior predictive draws")
     c.add_argument("--output", help="write the weighted draws to this JSON file")
     add_computed_arg(c)
+    add_force_arg(c)
     c.set_defaults(func=cmd_infer)
 
 
@@ -47,19 +51,21 @@ def cmd_simulate(args: argparse.Namespace) -> None:
     import pplang as pp
     from pplang.summary import summarize
 
+    check_file(args.output, args)
     module = pp.load(args.file)
     model = pick_model(module, args.model)
     draws = pp.prior_predictive(model, read_data(args.data), num_samples=args.num_samples, seed=args.seed)
     print(f"prior simulation of {model.name}: {args.num_samples} draws")
     print(summarize(draws))
     if args.output:
-        write_json(args.output, {a: v.tolist() for a, v in draws.items()})
+        write_json(args.output, {a: v.tolist() for a, v in draws.items()}, args.force)
 
 
 def cmd_infer(args: argparse.Namespace) -> None:
     import pplang as pp
     from pplang.inference.choose import pick
 
+    check_file(args.output, args)
     module = pp.load(args.file)
     model = pick_model(module, args.model)
     data = read_data(args.data)
@@ -84,7 +90,7 @@ def infer_nuts(args: argparse.Namespace, model: Any, data: dict) -> None:
         print("\nposterior predictive")
         print(summarize({a: v.reshape(-1, *v.shape[2:]) for a, v in rep.items()}))
     if args.output:
-        write_json(args.output, res.to_json())
+        write_json(args.output, res.to_json(), args.force)
 
 
 def infer_smc(args: argparse.Namespace, model: Any, data: dict) -> None:
@@ -96,7 +102,7 @@ def infer_smc(args: argparse.Namespace, model: Any, data: dict) -> None:
     res = smc(model, data, particles=args.num_samples, seed=args.seed)
     print(res.summary())
     if args.output:
-        write_json(args.output, res.to_json())
+        write_json(args.output, res.to_json(), args.force)
 
 
 def infer_is(args: argparse.Namespace, module: Any, model: Any, data: dict) -> None:
@@ -124,4 +130,4 @@ def infer_is(args: argparse.Namespace, module: Any, model: Any, data: dict) -> N
         write_json(args.output, {"log_weights": post.log_weights.tolist(),
                                  "log_marginal_likelihood": post.log_marginal_likelihood,
                                  "ess": post.ess, "pareto_k": post.pareto_k,
-                                 "samples": {a: v.tolist() for a, v in post.samples.items()}})
+                                 "samples": {a: v.tolist() for a, v in post.samples.items()}}, args.force)

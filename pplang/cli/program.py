@@ -7,7 +7,9 @@ import dataclasses
 from typing import Any
 
 from pplang.cli.common import (
+    add_force_arg,
     add_host_arg,
+    check_file,
     declared_hosts,
     objective_of,
     pairs,
@@ -39,8 +41,10 @@ def register(sub: Any) -> None:
     c.add_argument("--strategy", action="append", default=[], metavar="ADDRESS=STRATEGY",
                    help="gradient strategy of a guide choice (reparam, reinforce, mvd, enum)")
     c.add_argument("--data", help="with --emit adev: data (needed for automatic guides)")
-    c.add_argument("-o", "--output", help="write the generated JAX module to this file")
+    c.add_argument("-o", "--output", help="write the generated JAX module to this file (an existing one is refused "
+                   "without --force)")
     add_host_arg(c)
+    add_force_arg(c)
     c.set_defaults(func=cmd_compile)
 
 
@@ -57,6 +61,7 @@ def cmd_compile(args: argparse.Namespace) -> None:
     from pplang.compiler import printer
     from pplang.compiler.pipeline import compile_program, parse_file
 
+    check_file(args.output if args.emit == "jax" else None, args)
     program = parse_file(args.file)
     if args.emit == "ast":
         print(show_ast(program))
@@ -85,7 +90,7 @@ def cmd_compile(args: argparse.Namespace) -> None:
         callees = [by_var[v] for v in called_declarations(fn) if v in by_var]
         code = codegen.generate_module([*callees, fn], program.file, program.source)
     if args.output:
-        write_text(args.output, code)
+        write_text(args.output, code, args.force)
     else:
         print(code)
 

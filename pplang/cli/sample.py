@@ -13,6 +13,8 @@ from typing import Any
 
 from pplang.cli import common
 
+PLOTS = ("trace.png", "rank.png")  # what --plots writes
+
 
 def register(sub: Any) -> None:
     """Add the `sample` subcommand (dispatched through `func`)."""
@@ -37,11 +39,13 @@ def register(sub: Any) -> None:
     c.add_argument("--thin", type=common.positive_int, default=1, help="keep every N-th draw")
     c.add_argument("--marginalize", default="all", metavar="all|none|NAME,...",
                    help="discrete latent choices to sum out of the density so NUTS can run (default: all)")
-    c.add_argument("--output", metavar="DIR", help="save draws, sample statistics and the summary to this folder")
+    c.add_argument("--output", metavar="DIR", help="save draws, sample statistics and the summary to this folder "
+                   "(written whole at the end; an existing one is refused without --force)")
     c.add_argument("--plots", metavar="DIR", help="write trace.png and rank.png to this folder")
     c.add_argument("--no-progress", action="store_true", help="no progress bar")
     c.add_argument("--checkpoint", metavar="DIR", help="save the state after each chunk; rerun to resume")
     common.add_computed_arg(c)
+    common.add_force_arg(c)
     c.set_defaults(func=cmd_sample)
 
 
@@ -60,20 +64,29 @@ def parse_init(text: str | None) -> Any:
     return value
 
 
-def cmd_sample(args: argparse.Namespace) -> None:
+def cmd_sample(args: argparse.Namespace) -> int:
     import pplang as pp
     from pplang.inference.mcmc import sample
 
+    common.check_folder(args.output, args)
+    common.check_folder(args.plots, args, PLOTS)
     model = common.pick_model(pp.load(args.file), args.model)
-    res = sample(model, common.read_data(args.data), method=args.method, chains=args.chains, warmup=args.warmup,
-                 draws=args.draws, seed=args.seed, target_accept=args.target_accept,
-                 max_tree_depth=args.max_tree_depth, mass_matrix=args.mass_matrix, init=parse_init(args.init),
-                 thin=args.thin, num_integration_steps=args.num_integration_steps, progress=not args.no_progress,
-                 checkpoint=args.checkpoint, computed=common.computed_choice(args.computed),
-                 marginalize=common.computed_choice(args.marginalize))
+    try:
+        res = sample(model, common.read_data(args.data), method=args.method, chains=args.chains,
+                     warmup=args.warmup, draws=args.draws, seed=args.seed, target_accept=args.target_accept,
+                     max_tree_depth=args.max_tree_depth, mass_matrix=args.mass_matrix, init=parse_init(args.init),
+                     thin=args.thin, num_integration_steps=args.num_integration_steps,
+                     progress=not args.no_progress, checkpoint=args.checkpoint,
+                     computed=common.computed_choice(args.computed),
+                     marginalize=common.computed_choice(args.marginalize))
+    except KeyboardInterrupt:
+        return common.stopped_early("interrupted", "sampling", "", [f"{args.checkpoint} (checkpoint: rerun the same "
+                                                                    "command to resume)"] if args.checkpoint else [])
     print(res.summary())  # the warnings, then the table
     if args.output:
-        print(f"saved to {res.save(args.output)}")
+        print(f"saved to {res.save(args.output, overwrite=args.force)}")
     if args.plots:
-        for path in (res.plot_trace(f"{args.plots}/trace.png"), res.plot_rank(f"{args.plots}/rank.png")):
+        for path in (res.plot_trace(f"{args.plots}/{PLOTS[0]}", args.force),
+                     res.plot_rank(f"{args.plots}/{PLOTS[1]}", args.force)):
             print(f"wrote {path}")
+    return 0

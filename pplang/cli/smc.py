@@ -16,6 +16,7 @@ from pplang.cli import common
 # The resampling schemes of pplang.runtime.smc.SCHEMES, named here so that building the parser does
 # not import JAX (a test checks the two agree).
 SCHEMES = ("multinomial", "stratified", "systematic", "residual")
+PLOTS = ("filtering.png", "ess.png")  # pplang.inference.filtering_result.PLOTS (a test checks they agree)
 
 
 def register(sub: Any) -> None:
@@ -37,6 +38,7 @@ def register(sub: Any) -> None:
     c.add_argument("--no-progress", action="store_true", help="no progress bar")
     common.add_computed_arg(c)
     c.add_argument("--show-code", action="store_true", help="print the generated particle filter and exit")
+    common.add_force_arg(c)
     c.set_defaults(func=cmd_smc)
 
 
@@ -50,6 +52,8 @@ def cmd_smc(args: argparse.Namespace) -> None:
     if args.show_code:
         print(filter_code(model, proposal))
         return
+    common.check_file(args.output, args)
+    common.check_folder(args.plots, args, PLOTS)
     res = smc(model, common.read_data(args.data), particles=args.particles, proposal=proposal, resample=args.resample,
               ess_threshold=args.ess_threshold, anneal=args.anneal, seed=args.seed, progress=not args.no_progress,
               computed=common.computed_choice(args.computed))
@@ -59,7 +63,7 @@ def cmd_smc(args: argparse.Namespace) -> None:
         print(f"warning: the effective sample size fell to {low:.1f} of {args.particles}: the estimates rest on very "
               "few particles. Use more particles or a proposal (guide) closer to the data.", file=sys.stderr)
     if args.output:
-        common.write_json(args.output, res.to_json())
+        common.write_json(args.output, res.to_json(), args.force)
     if args.plots:
-        for path in res.plot(args.plots):
+        for path in res.plot(args.plots, args.force):
             print(f"wrote {path}")

@@ -31,9 +31,17 @@ from pplang import runtime as rt
 from pplang.compiler.diagnostics import did_you_mean, error
 from pplang.data import check_support
 from pplang.inference.amortized_result import AmortizedPosterior, guide_inputs
-from pplang.inference.variational import Problem, make_guide, make_optimizer, nan_message
+from pplang.inference.variational import (
+    Problem,
+    check_outputs,
+    checkpoint_exists,
+    make_guide,
+    make_optimizer,
+    may_replace,
+    nan_message,
+)
 from pplang.models import Model, as_key
-from pplang.runtime.optimize import CheckpointError, optimize
+from pplang.runtime.optimize import CheckpointError, CheckpointExists, optimize
 
 DATA_SALT = 0x6461  # folded into the seed for the order of data sets in each epoch
 MAX_CHUNK = 1000  # most steps per compiled chunk (the progress bar and NaN checks run between chunks)
@@ -207,7 +215,7 @@ def amortize(model: Model, guide: Any, data: Mapping[str, Any] | None = None, *,
              strategies: Mapping[str, str] | None = None, baseline: Any = None,
              programs: Mapping[str, Model] | None = None, on_nan: str = "stop",
              checkpoint: str | None = None, checkpoint_every: int = 1000, resume: bool = False,
-             progress: bool = True, results: str | None = None) -> AmortizedPosterior:
+             progress: bool = True, results: str | None = None, overwrite: bool = False) -> AmortizedPosterior:
     """Train `guide` (whose arguments are named after the model's observations) to answer for any
     data set of the model in one forward pass.
 
@@ -216,7 +224,9 @@ def amortize(model: Model, guide: Any, data: Mapping[str, Any] | None = None, *,
     pp.fit) over `batch_size` data sets; an epoch visits every data set once. simulate=N instead
     draws N data sets with their latents from the model and maximizes the guide's log density of
     the latents given the observations (no data needed). optimizer, learning_rate, lr_schedule and
-    lr_end are as in pp.fit, the schedule running over all epochs. Returns an AmortizedPosterior."""
+    lr_end are as in pp.fit, the schedule running over all epochs. checkpoint, resume, results and
+    overwrite are as in pp.fit: an existing results folder or another run's checkpoint is replaced
+    only with overwrite. Returns an AmortizedPosterior."""
     for name, v in (("epochs", epochs), ("batch_size", batch_size), ("particles", particles)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise error(f"{name} must be a positive int, got {v!r}", hint=f"for example {name}=10")
@@ -224,6 +234,7 @@ def amortize(model: Model, guide: Any, data: Mapping[str, Any] | None = None, *,
         raise error("amortize takes either data (a collection of data sets) or simulate=N, not "
                     + ("both" if data is not None else "neither"),
                     hint="data={'y': Y} trains on data; simulate=10000 trains on simulations from the model")
+    keep = check_outputs(results, checkpoint, resume, overwrite)
     if not isinstance(guide, Model):
         guide = make_guide(model, guide, {})
     shared = dict(shared or {})
@@ -265,8 +276,10 @@ def amortize(model: Model, guide: Any, data: Mapping[str, Any] | None = None, *,
     try:
         out = optimize(step, params, batch_state(size, state), opt, steps=steps, key=jax.random.key(seed),
                        chunk=chunk, on_nan=on_nan, checkpoint=checkpoint,
-                       checkpoint_every=checkpoint_every, resume=resume, progress=progress,
+                       checkpoint_every=checkpoint_every, resume=resume, overwrite=overwrite, progress=progress,
                        progress_unit=("epoch", per_epoch))
+    except CheckpointExists:
+        raise checkpoint_exists(checkpoint) from None
     except CheckpointError as e:
         raise error(f"cannot resume: {e}", hint="resume with the same model, guide, data, optimizer and seed, "
                     "or start afresh without resume") from None
@@ -286,7 +299,7 @@ def amortize(model: Model, guide: Any, data: Mapping[str, Any] | None = None, *,
             "timings": out.timings, "wall_s": time.perf_counter() - t0, "file": model.fn.span.file}
     result = AmortizedPosterior(model, guide, by_name, shared, np.asarray(out.values), info)
     if results is not None:
-        result.save(results, plots=True)
+        result.save(results, plots=True, overwrite=may_replace(results, keep, overwrite or resume), keep=keep)
     return result
 
 

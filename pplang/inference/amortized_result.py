@@ -17,8 +17,9 @@ import numpy as np
 
 from pplang import runtime as rt
 from pplang.compiler.diagnostics import PplError, error
+from pplang.files import new_folder
 from pplang.models import Model, as_key
-from pplang.results import load_folder, plot_objective, save_folder, table
+from pplang.results import load_folder, plot_objective, table, write_files
 
 
 def guide_inputs(model: Model, guide: Model) -> list[str]:
@@ -301,20 +302,25 @@ class AmortizedPosterior:
 
     # ------------------------------------------------------------ saving
 
-    def plot(self, folder: str | Path) -> list[Path]:
-        """objective.png: the training objective per step and a moving average."""
-        return [plot_objective(self.values, str(self.info.get("objective", "objective")), Path(folder))]
+    def plot(self, folder: str | Path, overwrite: bool = False) -> list[Path]:
+        """objective.png: the training objective per step and a moving average (an existing one
+        is replaced only with `overwrite`)."""
+        return [plot_objective(self.values, str(self.info.get("objective", "objective")), folder, overwrite)]
 
-    def save(self, folder: str | Path, plots: bool = False) -> Path:
+    def save(self, folder: str | Path, plots: bool = False, overwrite: bool = False,
+             keep: Sequence[str] = ()) -> Path:
         """params.npz (keys `model/address`, `guide/address`), values.npy and info.json (with the
         shared values and the source of the model's and the guide's files, so `load` can compile
-        them again; programs written in Python are not saved, and `load` takes them as arguments)."""
+        them again; programs written in Python are not saved, and `load` takes them as arguments).
+        All at once, as `FitResult.save`: a failure leaves any previous folder whole; an existing
+        folder is replaced only with `overwrite`, and `keep` names entries it passes on."""
         info = {**self.info, "shared": self.shared, "model": self.model.name, "guide": self.guide.name,
                 "programs": {role: program_record(m) for role, m in (("model", self.model), ("guide", self.guide))}}
-        folder = save_folder(folder, self.params, self.values, info)
-        if plots:
-            self.plot(folder)
-        return folder
+        with new_folder(folder, overwrite, keep) as tmp:
+            write_files(tmp, self.params, self.values, info)
+            if plots:
+                self.plot(tmp)
+        return Path(folder)
 
     @classmethod
     def load(cls, folder: str | Path, model: Model | None = None, guide: Model | None = None,

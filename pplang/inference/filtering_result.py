@@ -16,6 +16,7 @@ import numpy as np
 
 from pplang.compiler.diagnostics import did_you_mean, error
 from pplang.data import check_support
+from pplang.files import folder_for, save_figure
 from pplang.models import as_key
 from pplang.runtime import smc as rs
 from pplang.summary import summarize
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from pplang.inference.filtering import Engine, Inputs
 
 QUANTILES = (0.05, 0.5, 0.95)
+PLOTS = ("filtering.png", "ess.png")  # what `plot` writes
 
 
 @dataclass
@@ -324,19 +326,16 @@ class SMCResult:
     def column(address: str, mean: np.ndarray) -> str:
         return address if mean.ndim == 1 else f"{address}[., 0]"
 
-    def plot(self, folder: str | Path) -> list[Path]:
+    def plot(self, folder: str | Path, overwrite: bool = False) -> list[Path]:
         """Write filtering.png (filtering means with 5-95% bands of each latent drawn in the loop)
-        and ess.png (effective sample size per step, resampling marked). Returns the paths."""
+        and ess.png (effective sample size per step, resampling marked). Returns the paths.
+        Existing plots of those names are replaced only with `overwrite`."""
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        folder = Path(folder)
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise error(f"cannot create {folder}: {e.strerror}", hint="check the path") from None
+        folder = folder_for(folder, PLOTS, overwrite)
         cols = self.engine.loop_latents
         fig, axes = plt.subplots(max(1, len(cols)), 1, figsize=(8, 2.6 * max(1, len(cols))), squeeze=False)
         for ax, a in zip(axes[:, 0], cols):
@@ -350,9 +349,11 @@ class SMCResult:
             ax.legend(loc="upper right", fontsize="small")
         axes[-1, 0].set_xlabel("position (step)")
         fig.tight_layout()
-        paths = [folder / "filtering.png", folder / "ess.png"]
-        fig.savefig(paths[0], dpi=100)
-        plt.close(fig)
+        paths = [folder / name for name in PLOTS]
+        try:
+            save_figure(fig, paths[0], overwrite)
+        finally:
+            plt.close(fig)
         fig, ax = plt.subplots(figsize=(8, 3))
         steps = np.arange(self.num_steps)
         ax.plot(steps, self.ess, label="ESS")
@@ -366,8 +367,10 @@ class SMCResult:
         ax.set_ylim(0, self.num_particles * 1.05)
         ax.legend(loc="lower right", fontsize="small")
         fig.tight_layout()
-        fig.savefig(paths[1], dpi=100)
-        plt.close(fig)
+        try:
+            save_figure(fig, paths[1], overwrite)
+        finally:
+            plt.close(fig)
         return paths
 
     def to_json(self) -> dict[str, Any]:

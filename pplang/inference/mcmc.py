@@ -35,6 +35,7 @@ from tqdm import tqdm
 from pplang import runtime as rt
 from pplang.compiler.diagnostics import did_you_mean, error
 from pplang.data import Bound
+from pplang.files import check_target
 from pplang.inference.mcmc_result import SampleResult, run_impl
 from pplang.inference.supports import SupportRecorder
 from pplang.models import Model, as_key
@@ -402,7 +403,7 @@ def sample(model: Model, data: Mapping[str, Any] | None = None, *, method: str =
                    "init": init if init is None or isinstance(init, str) else "dict",
                    "seed": np.asarray(jax.random.key_data(key)).tolist(),
                    "inputs": digest(bound, params, init, metric)}
-    folder = None if checkpoint is None else Path(checkpoint)
+    folder = None if checkpoint is None else check_target(checkpoint, "folder", True, "checkpoint folder")
     saved = load_checkpoint(folder, fingerprint) if folder is not None else None
     if saved is None:
         x0 = initial_points(model, bound, sites, init, jax.random.fold_in(key, 0), chains, params,

@@ -19,8 +19,9 @@ from pplang import runtime as rt
 from pplang.compiler.diagnostics import error
 from pplang.compiler.transforms.marginalize import unscored
 from pplang.data import Bound
+from pplang.files import check_target, new_folder, save_figure
 from pplang.models import Model
-from pplang.results import columns, jsonable, load_folder, save_folder
+from pplang.results import columns, jsonable, load_folder, write_files
 from pplang.runtime.archives import load_npz
 
 QUANTILES = (0.05, 0.5, 0.95)
@@ -238,15 +239,17 @@ class SampleResult:
         warn = "".join(f"warning: {w}\n" for w in d["warnings"])
         return head + "\n" + warn + "\n" + "\n".join(lines)
 
-    def plot_trace(self, path: str | Path) -> Path:
-        """A trace plot (ArviZ): per choice, the density of each chain and the draws against step."""
-        return self.plot("plot_trace", path)
+    def plot_trace(self, path: str | Path, overwrite: bool = False) -> Path:
+        """A trace plot (ArviZ): per choice, the density of each chain and the draws against step.
+        An existing file at `path` is replaced only with `overwrite`."""
+        return self.plot("plot_trace", path, overwrite)
 
-    def plot_rank(self, path: str | Path) -> Path:
-        """Rank histograms per chain (ArviZ): flat when the chains mix, skewed when they disagree."""
-        return self.plot("plot_rank", path)
+    def plot_rank(self, path: str | Path, overwrite: bool = False) -> Path:
+        """Rank histograms per chain (ArviZ): flat when the chains mix, skewed when they disagree.
+        An existing file at `path` is replaced only with `overwrite`."""
+        return self.plot("plot_rank", path, overwrite)
 
-    def plot(self, which: str, path: str | Path) -> Path:
+    def plot(self, which: str, path: str | Path, overwrite: bool = False) -> Path:
         if "matplotlib.pyplot" not in sys.modules:
             import matplotlib
 
@@ -254,14 +257,19 @@ class SampleResult:
         import matplotlib.pyplot as plt
 
         az = arviz()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path = check_target(path, "file", overwrite, "plot")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise error(f"cannot create {path.parent}: {exc.strerror}", hint="check the path") from None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             axes = getattr(az, which)(az.from_dict(posterior=self.draws))
         fig = np.ravel(axes)[0].figure
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
+        try:
+            save_figure(fig, path, overwrite, dpi=100)
+        finally:
+            plt.close(fig)
         return path
 
     # ------------------------------------------------------------ saving
@@ -273,18 +281,22 @@ class SampleResult:
                 "diagnostics": self.diagnostics(),
                 "summary": {str(k): {c: float(row[c]) for c in COLUMNS} for k, row in frame.iterrows()}}
 
-    def save(self, folder: str | Path, plots: bool = False) -> Path:
+    def save(self, folder: str | Path, plots: bool = False, overwrite: bool = False) -> Path:
         """params.npz (the adapted step size and inverse mass matrix), values.npy (lp per draw),
-        info.json, draws.npz, sample_stats.npz, observed.npz and summary.json (and the plots)."""
-        folder = save_folder(folder, {"adaptation": self.adapted}, self.stats["lp"], self.info)
-        np.savez(folder / "draws.npz", **self.draws)
-        np.savez(folder / "sample_stats.npz", **self.stats)
-        np.savez(folder / "observed.npz", **self.observed)
-        (folder / "summary.json").write_text(json.dumps(self.to_json(), indent=2, default=jsonable) + "\n")
-        if plots:
-            self.plot_trace(folder / "trace.png")
-            self.plot_rank(folder / "rank.png")
-        return folder
+        info.json, draws.npz, sample_stats.npz, observed.npz and summary.json (and the plots), all
+        at once: into a temporary folder beside `folder` that then takes its place, so a failure
+        leaves any previous folder whole. An existing folder is replaced only with `overwrite`."""
+        summary = json.dumps(self.to_json(), indent=2, default=jsonable) + "\n"
+        with new_folder(folder, overwrite) as tmp:
+            write_files(tmp, {"adaptation": self.adapted}, self.stats["lp"], self.info)
+            np.savez(tmp / "draws.npz", **self.draws)
+            np.savez(tmp / "sample_stats.npz", **self.stats)
+            np.savez(tmp / "observed.npz", **self.observed)
+            (tmp / "summary.json").write_text(summary)
+            if plots:
+                self.plot_trace(tmp / "trace.png")
+                self.plot_rank(tmp / "rank.png")
+        return Path(folder)
 
     @classmethod
     def load(cls, folder: str | Path) -> SampleResult:

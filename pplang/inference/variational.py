@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -25,12 +26,13 @@ from pplang.compiler.diagnostics import PplError, did_you_mean, error
 from pplang.compiler.transforms import adev as adev_compiler
 from pplang.data import bind, fingerprint
 from pplang.embed import Objective, loads
+from pplang.files import check_target, inside
 from pplang.inference.importance import importance_sampling
 from pplang.models import Model, as_key, nan_origin
 from pplang.precision import float64_hint
 from pplang.results import FitResult
 from pplang.runtime import adev
-from pplang.runtime.optimize import CheckpointError, OptimizeResult, optimize
+from pplang.runtime.optimize import CHECKPOINT_FILE, CheckpointError, CheckpointExists, OptimizeResult, optimize
 from pplang.stdlib.constraints import CONSTRAINTS
 
 AUTO_GUIDES = ("mean_field", "full_rank", "low_rank", "delta")
@@ -487,7 +489,7 @@ def fit(model: Model, guide: Any = "mean_field", objective: Any = "elbo", data: 
         programs: Mapping[str, Model] | None = None, on_nan: str = "stop", tol: float | None = None,
         tol_window: int | None = None, patience: int = 10, chunk: int = 100, checkpoint: str | None = None,
         checkpoint_every: int = 1000, resume: bool = False, progress: bool = True, num_draws: int = 1000,
-        results: str | None = None, fixed: Mapping[str, Mapping[str, Any]] | None = None,
+        results: str | None = None, overwrite: bool = False, fixed: Mapping[str, Mapping[str, Any]] | None = None,
         computed: bool | Sequence[str] = True, **data_kwargs: Any) -> FitResult:
     """Fit `guide` to `model` given `data` by maximizing `objective` with optax (default Adam).
 
@@ -503,7 +505,10 @@ def fit(model: Model, guide: Any = "mean_field", objective: Any = "elbo", data: 
     good parameters. `tol` stops on convergence: when the mean objective of the last `tol_window`
     steps (default steps / 10) is within tol (relative) of the mean of the window before it, at
     `patience` chunk ends in a row. `checkpoint` is a folder for periodic checkpoints, `resume`
-    continues from one; `results` a folder to save the result to (with plots). `chunk` steps run
+    continues from one; `results` a folder to save the result to (with plots), written whole at the
+    end (see `FitResult.save`). An existing results folder or another run's checkpoint is replaced
+    only with `overwrite` (checked before the fit starts); a results folder that holds the checkpoint
+    being resumed is this run's own. `chunk` steps run
     per compiled call (the progress bar, convergence test and NaN check happen between calls); with
     `steps` not a multiple of it, the last call compiles a second, checked loop. `fixed` holds
     programs' parameters at given unconstrained values, by program name (e.g. a decoder's trained
@@ -514,6 +519,7 @@ def fit(model: Model, guide: Any = "mean_field", objective: Any = "elbo", data: 
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise error(f"{name} must be a positive int, got {v!r}", hint=f"for example {name}=1000")
     called = time.perf_counter()
+    keep = check_outputs(results, checkpoint, resume, overwrite)
     data = {**dict(data or {}), **data_kwargs}
     model.bind(data)  # data errors first, located at the model
     q = make_guide(model, guide, data)
@@ -533,9 +539,10 @@ def fit(model: Model, guide: Any = "mean_field", objective: Any = "elbo", data: 
     try:
         out = optimize(loop["step"], params, problem.init_state(), loop["optimizer"], steps=steps,
                        key=jax.random.key(seed), chunk=min(chunk, steps), on_nan=on_nan, tol=tol, tol_window=tol_window,
-                       patience=patience,
-                       checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume, progress=progress,
-                       describe_nan=problem.describe_nan, cache=loop)
+                       patience=patience, checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume,
+                       overwrite=overwrite, progress=progress, describe_nan=problem.describe_nan, cache=loop)
+    except CheckpointExists:
+        raise checkpoint_exists(checkpoint) from None
     except CheckpointError as e:
         raise error(f"cannot resume: {e}", hint="resume with the same model, guide, objective, optimizer and seed, "
                     "or start afresh without resume") from None
@@ -573,8 +580,46 @@ def fit(model: Model, guide: Any = "mean_field", objective: Any = "elbo", data: 
                                                             proposal_params=gparams,
                                                             params=out.params.get(model_role(problem, model), {}))
     if results is not None:
-        result.save(results, plots=True)
+        result.save(results, plots=True, overwrite=may_replace(results, keep, overwrite or resume), keep=keep)
     return result
+
+
+def check_outputs(results: str | None, checkpoint: str | None, resume: bool, overwrite: bool) -> tuple[str, ...]:
+    """Before a fit (or training) runs: that its results folder and checkpoint folder name folders,
+    and that neither holds another run's files unless `overwrite`. A results folder that holds the
+    checkpoint being resumed is this run's. Returns the entries of the results folder its saved
+    result keeps (the checkpoint, when it is inside)."""
+    if checkpoint is not None:
+        check_target(checkpoint, "folder", True, "checkpoint folder")
+    saved = checkpoint is not None and (Path(checkpoint) / CHECKPOINT_FILE).exists()
+    within = None if checkpoint is None or results is None else inside(checkpoint, results)
+    if results is not None:
+        check_target(results, "folder", True, "results folder")
+        if not overwrite and not (resume and saved and within is not None) and Path(results).is_dir() \
+                and any(Path(results).iterdir()):
+            raise error(f"the results folder {results} already exists and would be replaced",
+                        hint=("it holds the checkpoint of an earlier run: continue that run with --resume "
+                              "(resume=True), " if saved and within is not None else "")
+                        + "choose another folder, or replace it: --force on the command line, overwrite=True "
+                        "from Python")
+    if saved and not resume and not overwrite:
+        raise checkpoint_exists(checkpoint)
+    if within is None:
+        return ()
+    return (CHECKPOINT_FILE,) if within == "." else (within,)
+
+
+def may_replace(results: str, keep: Sequence[str], allowed: bool) -> bool:
+    """Whether saving may replace what is at `results` now: when allowed (overwrite, or resuming
+    the run it holds), or when it holds nothing but what this run wrote there (its checkpoint)."""
+    folder = Path(results)
+    return allowed or not folder.is_dir() or all(p.name in keep for p in folder.iterdir())
+
+
+def checkpoint_exists(checkpoint: Any) -> PplError:
+    return error(f"the checkpoint folder {checkpoint} holds another run's checkpoint, which this fit would replace",
+                 hint="continue that run with --resume (resume=True), start afresh over it with --force "
+                 "(overwrite=True), or choose another checkpoint folder")
 
 
 __all__ = ["fit", "Problem", "Objective", "standard_objectives", "PplError"]
