@@ -65,6 +65,7 @@ def marginalize(fn: ir.Function, addresses: Iterable[str], observed: Iterable[st
     patterns: dict[str, str] = {}
     dropped: set[str] = set()
     added: dict[str, ir.ArrayInfo] = {}
+    kept: list[tuple[str, str]] = []  # the posterior probabilities of the summed-out choices
     for n, address in enumerate(addresses):
         info = fn.sites.get(address)
         if info is None:
@@ -82,9 +83,10 @@ def marginalize(fn: ir.Function, addresses: Iterable[str], observed: Iterable[st
         patterns[address] = pattern
         dropped |= lets
         added.update(rewrite.arrays)
+        kept += rewrite.values
     sites = {a: i for a, i in fn.sites.items() if a not in patterns}
     arrays = {a: i for a, i in fn.arrays.items() if i.address not in patterns and a not in dropped} | added
-    values = [(v, name) for v, name in fn.values if v not in dropped and name not in patterns]
+    values = [(v, name) for v, name in fn.values if v not in dropped and name not in patterns] + kept
     out = dataclasses.replace(fn, body=body, sites=sites, arrays=arrays, values=values)
     return Marginal(out, patterns)
 
@@ -99,6 +101,7 @@ class Rewrite:
         self.kind = fn.sites[address].kind
         self.term = f"marginal:{address}"  # the name of its log-sum-exp among the score's terms
         self.arrays: dict[str, ir.ArrayInfo] = {}  # per-iteration sums of loops that depend on it
+        self.values: list[tuple[str, str]] = []  # what it keeps: its posterior probabilities, `p(z)`
 
     def fail(self, message: str, span: object, hint: str) -> Exception:
         return error(f"cannot sum out `{self.address}`: {message}", span, self.source, hint=hint)
@@ -135,10 +138,15 @@ class Rewrite:
         out, terms, lets = self.dependents(body[p + 1:], lambda e: self.put(e, None, k), loops=True)
         total = self.summed(site.dist, k, terms)
         vec = total.ty
-        for acc in self.arrays:  # each dependent loop's terms, one vector over the values per iteration
+        for acc in list(self.arrays):  # each dependent loop's terms, one vector over the values per iteration
             total = ir.Op("+", (total, ir.Call("sum", (ir.Var(acc, ir.Ty("real", None)),
                                                        ir.Const(0, ir.STATIC_INT)), vec)), vec)
-        return body[:p] + out + [ir.Factor(logsumexp(total), site.span, self.term)], lets
+        joint = ir.Var(f"{self.tag}_lp", vec)
+        probs = f"{self.tag}_p"
+        self.values.append((probs, f"p({self.address})"))
+        done = [ir.Let(joint.name, total, site.span), ir.Factor(logsumexp(joint), site.span, self.term),
+                ir.Let(probs, softmax(joint), site.span)]
+        return body[:p] + out + done, lets
 
     def mixture(self, body: list[ir.Stmt], loop: ir.Loop) -> tuple[list[ir.Stmt], set[str]]:
         site = self.samples[0]
@@ -148,8 +156,13 @@ class Rewrite:
         k = self.value_var()
         out, terms, lets = self.dependents(loop.body[p + 1:], lambda e: self.put(e, site.index, k))
         total = self.summed(site.dist, k, terms)
-        new_loop = dataclasses.replace(loop, body=loop.body[:p] + out + [ir.Factor(logsumexp(total), site.span,
-                                                                                      self.term)])
+        joint = ir.Var(f"{self.tag}_lp", total.ty)
+        probs = f"{self.tag}_p"
+        self.arrays[probs] = ir.ArrayInfo(probs, (dim_code(loop.stop), support_size(site.dist)), "real")
+        self.values.append((probs, f"p({self.address})"))
+        done = [ir.Let(joint.name, total, site.span), ir.Factor(logsumexp(joint), site.span, self.term),
+                ir.Store(probs, site.index, softmax(joint), site.span)]
+        new_loop = dataclasses.replace(loop, body=loop.body[:p] + out + done)
         return [new_loop if s is loop else s for s in body], lets
 
     def chain(self, body: list[ir.Stmt], loop: ir.Loop) -> tuple[list[ir.Stmt], set[str]]:
@@ -344,6 +357,10 @@ def plus(first: ir.Expr, rest: list[ir.Expr]) -> ir.Expr:
 
 def logsumexp(x: ir.Expr) -> ir.Expr:
     return ir.Call(LOGSUMEXP, (x,), REAL)
+
+
+def softmax(x: ir.Expr) -> ir.Expr:
+    return ir.Call("softmax", (x,), x.ty)
 
 
 def value_of(s: ir.Sample) -> ir.Expr:

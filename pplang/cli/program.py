@@ -31,16 +31,17 @@ def register(sub: Any) -> None:
 
     c = sub.add_parser("compile", help="show a compilation stage or write the generated module")
     c.add_argument("file")
-    c.add_argument("--emit", choices=["ast", "ir", "jax", "adev"], default="jax",
+    c.add_argument("--emit", choices=["ast", "ir", "jax", "adev", "marginal"], default="jax",
                    help="stage to print (default: jax); adev: the gradient estimator of --objective for --model "
-                   "and --guide")
+                   "and --guide; marginal: --model with its discrete latent choices summed out (given --data)")
     c.add_argument("--model", help="only this model or guide (with --emit adev: the model)")
     c.add_argument("--guide", help="with --emit adev: the guide")
     c.add_argument("--objective", default="elbo", help="with --emit adev: the objective (default: elbo)")
     c.add_argument("--arg", action="append", default=[], metavar="NAME=VALUE", help="an objective argument")
     c.add_argument("--strategy", action="append", default=[], metavar="ADDRESS=STRATEGY",
                    help="gradient strategy of a guide choice (reparam, reinforce, mvd, enum)")
-    c.add_argument("--data", help="with --emit adev: data (needed for automatic guides)")
+    c.add_argument("--data", help="with --emit adev: data (needed for automatic guides); with --emit marginal: which "
+                   "choices are observed")
     c.add_argument("-o", "--output", help="write the generated JAX module to this file (an existing one is refused "
                    "without --force)")
     add_host_arg(c)
@@ -77,6 +78,9 @@ def cmd_compile(args: argparse.Namespace) -> None:
     if args.emit == "adev":
         emit_adev(args)
         return
+    if args.emit == "marginal":
+        emit_marginal(args)
+        return
     code = compiled.source_code
     if args.model:  # just this declaration's function, still a module that runs on its own
         from pplang.compiler import codegen
@@ -93,6 +97,25 @@ def cmd_compile(args: argparse.Namespace) -> None:
         write_text(args.output, code, args.force)
     else:
         print(code)
+
+
+def emit_marginal(args: argparse.Namespace) -> None:
+    """The model with its discrete latent choices summed out: the IR the marginalize transformation
+    wrote, then the JAX it compiles to (comments point at the model's lines)."""
+    import pplang as pp
+    from pplang.compiler import printer
+
+    model = pick_model(pp.load(args.file), args.model)
+    observed = model.bind(read_data(args.data)).observed if args.data else {}
+    marginal = model.marginal(observed)
+    if marginal is model:
+        print(f"# {model.kind} `{model.name}` has no latent discrete choice to sum out"
+              + ("" if args.data else " (pass --data so that observed choices are known)"))
+        return
+    summary = ", ".join(f"`{a}` ({p})" for a, p in marginal.marginalized.items())
+    print(f"# {model.kind} `{model.name}` with {summary} summed out")
+    print("\n".join("# " + line for line in printer.function(marginal.fn).splitlines()))
+    print(marginal.impl.__globals__["__pplang_code__"])
 
 
 def emit_adev(args: argparse.Namespace) -> None:

@@ -195,3 +195,26 @@ def test_an_observed_choice_is_not_summed_out() -> None:
     assert m.marginal(["y", "c"]) is m  # nothing latent to sum out
     with pytest.raises(pp.PplError, match="`c` is observed in the data"):
         m.marginal(["y", "c"], ["c"])
+
+
+def test_the_posterior_probabilities_of_a_summed_out_choice_are_kept() -> None:
+    """`p(z)` per draw: the probabilities of each value given the other choices and the data, as
+    brute force computes them from the original model."""
+    m = pp.loads(MIXTURE, file="mix.ppl")["mix"]
+    rng = np.random.default_rng(3)
+    data = {"N": 3, "K": 3, "y": rng.normal(0.0, 3.0, 3)}
+    values = {"w": np.array([0.2, 0.5, 0.3]), "mu": np.array([-2.0, 0.0, 2.5]), "s": 1.2}
+    marginal = m.marginal(["y"])
+    assert marginal.computed_names == ["p(z)"]
+    got = marginal.computed({a: np.asarray(v)[None] for a, v in values.items()}, data)["p(z)"][0]
+    joint = {}
+    for z in itertools.product(range(3), repeat=3):
+        joint[z] = float(m.log_density({**values, "z": np.array(z)}, data))
+    lz = special.logsumexp(list(joint.values()))
+    for i in range(3):
+        for k in range(3):
+            want = float(np.exp(special.logsumexp([v for z, v in joint.items() if z[i] == k]) - lz))
+            assert got[i, k] == pytest.approx(want, rel=1e-4, abs=1e-6)
+    switch = pp.loads(SWITCH, file="switch.ppl")["switch"].marginal(["y"])
+    p = switch.computed({"p": np.array([0.3]), "a": np.array([0.1])}, {"N": 3, "y": np.array([2.5, 3.3, 2.9])})
+    assert p["p(c)"].shape == (1, 2) and p["p(c)"][0, 1] > 0.99  # observations near a + 3: c is true
