@@ -377,6 +377,18 @@ def make_guide(model: Model, guide: Any, data: Mapping[str, Any]) -> Model:
                 hint="for example guide='mean_field', or a guide from pp.load(...)")
 
 
+def without_unguided_discrete(model: Model, guide: Any, bound: Any) -> Model:
+    """The model to fit: with the discrete latent choices the guide does not draw summed out of its
+    density (all of them for an automatic guide, whose families are continuous), so a guide of the
+    continuous choices alone fits a model with mixture assignments or hidden states."""
+    from pplang.compiler.transforms.marginalize import summable
+
+    discrete = summable(model.fn, bound.observed)
+    if isinstance(guide, Model):
+        discrete = [a for a in discrete if a not in guide.sites]
+    return model.marginal(bound.observed, discrete) if discrete else model
+
+
 def problem_for(model: Model, guide: Model, objective: Any, data: Mapping[str, Any],
                 programs: Mapping[str, Model] | None, strategies: Mapping[str, str] | None,
                 baseline: Any) -> Problem:
@@ -514,14 +526,16 @@ def fit(model: Model, guide: Any = "mean_field", objective: Any = "elbo", data: 
     programs' parameters at given unconstrained values, by program name (e.g. a decoder's trained
     weights: fixed={"vae": trained}); they are not optimized. The result's draws hold the guide's
     draws of the latent choices and the named values the model computes from them (`computed`: all,
-    none or a list of names)."""
+    none or a list of names). Discrete latent choices the guide does not draw (all of them, for an
+    automatic guide) are summed out of the model's density (the marginalize transformation)."""
     for name, v in (("steps", steps), ("particles", particles), ("num_draws", num_draws), ("chunk", chunk)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise error(f"{name} must be a positive int, got {v!r}", hint=f"for example {name}=1000")
     called = time.perf_counter()
     keep = check_outputs(results, checkpoint, resume, overwrite)
     data = {**dict(data or {}), **data_kwargs}
-    model.bind(data)  # data errors first, located at the model
+    bound = model.bind(data)  # data errors first, located at the model
+    model = without_unguided_discrete(model, guide, bound)
     q = make_guide(model, guide, data)
     problem = problem_for(model, q, objective, data, programs, strategies, baseline)
     params = problem.init_params(seed)
