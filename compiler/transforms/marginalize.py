@@ -78,7 +78,7 @@ def marginalize(fn: ir.Function, addresses: Iterable[str], observed: Iterable[st
             raise error(f"`{address}` ({info.dist}) has no finite support to sum over", info.span, source,
                         hint="only bernoulli, categorical and binomial choices are summed out; infer this one "
                         "with `pplang smc` or `pplang infer --method is`")
-        rewrite = Rewrite(fn, address, source, f"_m{n}")
+        rewrite = Rewrite(fn, address, source, f"_m{n}", seen)
         body, pattern, lets = rewrite.apply(body)
         patterns[address] = pattern
         dropped |= lets
@@ -94,8 +94,8 @@ def marginalize(fn: ir.Function, addresses: Iterable[str], observed: Iterable[st
 class Rewrite:
     """Sums one choice out of a function body."""
 
-    def __init__(self, fn: ir.Function, address: str, source: str, tag: str):
-        self.fn, self.address, self.source, self.tag = fn, address, source, tag
+    def __init__(self, fn: ir.Function, address: str, source: str, tag: str, observed: set[str]):
+        self.fn, self.address, self.source, self.tag, self.observed = fn, address, source, tag, observed
         self.samples = [s for s in walk(fn.body) if isinstance(s, ir.Sample) and s.address == address]
         self.var = self.samples[0].name
         self.kind = fn.sites[address].kind
@@ -238,7 +238,8 @@ class Rewrite:
             elif isinstance(s, ir.Let):
                 inlined[s.name] = replace_vars(s.value, inlined)
             elif isinstance(s, ir.Sample):
-                if s.address in self.fn.sites and self.fn.sites[s.address].enumerable and s.address != self.address:
+                if s.address in self.fn.sites and self.fn.sites[s.address].kind in ("int", "bool") \
+                        and s.address not in self.observed and s.address != self.address:
                     raise self.fail(f"the discrete choice `{s.address}` depends on it", s.span,
                                     "sum out chains one link at a time: draw each state from the previous one")
                 dist = rewrite_dist(s.dist, rewrite)

@@ -227,8 +227,47 @@ model count():
     y ~ normal(k, 1.0)
 """, "count")
     with pytest.raises(PplError, match=r"`k` \(poisson\) is discrete") as info:
-        sample(model, {"y": 1.0}, progress=False)
+        sample(model, {"y": 1.0}, progress=False, marginalize=False)
     assert "pplang smc" in str(info.value) and "--method is" in str(info.value)
+    with pytest.raises(PplError, match=r"`k` \(poisson\) has no finite support") as info:
+        sample(model, {"y": 1.0}, progress=False, marginalize=["k"])
+    assert "pplang smc" in str(info.value)
+
+
+def test_a_bernoulli_choice_is_summed_out_unless_asked_not_to() -> None:
+    model = load("""
+model coin_or_not(N: int):
+    p ~ beta(2.0, 2.0)
+    fair ~ bernoulli(0.5)
+    for i in range(N):
+        y[i] ~ bernoulli(where(fair, 0.5, p))
+""", "coin_or_not")
+    data = {"N": 20, "y": [1] * 17 + [0] * 3}
+    res = sample(model, data, chains=2, warmup=300, draws=300, seed=0, progress=False)
+    assert "fair" not in res.draws and res.draws["p(fair)"].shape == (2, 300, 2)
+    assert res.draws["p(fair)"][..., 1].mean() < 0.2  # 17 heads in 20: the coin is hardly fair
+    with pytest.raises(PplError, match=r"`fair` \(bernoulli\) is discrete") as info:
+        sample(model, data, progress=False, marginalize=False)
+    assert "leave marginalize on" in str(info.value)
+
+
+def test_a_dense_mass_matrix_samples_a_correlated_gaussian() -> None:
+    """Two choices with correlation 0.95 (x2 | x1 ~ normal(0.95 x1, sqrt(1 - 0.95^2))): the dense
+    metric adapts to it; means, sds and the correlation agree with the exact ones within MCSEs."""
+    model = load("""
+model corr():
+    x1 ~ normal(0.0, 1.0)
+    x2 ~ normal(0.95 * x1, 0.31224989991991997)
+""", "corr")
+    res = sample(model, {}, chains=4, warmup=500, draws=1000, seed=3, mass_matrix="dense", progress=False)
+    imm = res.adapted["inverse_mass_matrix"]
+    assert imm.shape == (4, 2, 2) and np.all(imm[:, 0, 1] > 0.5)  # the adapted metric holds the correlation
+    table = res.table()
+    for name in ("x1", "x2"):
+        assert abs(table.loc[name, "mean"]) < 4 * table.loc[name, "mcse_mean"]
+        assert abs(table.loc[name, "sd"] - 1.0) < 0.1
+    x1, x2 = res.draws["x1"].ravel(), res.draws["x2"].ravel()
+    assert abs(np.corrcoef(x1, x2)[0, 1] - 0.95) < 0.02
 
 
 # ---------------------------------------------------------------- divergences
