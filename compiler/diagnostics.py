@@ -30,11 +30,19 @@ class Diagnostic:
         lines = [head]
         text = source_line(self.source, self.span.line)
         if text is not None:
-            lines.append(f"    {text}")
             width = 1
             if self.span.end_line == self.span.line and self.span.end_col > self.span.col:
                 width = self.span.end_col - self.span.col
-            pad = "".join(ch if ch == "\t" else " " for ch in text[: self.span.col - 1])  # tabs line up
+            col = self.span.col
+            if len(text) > MAX_LINE:  # a long line (a data file on one line): the part around the span
+                start = max(col - 1 - MAX_LINE // 2, 0)
+                end = min(start + MAX_LINE, len(text))
+                head, tail = ("... " if start else ""), (" ..." if end < len(text) else "")
+                text = head + text[start:end] + tail
+                col += len(head) - start
+                width = max(min(width, end - (col - len(head) - 1 + start)), 1)
+            lines.append(f"    {text}")
+            pad = "".join(ch if ch == "\t" else " " for ch in text[: col - 1])  # tabs line up
             lines.append("    " + pad + "^" * width)
         if self.expected is not None:
             lines.append(f"  expected: {self.expected}")
@@ -43,6 +51,9 @@ class Diagnostic:
         if self.hint:
             lines.append(f"  hint: {self.hint}")
         return "\n".join(lines)
+
+
+MAX_LINE = 160  # longer source lines are shown clipped around the span
 
 
 def source_line(source: str, line: int) -> str | None:

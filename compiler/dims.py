@@ -15,7 +15,7 @@ def eval_dim(dim: int | str | None, env: Mapping[str, Any]) -> int | None:
         return dim
     try:
         return int(_eval(ast.parse(dim, mode="eval").body, env))
-    except (KeyError, ValueError, TypeError, IndexError, SyntaxError):
+    except (KeyError, ValueError, TypeError, IndexError, SyntaxError, ZeroDivisionError, OverflowError):
         return None
 
 

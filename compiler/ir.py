@@ -314,15 +314,29 @@ class Function:
 
 @dataclass
 class SizeCheck:
-    """A size relation the checker could not decide without data: `lhs == rhs` (two symbolic sizes
-    that must agree), or `lhs <= rhs` (the last index a loop reads must fit the array). Verified
-    when data is bound, so the mismatch is reported here rather than silently clamped by JAX."""
+    """A size relation the checker could not decide without data, verified when data is bound, so
+    that a mismatch is reported rather than silently clamped by JAX. The checker decides the ones
+    whose sizes are numbers at once (`pplang.compiler.check.sizes.violation` for both). By `op`:
+
+    * `==`: two symbolic sizes `lhs` and `rhs` must agree;
+    * `<=`: the last index a loop reads, plus one (`lhs`), must fit the axis size `rhs`;
+    * `index`: a static index `lhs` must address an element of an axis of size `rhs`
+      (`-rhs <= lhs < rhs`; a negative index counts from the end);
+    * `size`: `lhs` sizes an array and must not be negative (`rhs` is unused);
+    * `values`: the int array argument `data`, plus the constant `lhs`, indexes an axis of size
+      `rhs`: every value read (`region`) must be in `0 .. rhs - 1` (data give no negative indices).
+
+    `loop` (start, stop) limits a check to data for which that loop runs (`start < stop`)."""
 
     op: str
     lhs: Dim
     rhs: Dim
     message: str
     span: Span
+    data: str | None = None  # `values`: the argument, as the user wrote its name
+    # `values`: per axis of `data`, the (start, stop) of the part read, or None for all of it
+    region: tuple[tuple[Dim, Dim] | None, ...] = ()
+    loop: tuple[Dim, Dim] | None = None
 
 
 @dataclass

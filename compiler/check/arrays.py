@@ -1,5 +1,6 @@
 """Arrays written piece by piece: where a piece may be written (its loop variables plus constants),
-the extent that makes each array's size static, and reads that must stay inside the array."""
+the extent that makes each array's size static, and reads that must stay inside the array (checked
+now where the sizes are numbers, else recorded as `SizeCheck`s verified when data is bound)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ from pplang.compiler import analysis, ir
 from pplang.compiler.check import shapes as sh
 from pplang.compiler.check.scopes import Scope, expr_span
 from pplang.compiler.check.shapes import dim_code, loop_offset, show_expr
+from pplang.compiler.check.sizes import decided, violation
 from pplang.compiler.frontend import syntax as S
 from pplang.compiler.ir import Ty
+from pplang.compiler.names import py_name
 
 
 class Arrays:
@@ -115,6 +118,7 @@ class Arrays:
             if elem.shape is None:
                 shape = None
             self.arrays[name] = ir.ArrayInfo(name, shape, elem.kind, address, extent)
+            self.array_spans[name] = target.span
             if self.lift:
                 self.lifted[name] = self.lift
             # arrays live in the outermost scope: pieces written in loops are visible after them
@@ -178,31 +182,119 @@ class Arrays:
                         hint=f"read single elements such as {user}[{want}], or move this after the loop",
                     )
 
-    def check_loop_index(self, v: ir.Expr, dim: ir.Dim, base: S.Expr, ix: S.Expr) -> None:
-        """`x[i + c]` in `for i in range(a, b)` reads up to `b - 1 + c`: record that it must fit."""
-        off = loop_offset(v, [lp.var for lp in self.loops])
-        if off is None or dim is None:
+    def check_index(self, v: ir.Expr, base: ir.Expr, axis: int, dim: ir.Dim, e: S.Index, ix: S.Expr) -> None:
+        """Record what index `v`, on `axis` of `base`, needs to stay inside the array: `x[i + c]` in
+        `for i in range(a, b)` reads up to `b - 1 + c`; a static index (`x[5]`, `x[K]`) one element;
+        int data (`mu[g[i]]`, `mu[g[i] - 1]`) the values it holds. Each is a `SizeCheck`, decided
+        now when its sizes are numbers and otherwise when data is bound. An array built piece by piece
+        grows while it is written: its checks wait for its final size (`resolve_checks`)."""
+        built = base.name if isinstance(base, ir.Var) and base.name in self.arrays else None
+        if built is None and dim is None:
             return
-        loop = next(lp for lp in reversed(self.loops) if lp.var == off[0])
-        last = sh.dim_add(dim_code(loop.stop), off[1])
-        first = sh.dim_add(dim_code(loop.start), off[1])
+        name = e.value.id if isinstance(e.value, S.Name) else "the value"
+        span = expr_span(ix)
         what = show_expr(v)
-        if isinstance(last, int) and isinstance(dim, int):
-            if last > dim:
+        off = loop_offset(v, [lp.var for lp in self.loops])
+        if off is not None:
+            loop = next(lp for lp in reversed(self.loops) if lp.var == off[0])
+            first = sh.dim_add(dim_code(loop.start), off[1])
+            if isinstance(first, int) and first < 0:
                 raise self.err(
-                    f"index `{what}` runs past the end of an axis of size {dim}",
-                    expr_span(ix),
-                    expected=f"at most {dim - 1}",
-                    found=f"up to {last - 1}",
-                    hint="check the loop's range against the array's size",
+                    f"index `{what}` starts at {first}, before the start of `{name}`",
+                    span,
+                    hint="start the loop later, e.g. range(1, T) for x[t - 1]",
                 )
+            last = sh.dim_add(dim_code(loop.stop), off[1])
+            check = ir.SizeCheck("<=", last, dim, f"index `{what}` must stay within `{name}`", span,
+                                 loop=(dim_code(loop.start), dim_code(loop.stop)))
+        elif v.ty.static and v.ty.kind == "int" and v.ty.shape == ():
+            lit = sh.literal(v)
+            lhs = int(lit) if lit is not None else dim_code(v)
+            check = ir.SizeCheck("index", lhs, dim, f"index `{what}` must address an element of `{name}`", span)
         else:
-            self.checks.append(
-                ir.SizeCheck("<=", last, dim, f"index `{what}` must stay within the array", expr_span(ix))
-            )
-        if isinstance(first, int) and first < 0:
-            raise self.err(
-                f"index `{what}` starts at {first}, before the start of the array",
-                expr_span(ix),
-                hint="start the loop later, e.g. range(1, T) for x[t - 1]",
-            )
+            data = self.index_data(v)
+            if data is None:
+                return
+            arg, shift, region = data
+            check = ir.SizeCheck("values", shift, dim, f"index data `{arg}` must stay within `{name}`", span,
+                                 data=arg, region=region)
+        if built is not None:
+            self.pending.append((check, built, axis))
+        else:
+            self.require(check)
+
+    def index_data(self, v: ir.Expr) -> tuple[str, int, tuple[tuple[ir.Dim, ir.Dim] | None, ...]] | None:
+        """`(argument, c, region)` when index `v` is int data of the declaration plus a constant:
+        `g[i]`, `g[i] - 1`, `g[k, j]`, or a whole array `g` (each of its values indexes). The region
+        is the part of `g` read: per axis the range of a loop variable plus a constant, one element
+        at a constant, or all of it."""
+        shift = 0
+        if isinstance(v, ir.Op) and v.op in ("+", "-") and len(v.args) == 2:
+            a, b = v.args
+            if isinstance(b, ir.Const) and type(b.value) is int:
+                shift, v = (b.value if v.op == "+" else -b.value), a
+            elif v.op == "+" and isinstance(a, ir.Const) and type(a.value) is int:
+                shift, v = a.value, b
+            else:
+                return None
+        if isinstance(v, ir.Index) and isinstance(v.base, ir.Var):
+            var, indices = v.base, v.indices
+        elif isinstance(v, ir.Var):
+            var, indices = v, ()
+        else:
+            return None
+        args = {py_name(a): a for a in self.args}
+        if var.name not in args or var.name in self.callee_args or var.ty.kind != "int" or not var.ty.shape:
+            return None
+        loops = {lp.var: lp for lp in self.loops}
+        region: list[tuple[ir.Dim, ir.Dim] | None] = []
+        for ix in indices:
+            off = None if isinstance(ix, ir.SliceIx) else loop_offset(ix, list(loops))
+            lit = None if isinstance(ix, ir.SliceIx) else sh.literal(ix)
+            if off is not None:
+                lp = loops[off[0]]
+                region.append((sh.dim_add(dim_code(lp.start), off[1]), sh.dim_add(dim_code(lp.stop), off[1])))
+            elif lit is not None and lit >= 0:
+                region.append((int(lit), int(lit) + 1))
+            else:
+                region.append(None)
+        return args[var.name], shift, tuple(region)
+
+    def require(self, check: ir.SizeCheck) -> None:
+        """Keep `check` for when data is bound, or, when its sizes are numbers, decide it now."""
+        if not decided(check):
+            self.checks.append(check)
+            return
+        failed = violation(check, {})
+        if failed is not None:
+            found, hint = failed
+            raise self.err(check.message, check.span, found=found, hint=hint)
+
+    def resolve_checks(self) -> None:
+        """Once every piece is written: the index checks on arrays built piece by piece get the
+        array's final size; then the sizes of those arrays must not be negative."""
+        for check, name, axis in self.pending:
+            info = self.arrays[name]
+            if axis < len(info.lead):
+                dim = info.lead[axis]
+            elif info.shape is not None and axis < len(info.shape):
+                dim = info.shape[axis]
+            else:
+                dim = None
+            if dim is not None:
+                check.rhs = dim
+                self.require(check)
+        self.pending = []
+        for name, info in self.arrays.items():
+            user = name.split("__")[-1]
+            for d in info.lead:
+                if isinstance(d, str):
+                    self.require(ir.SizeCheck("size", d, None, f"the size of `{user}` must not be negative",
+                                              self.array_spans.get(name, self.decl.span)))
+        seen, kept = set(), []
+        for c in self.checks:
+            key = (c.op, c.lhs, c.rhs, c.data, c.region, c.loop)
+            if key not in seen:
+                seen.add(key)
+                kept.append(c)
+        self.checks[:] = kept

@@ -138,8 +138,7 @@ class Expressions:
                 idx.append(ir.SliceIx(lo, hi))
                 continue
             v = self.index_expr(ix, scope)
-            if not (isinstance(base, ir.Var) and base.name in self.arrays):  # built piecewise: size grows
-                self.check_loop_index(v, dim, e.value, ix)
+            self.check_index(v, base, len(pre) + k, dim, e, ix)
             if v.ty.shape:
                 out_dims.extend(v.ty.shape)
             elif v.ty.shape is None:

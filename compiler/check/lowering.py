@@ -49,6 +49,9 @@ class DeclLowering(Statements, Expressions, Signatures, Arrays, Types, Names):
         self.aliases: dict[str, ir.Expr] = {}  # callee argument -> the caller's static int it stands for
         self.callee_args: set[str] = set()  # inlined callees' arguments, which cannot be reassigned
         self.checks: list[ir.SizeCheck] = []
+        # index checks on arrays built piece by piece, waiting for the array's final size: (check, array, axis)
+        self.pending: list[tuple[ir.SizeCheck, str, int]] = []
+        self.array_spans: dict[str, S.Span] = {}  # where each array built piece by piece is first written
         self.networks: set[str] = set()  # the networks this declaration calls
 
     def err(self, message: str, span: S.Span, **kw: str | None) -> PplError:
@@ -68,6 +71,7 @@ class DeclLowering(Statements, Expressions, Signatures, Arrays, Types, Names):
         body = self.block(self.decl.body, scope, prefix="", top=True)
         for info in self.arrays.values():
             info.shape = scope.lookup(info.name).shape if scope.lookup(info.name) else info.shape
+        self.resolve_checks()
         fn = ir.Function(
             self.decl.kind,
             self.decl.name,

@@ -39,7 +39,14 @@ class Types:
         lit = literal(v)
         if lit is not None and lit < 0:
             raise self.err("a size cannot be negative", expr_span(e), found=str(int(lit)), hint="use a size >= 0")
-        return dim_code(v)
+        dim = dim_code(v)
+        self.nonnegative(dim, expr_span(e), f"the size `{dim}` must not be negative")
+        return dim
+
+    def nonnegative(self, dim: ir.Dim, span: S.Span, message: str) -> None:
+        """A size given by the data (`N`, `N - 1`) must not be negative: checked when data is bound."""
+        if isinstance(dim, str):
+            self.checks.append(ir.SizeCheck("size", dim, None, message, span))
 
     def arg_spec(self, a: S.Arg, scope: Scope) -> ArgSpec:
         t = a.type
@@ -151,6 +158,8 @@ class Types:
                             hint="use int arguments or numbers",
                         )
                     dims.append(dim_code(a))
+                    self.nonnegative(dims[-1], expr_span(src), f"the size `{dims[-1]}` given to `{e.func}` must "
+                                     "not be negative")
                 if rule == "sized_square":
                     dims = dims * 2
                 return Ty("real", tuple(dims))

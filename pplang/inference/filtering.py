@@ -276,6 +276,7 @@ def prepare(model: Model, data: Mapping | None, data_kwargs: Mapping, particles:
     if not isinstance(model, Model):
         raise error(f"smc needs a model, not {type(model).__name__}", hint="pp.load(file)[name]")
     merged = {**data, **data_kwargs} if isinstance(data, Mapping) else (dict(data_kwargs) if data is None else data)
+    compiled(model, True)  # what a particle filter cannot run is said before anything about the data
     bound = model.bind(merged)
     m = side(model, bound, True)
     plan = m.plan
