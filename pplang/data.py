@@ -30,6 +30,7 @@ from pplang.compiler.diagnostics import DataNote, PplError, did_you_mean, error
 from pplang.compiler.dims import eval_shape
 from pplang.compiler.frontend.syntax import Span
 from pplang.compiler.names import address_var, py_name
+from pplang.runtime.archives import load_npz
 
 # Membership tests by constraint name, for an argument's declared constraint and an observed
 # choice's support alike: (test, what the values must be).
@@ -144,17 +145,11 @@ def load_data(path: str) -> dict[str, Any]:
         raise error(f"data file {path} is not an .npz archive (a zip file)",
                     found="a single .npy array" if single else f"a file starting with {head[:4]!r}",
                     hint="save named arrays with numpy.savez(path, x=...)" if single else hint)
-    name = None
     try:
-        with np.load(path, allow_pickle=False) as z:
-            out = {}
-            for name in z.files:
-                out[name] = z[name]
-            return out
+        return load_npz(path)  # the entries' inflated size is checked before any is read
     except (OSError, ValueError, EOFError, MemoryError, NotImplementedError, RuntimeError, zipfile.BadZipFile,
             zlib.error) as e:
-        where = f" (entry `{name}`)" if name is not None else ""
-        raise error(f"cannot read data file {path}{where}: {e}", hint=hint) from None
+        raise error(f"cannot read data file {path}: {e}", hint=hint) from None
 
 
 class _Refused(Exception):

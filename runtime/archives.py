@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -26,5 +27,11 @@ def load_npz(path: str | Path, limit: int | None = None) -> dict[str, np.ndarray
         raise ValueError(f"{Path(path).name} would take {total / 2**30:.2f} GiB once read, more than the "
                          f"{limit / 2**30:.2f} GiB allowed (set PPLANG_MAX_LOAD_BYTES to allow more, if you "
                          "trust the file)")
+    out = {}
     with np.load(path, allow_pickle=False) as z:
-        return {name: z[name] for name in z.files}
+        for name in z.files:
+            try:
+                out[name] = z[name]
+            except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+                raise ValueError(f"entry `{name}`: {exc}") from None
+    return out
