@@ -56,7 +56,7 @@ class Mode:
 
 
 SIZES = tuple((k, t) for k in (2, 8, 32) for t in (100, 1000, 10000))
-MODES = {"full": Mode(SIZES, ((3, 1000), (8, 10000)), 6.0, harness.Settings(compile_reps=3, min_rounds=20)),
+MODES = {"full": Mode(SIZES, ((3, 1000), (8, 10000)), 4.0, harness.Settings(compile_reps=2, min_rounds=20)),
          "quick": Mode(SIZES, ((3, 1000), (8, 10000)), 1.5, harness.Settings(compile_reps=1, min_rounds=10)),
          "smoke": Mode(((2, 20),), ((2, 20),), 0.05, harness.Settings(compile_reps=1, min_rounds=3, warmup_calls=2))}
 

@@ -185,8 +185,8 @@ def load_folder(folder: str | Path, what: str, command: str,
     again = "save it again with `result.save(folder)`"
     if not isinstance(info, dict):
         raise error(f"{damaged}: info.json does not hold an object", hint=again)
-    if values.ndim != 1 or values.dtype.kind not in "fiu":
-        raise error(f"{damaged}: values.npy is not a vector of numbers", hint=again)
+    if values.dtype.kind not in "fiu":
+        raise error(f"{damaged}: values.npy does not hold numbers", hint=again)
     return params, values, info, folder
 
 

@@ -23,7 +23,7 @@ def load(name: str, model: str) -> tuple[pp.Model, dict]:
 
 @pytest.mark.parametrize(("name", "model", "method", "words"), [
     ("coin", "coin", "nuts", "every latent choice is continuous"),
-    ("hmm", "hmm", "smc", "`z` rule out NUTS, and the model has a loop over time"),
+    ("hmm", "hmm", "nuts", "the discrete choices `z` are summed out of the density (marginalize)"),
     ("hmm", "hmm_forward", "nuts", "every latent choice is continuous"),
     ("mixture", "mixture", "is", "no loop over time allows SMC"),
 ])
@@ -54,9 +54,19 @@ def test_python_infer_returns_the_methods_result() -> None:
         pp.infer(m, data, method="nut")
 
 
-def test_smc_is_chosen_for_discrete_states_over_time(capsys: pytest.CaptureFixture) -> None:
-    code = main(["infer", str(EXAMPLES / "hmm.ppl"), "--model", "hmm", "--data", str(EXAMPLES / "hmm.data.json"),
-                 "-n", "2000"])
+def test_smc_is_chosen_for_discrete_states_over_time(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Counts carried through time (a poisson state has no finite support to sum over): a particle filter."""
+    (tmp_path / "counts.ppl").write_text("""
+model counts(T: int):
+    r ~ gamma(2.0, 2.0)
+    n[0] ~ poisson(5.0)
+    y[0] ~ normal(n[0], 1.0)
+    for t in range(1, T):
+        n[t] ~ poisson(r * n[t - 1] + 1.0)
+        y[t] ~ normal(n[t], 1.0)
+""")
+    (tmp_path / "counts.json").write_text(json.dumps({"T": 5, "y": [5.2, 6.1, 6.8, 7.9, 9.1]}))
+    code = main(["infer", str(tmp_path / "counts.ppl"), "--data", str(tmp_path / "counts.json"), "-n", "2000"])
     out = capsys.readouterr().out
     assert code == 0 and out.startswith("method: a particle filter (SMC)") and "log marginal likelihood" in out
 
