@@ -435,6 +435,11 @@ class CodeGen:
             dims = self.array_dims(n, lv.depth, loop.span) if have == "None" else "None"
             init.append(f"rt.buffer({have}, {dims}, {info.kind!r})")
         xparams, xs = self.iteration_inputs(loop, lv, body, arrays, start, stop)
+        for (arr, key), var in self.mapped_reads(loop, lv, arrays).items():  # rows scanned over, as a
+            body.mapped[(arr, key)] = var  # hand-written scan takes them, not gathered per step
+            xparams.append(var)
+            off = key_offset(key, loop.var)
+            xs.append(f"{self.ex(ir.Var(arr, ir.UNKNOWN), lv)}[{plus(start, off)}:{plus(stop, off)}]")
         carry = scalars + [bufvars[n] for n in buffers] + [body.score]
         for n in buffers:
             body.buffers[n] = bufvars[n]

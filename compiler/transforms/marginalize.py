@@ -206,11 +206,44 @@ class Rewrite:
             hoisted = [ir.Let(matrix, ir.Enumerate(k, support, column, mty), step.span)]
             column = ir.Index(ir.Var(matrix, mty), (ir.Var(k, ir.INT),), vec)  # row k: log p(k | j) over j
         carried = logsumexp(ir.Op("+", (ir.Var(alpha, vec), column), vec))
+        done = ir.Factor(logsumexp(ir.Var(alpha, vec)), loop.span, self.term)
+        start = [ir.Let(alpha, alpha0, first.span), *hoisted]
+        if self.movable([*terms, support, transition], loop, {k, j}):
+            # the emissions read only what the loop leaves behind: all of them are computed at once, in
+            # a vectorized loop, and the scan does the recursion alone, as a hand-written forward
+            # algorithm does (the original loop, no longer carrying a state, is vectorized too)
+            emit = f"{self.tag}_emit"
+            self.arrays[emit] = ir.ArrayInfo(emit, (dim_code(loop.stop), size), "real")
+            t = ir.Var(loop.var, ir.INT)
+            emissions = ir.Loop(loop.var, loop.start, loop.stop, [ir.Store(
+                emit, (t,), ir.Enumerate(k, support, plus(ir.Const(0.0, REAL), terms), vec), step.span)], loop.span)
+            moved = ir.Enumerate(k, support, carried, vec)
+            if hoisted:  # logsumexp(log A + alpha, 1): one broadcast add and one reduction per step
+                matrix = hoisted[0]
+                mty = matrix.value.ty
+                moved = ir.Call(LOGSUMEXP, (ir.Op("+", (ir.Var(matrix.name, mty), ir.Var(alpha, vec)), mty),
+                                            ir.Const(1, ir.STATIC_INT)), vec)
+            recursion = ir.Op("+", (moved, ir.Index(ir.Var(emit, ir.Ty("real", None)), (t,), vec)), vec)
+            forward = ir.Loop(loop.var, loop.start, loop.stop, [ir.Let(alpha, recursion, step.span)], loop.span)
+            rest = [dataclasses.replace(loop, body=loop.body[:q] + out), emissions, *start, forward, done]
+            return body[:p0] + out0 + rest + body[at_loop + 1:], lets0 | lets
         alpha_t = ir.Enumerate(k, support, plus(carried, terms), vec)
         new_loop = dataclasses.replace(loop, body=loop.body[:q] + out + [ir.Let(alpha, alpha_t, step.span)])
-        done = ir.Factor(logsumexp(ir.Var(alpha, vec)), loop.span, self.term)
-        return (body[:p0] + out0 + [ir.Let(alpha, alpha0, first.span), *hoisted, new_loop, done]
-                + body[at_loop + 1:], lets0 | lets)
+        return body[:p0] + out0 + start + [new_loop, done] + body[at_loop + 1:], lets0 | lets
+
+    def movable(self, exprs: list, loop: ir.Loop, local: set[str]) -> bool:
+        """Whether expressions of one iteration read only what the loop leaves behind: values from
+        before it, its variable, and pieces written at the iteration's own index (`y[t]`)."""
+        own = (("v", loop.var),)
+        pieces = {n for n, key in writes(loop.body) if key == own}
+        written = {n for n, _ in writes(loop.body)}
+        roots = [ir.Vec((*e.args, *(v for _, v in e.kwargs)), REAL) if isinstance(e, ir.Dist) else e for e in exprs]
+        for name, key in reads([ir.Factor(ir.Vec(tuple(roots), REAL))]):
+            if name in local or name == loop.var or name not in written:
+                continue
+            if name not in pieces or key != own:
+                return False
+        return True
 
     # ---------------------------------------------------------------- dependents
 
