@@ -133,7 +133,7 @@ class Rewrite:
     def single(self, body: list[ir.Stmt]) -> tuple[list[ir.Stmt], set[str]]:
         site = self.samples[0]
         p = body.index(site)
-        self.only_after(body, p, None)
+        self.only_after(body, p)
         k = self.value_var()
         out, terms, lets = self.dependents(body[p + 1:], lambda e: self.put(e, None, k), loops=True)
         total = self.summed(site.dist, k, terms)
@@ -152,7 +152,7 @@ class Rewrite:
         site = self.samples[0]
         self.unused_outside(body, loop)
         p = loop.body.index(site)
-        self.only_after(loop.body, p, site.index)
+        self.only_after(loop.body, p)
         k = self.value_var()
         out, terms, lets = self.dependents(loop.body[p + 1:], lambda e: self.put(e, site.index, k))
         total = self.summed(site.dist, k, terms)
@@ -364,7 +364,7 @@ class Rewrite:
                     keys.append(expr_key(x.indices[0]) if len(x.indices) == 1 else ("many",))
         return keys
 
-    def only_after(self, stmts: list[ir.Stmt], p: int, index: tuple | None) -> None:
+    def only_after(self, stmts: list[ir.Stmt], p: int) -> None:
         for s in stmts[:p]:
             self.no_read(s, "before it is drawn")
 
