@@ -93,6 +93,14 @@ class Bound:
         return h.hexdigest()[:16]
 
 
+def merged(data: Any, extra: Mapping[str, Any]) -> Any:
+    """`data` with the keyword entries `extra` added (data may be None); anything that is not a
+    mapping is passed on as it is, for binding to reject with a located error."""
+    if isinstance(data, Mapping):
+        return {**data, **extra}
+    return dict(extra) if data is None else data
+
+
 def fingerprint(data: Mapping[str, Any]) -> tuple | None:
     """A key that is equal for equal data and cheap to compute, so repeated calls with the same data
     reuse its binding: NumPy arrays and lists by a hash of their bytes, numbers and strings by value,

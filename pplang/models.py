@@ -17,7 +17,7 @@ from pplang import runtime as rt
 from pplang.compiler import ir
 from pplang.compiler.diagnostics import did_you_mean, error
 from pplang.compiler.frontend.syntax import Span
-from pplang.data import Bound, bind, fingerprint
+from pplang.data import Bound, bind, fingerprint, merged
 
 BINDINGS_KEPT = 8  # bindings (and fitting problems) kept per model for repeated calls with the same data
 
@@ -104,9 +104,8 @@ class Model:
     source: str
     decls: list = field(default_factory=list)  # the declarations it was compiled from (for submodels)
     _jitted: dict[tuple, Callable] = field(default_factory=dict)
-    _guides: dict[tuple, Any] = field(default_factory=dict)  # automatic guides built for it, by kind and data
     _bound: OrderedDict = field(default_factory=OrderedDict)  # recent bindings, by data fingerprint
-    _prepared: OrderedDict = field(default_factory=OrderedDict)  # what recent fit and smc calls prepared, by data
+    _prepared: OrderedDict = field(default_factory=OrderedDict)  # what recent calls built from their data (reuse)
     _marginals: dict[tuple, Any] = field(default_factory=dict)  # marginalized versions, by observed and choices
     marginalized: dict[str, str] = field(default_factory=dict)  # summed-out choice -> pattern (of a marginal)
     traces: int = 0  # how many times JAX traced this model (for tests of the cache)
@@ -131,18 +130,18 @@ class Model:
              strict: bool = True, **kwargs: Any) -> Bound:
         """The data checked and converted; the same data again returns the same `Bound` (a few
         bindings are kept per model), so repeated calls pay nothing for binding."""
-        merged = {**data, **kwargs} if isinstance(data, Mapping) else (kwargs if data is None else data)
-        key = fingerprint(merged) if isinstance(merged, Mapping) else None
+        given = merged(data, kwargs)
+        key = fingerprint(given) if isinstance(given, Mapping) else None
         if key is None:
-            return bind(self.fn, merged, self.source, observations=observations, strict=strict)
+            return bind(self.fn, given, self.source, observations=observations, strict=strict)
         key = (key, observations, strict)
         if key in self._bound:
             self._bound.move_to_end(key)
             return self._bound[key][0]
-        bound = bind(self.fn, merged, self.source, observations=observations, strict=strict)
+        bound = bind(self.fn, given, self.source, observations=observations, strict=strict)
         if any(isinstance(v, jax.core.Tracer) for v in (*bound.arrays.values(), *bound.observed.values())):
             return bound  # bound while JAX traces a function: its arrays belong to that trace
-        self._bound[key] = (bound, dict(merged))  # the data kept alive: JAX arrays are keyed by identity
+        self._bound[key] = (bound, dict(given))  # the data kept alive: JAX arrays are keyed by identity
         if len(self._bound) > BINDINGS_KEPT:
             self._bound.popitem(last=False)
         return bound
@@ -173,9 +172,9 @@ class Model:
 
     def reuse(self, key: tuple | None, build: Callable[[], Any], keep: Any = None) -> Any:
         """What `build()` returns, kept under `key` for later calls with equal arguments (the last
-        few per model): a fit's problem, a particle filter's bound inputs. `keep` holds the objects
-        whose `id` the key uses, so no other object takes their id while the entry lives. A key of
-        None, or one that cannot be hashed, builds afresh."""
+        few per model): an automatic guide, a fit's problem, a particle filter's bound inputs, NUTS's
+        layout. `keep` holds the objects whose `id` the key uses, so no other object takes their id
+        while the entry lives. A key of None, or one that cannot be hashed, builds afresh."""
         try:
             hit = key is not None and key in self._prepared
         except TypeError:

@@ -292,11 +292,11 @@ def optimize(step: Step, params: Params, state: State, optimizer: optax.Gradient
                 t0 = time.perf_counter()
                 ok = bool(out.ok)
                 run_s += time.perf_counter() - t0
-                if not ok:
-                    ahead = None  # queued on a state that is not finite
                 if ok:
                     carry, t = (out.params, out.opt_state, out.state), end
                     pieces.append(np.asarray(out.values))
+                else:
+                    ahead = None  # queued on a state that is not finite
             while t < end:
                 carry, vals, bad = segment(*carry, t, end - t)
                 pieces.append(vals)

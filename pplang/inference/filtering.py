@@ -30,7 +30,7 @@ from pplang.compiler.analysis import called_declarations
 from pplang.compiler.diagnostics import did_you_mean, error
 from pplang.compiler.pipeline import exec_module
 from pplang.compiler.transforms.smc import Plan, SmcProgram, smc_module
-from pplang.data import fingerprint
+from pplang.data import fingerprint, merged
 from pplang.inference.filtering_result import SMCResult
 from pplang.models import Model, as_key
 from pplang.runtime import smc as rs
@@ -275,9 +275,9 @@ def prepare(model: Model, data: Mapping | None, data_kwargs: Mapping, particles:
     """Check everything and bind the data: the engine (compiled code) and the inputs of one run."""
     if not isinstance(model, Model):
         raise error(f"smc needs a model, not {type(model).__name__}", hint="pp.load(file)[name]")
-    merged = {**data, **data_kwargs} if isinstance(data, Mapping) else (dict(data_kwargs) if data is None else data)
+    given = merged(data, data_kwargs)
     compiled(model, True)  # what a particle filter cannot run is said before anything about the data
-    bound = model.bind(merged)
+    bound = model.bind(given)
     m = side(model, bound, True)
     plan = m.plan
     ps = {"model": {a: jnp.asarray(v) for a, v in (params or {}).items()},
@@ -294,7 +294,7 @@ def prepare(model: Model, data: Mapping | None, data_kwargs: Mapping, particles:
     q = None
     arrays = {"model": dict(bound.arrays), "proposal": {}}
     if proposal is not None:
-        q, q_arrays = bind_proposal(model, proposal, merged, plan, observed, (start, stop), ps["proposal"])
+        q, q_arrays = bind_proposal(model, proposal, given, plan, observed, (start, stop), ps["proposal"])
         arrays["proposal"] = q_arrays
     rows = {a: observed[a][start + plan.loop_sites[a]:stop + plan.loop_sites[a]] for a in in_loop}
     heads = {a: start + c for a, c in plan.loop_sites.items()}
@@ -360,25 +360,25 @@ def smc(model: Model, data: Mapping[str, Any] | None = None, *, particles: int =
     opts = check_options(particles, resample, ess_threshold, anneal, history)
     if isinstance(model, Model):
         model.with_computed({}, None, computed)  # a wrong type or name fails here, before the filter runs
-    merged = {**data, **data_kwargs} if isinstance(data, Mapping) else (dict(data_kwargs) if data is None else data)
-    prints = [fingerprint(x) if isinstance(x, Mapping) else None for x in (merged, params or {}, proposal_params or {})]
+    given = merged(data, data_kwargs)
+    prints = [fingerprint(x) if isinstance(x, Mapping) else None for x in (given, params or {}, proposal_params or {})]
     key = None if None in prints or not isinstance(model, Model) else (
         "smc", *prints, int(particles), id(proposal), opts,
         devices if devices is None or isinstance(devices, int) else tuple(devices))
 
 
     def build() -> tuple[Engine, Inputs, dict]:
-        return prepare(model, merged, {}, particles, proposal, opts, params, proposal_params, devices)
+        return prepare(model, given, {}, particles, proposal, opts, params, proposal_params, devices)
 
     # a repeated call with the same data, settings and parameters binds nothing again
-    eng, inputs, ps = build() if key is None else model.reuse(key, build, keep=(proposal, merged, dict(params or {}),
+    eng, inputs, ps = build() if key is None else model.reuse(key, build, keep=(proposal, given, dict(params or {}),
                                                                                  dict(proposal_params or {})))
     key = as_key(seed)
     try:
         k = inputs.steps
         if not progress and k > 0:
             carry, first, rec = eng.whole(key, inputs.arrays, inputs.observed, ps, inputs.first(), inputs.xs(0, k))
-            return SMCResult(eng, inputs, key, ps, carry, first, (rec,), merged, computed)
+            return SMCResult(eng, inputs, key, ps, carry, first, (rec,), given, computed)
         carry, first = eng.start(key, inputs.arrays, inputs.observed, ps, inputs.first())
         chunks = []
         size = k if not progress else max(1, math.ceil(k / 20))
@@ -394,7 +394,7 @@ def smc(model: Model, data: Mapping[str, Any] | None = None, *, particles: int =
             bar.close()
     except (TypeError, ValueError, IndexError, ZeroDivisionError) as e:
         raise model.located(e) from None
-    return SMCResult(eng, inputs, key, ps, carry, first, tuple(chunks), merged, computed)
+    return SMCResult(eng, inputs, key, ps, carry, first, tuple(chunks), given, computed)
 
 
 def progress_bar(total: int, desc: str, on: bool) -> Any:

@@ -369,10 +369,9 @@ def make_guide(model: Model, guide: Any, data: Mapping[str, Any]) -> Model:
                         hint=did_you_mean(guide, AUTO_GUIDES) or f"automatic guides: {', '.join(AUTO_GUIDES)}")
         from pplang.inference.autoguide import auto_guide
 
-        key = (guide, model.bind(data).digest())  # the same data again: the same guide, nothing rebuilt
-        if key not in model._guides:
-            model._guides[key] = auto_guide(model, guide, data)
-        return model._guides[key]
+        fp = fingerprint(data)  # the same data again: the same guide, nothing rebuilt
+        return model.reuse(None if fp is None else ("guide", guide, fp), lambda: auto_guide(model, guide, data),
+                           keep=dict(data))
     raise error(f"guide must be a guide or the name of an automatic one, not {type(guide).__name__}",
                 hint="for example guide='mean_field', or a guide from pp.load(...)")
 
