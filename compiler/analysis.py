@@ -58,6 +58,9 @@ def sub_exprs(e: object) -> Iterator[ir.Expr]:
     elif isinstance(e, ir.Enumerate):
         yield from sub_exprs(e.support)
         yield from sub_exprs(e.body)
+    elif isinstance(e, ir.Recover):
+        for a in e.args:
+            yield from sub_exprs(a)
     elif isinstance(e, ir.Dist):
         for a in e.args:
             yield from sub_exprs(a)

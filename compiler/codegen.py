@@ -205,15 +205,19 @@ class CodeGen:
         terms are summed into the objective's score instead."""
         self.where(s)
         sim = s.value
-        self.counter += 1
-        if lv.loop is None or lv.parent is None:
-            key = f"rt.key({lv.key}, {self.counter})"
-        else:
-            key = f"rt.key(rt.key({lv.parent.key}, {self.counter}), {lv.loop.var})"
+        key = self.fresh_key(lv)
         given = self.ex(sim.args, lv) if sim.args is not None else "None"
         target = self.bind(s.name, lv)
         self.w(f"{target}, {lv.score} = _ctx.simulate({sim.program!r}, {key}, {given}, {sim.stop}, "
                f"{self.call_id(sim, lv)}, {lv.score})")
+
+    def fresh_key(self, lv: Level) -> str:
+        """A key of its own for a statement that draws outside a choice (a simulate call, a recovered
+        discrete choice), numbered like choices, per iteration in a loop."""
+        self.counter += 1
+        if lv.loop is None or lv.parent is None:
+            return f"rt.key({lv.key}, {self.counter})"
+        return f"rt.key(rt.key({lv.parent.key}, {self.counter}), {lv.loop.var})"
 
     def call_id(self, e: ir.Simulate | ir.LogDensity, lv: Level) -> int | None:
         """The call's number where the estimator can see its terms: at the top level, outside
@@ -569,6 +573,13 @@ class CodeGen:
             return f"jnp.sum({self.dist(e.dist, lv)}.log_prob({self.ex(e.value, lv)}))"
         if isinstance(e, ir.Enumerate):
             return f"jax.vmap(lambda {e.var}: {self.ex(e.body, lv)})({self.dist(e.support, lv)}.enumerate_support())"
+        if isinstance(e, ir.Recover):
+            args = [self.ex(a, lv) for a in e.args]
+            if e.what.endswith("draw"):
+                args = [self.fresh_key(lv), *args]
+            if e.ty.kind == "bool":
+                args.append("boolean=True")
+            return f"rt.recover.{e.what}({', '.join(args)})"
         raise AssertionError(f"cannot generate {type(e).__name__}")
 
     def op(self, e: ir.Op, lv: Level) -> str:

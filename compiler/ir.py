@@ -188,8 +188,20 @@ class Enumerate:
     ty: Ty
 
 
+@dataclass(frozen=True)
+class Recover:
+    """A summed-out choice recovered once the other choices are known (the marginalize
+    transformation's results): `what` names the `runtime.recover` function: `marginals`, `draw` or
+    `most_probable` of a chain's filtered log probabilities, or `draw` / `most_probable` from a
+    choice's posterior probabilities. Draws take a key of their own."""
+
+    what: str
+    args: tuple[Expr, ...]
+    ty: Ty
+
+
 Expr = (Const | Var | Op | Call | HostCall | Index | Vec | Select | Shape_ | Simulate | LogDensity | DistLogProb
-        | Enumerate)
+        | Enumerate | Recover)
 
 
 # ---------------------------------------------------------------- statements

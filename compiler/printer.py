@@ -35,6 +35,8 @@ def expr(e: object) -> str:
         return f"log_prob({expr(e.dist)}, {expr(e.value)})"
     if isinstance(e, ir.Enumerate):
         return f"[{expr(e.body)} for {e.var} in support({expr(e.support)})]"
+    if isinstance(e, ir.Recover):
+        return f"recover_{e.what}({', '.join(expr(a) for a in e.args)})"
     return repr(e)
 
 

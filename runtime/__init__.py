@@ -1,5 +1,6 @@
 """What generated code and the user API call at run time. Never imports the compiler."""
 
+from . import recover
 from .context import Context, MissingValue
 from .ode import ode_bdf, ode_rk45
 from .ops import (
@@ -34,6 +35,7 @@ from .ops import (
 )
 
 __all__ = [
+    "recover",
     "log_mix",
     "BlockKey",
     "block_key",

@@ -146,7 +146,7 @@ class Rewrite:
         self.values.append((probs, f"p({self.address})"))
         done = [ir.Let(joint.name, total, site.span), ir.Factor(logsumexp(joint), site.span, self.term),
                 ir.Let(probs, softmax(joint), site.span)]
-        return body[:p] + out + done, lets
+        return body[:p] + out + done + self.recovered(probs, site), lets
 
     def mixture(self, body: list[ir.Stmt], loop: ir.Loop) -> tuple[list[ir.Stmt], set[str]]:
         site = self.samples[0]
@@ -163,7 +163,8 @@ class Rewrite:
         done = [ir.Let(joint.name, total, site.span), ir.Factor(logsumexp(joint), site.span, self.term),
                 ir.Store(probs, site.index, softmax(joint), site.span)]
         new_loop = dataclasses.replace(loop, body=loop.body[:p] + out + done)
-        return [new_loop if s is loop else s for s in body], lets
+        at = body.index(loop)
+        return body[:at] + [new_loop] + self.recovered(probs, site) + body[at + 1:], lets
 
     def chain(self, body: list[ir.Stmt], loop: ir.Loop) -> tuple[list[ir.Stmt], set[str]]:
         first, step = self.samples
@@ -197,17 +198,31 @@ class Rewrite:
         transition = self.at(step.dist, previous, ir.Var(j, ir.INT))
         column = ir.Enumerate(j, support, ir.DistLogProb(transition, ir.Var(k, ir.INT), REAL), vec)
         hoisted: list[ir.Stmt] = []
+        per_step: list[ir.Stmt] = []  # in the recursion's loop, before alpha is updated
         written = {n for n, _ in writes(loop.body)} | {loop.var}
+        matrix = f"{self.tag}_log_transition"  # [k, j] = log p(z[t] = k | z[t - 1] = j)
+        mty = ir.Ty("real", (size, size))
         if not {n for n, _ in reads_of(transition)} & written:
             # the transition does not change along the chain: its log matrix is computed once, before
             # the loop, as a hand-written forward algorithm would (XLA does not hoist out of a scan)
-            matrix = f"{self.tag}_log_transition"  # [k, j] = log p(z[t] = k | z[t - 1] = j)
-            mty = ir.Ty("real", (size, size))
             hoisted = [ir.Let(matrix, ir.Enumerate(k, support, column, mty), step.span)]
-            column = ir.Index(ir.Var(matrix, mty), (ir.Var(k, ir.INT),), vec)  # row k: log p(k | j) over j
+            trans: ir.Expr = ir.Var(matrix, mty)
+        else:  # one matrix per step, kept (row 0 unused) for the recovery after the loop
+            steps = f"{self.tag}_log_transitions"
+            self.arrays[steps] = ir.ArrayInfo(steps, (dim_code(loop.stop), size, size), "real")
+            per_step = [ir.Let(matrix, ir.Enumerate(k, support, column, mty), step.span),
+                        ir.Store(steps, step.index, ir.Var(matrix, mty), step.span)]
+            trans = ir.Var(steps, ir.Ty("real", None))
+        row = ir.Var(k, ir.INT) if self.kind != "bool" else ir.Call("to_int", (ir.Var(k, ir.INT),), ir.INT)
+        column = ir.Index(ir.Var(matrix, mty), (row,), vec)  # row k: log p(k | j) over j
         carried = logsumexp(ir.Op("+", (ir.Var(alpha, vec), column), vec))
-        done = ir.Factor(logsumexp(ir.Var(alpha, vec)), loop.span, self.term)
-        start = [ir.Let(alpha, alpha0, first.span), *hoisted]
+        alphas = f"{self.tag}_alphas"  # the filtered log probabilities of every step, for the recovery
+        self.arrays[alphas] = ir.ArrayInfo(alphas, (dim_code(loop.stop), size), "real")
+        keep = ir.Store(alphas, step.index, ir.Var(alpha, vec), step.span)
+        done = [ir.Factor(logsumexp(ir.Var(alpha, vec)), loop.span, self.term),
+                *self.chain_recovered(ir.Var(alphas, ir.Ty("real", None)), trans, first.span)]
+        start = [ir.Let(alpha, alpha0, first.span), ir.Store(alphas, first.index, ir.Var(alpha, vec), first.span),
+                 *hoisted]
         if self.movable([*terms, support, transition], loop, {k, j}):
             # the emissions read only what the loop leaves behind: all of them are computed at once, in
             # a vectorized loop, and the scan does the recursion alone, as a hand-written forward
@@ -224,12 +239,27 @@ class Rewrite:
                 moved = ir.Call(LOGSUMEXP, (ir.Op("+", (ir.Var(matrix.name, mty), ir.Var(alpha, vec)), mty),
                                             ir.Const(1, ir.STATIC_INT)), vec)
             recursion = ir.Op("+", (moved, ir.Index(ir.Var(emit, ir.Ty("real", None)), (t,), vec)), vec)
-            forward = ir.Loop(loop.var, loop.start, loop.stop, [ir.Let(alpha, recursion, step.span)], loop.span)
-            rest = [dataclasses.replace(loop, body=loop.body[:q] + out), emissions, *start, forward, done]
+            forward = ir.Loop(loop.var, loop.start, loop.stop,
+                              [*per_step, ir.Let(alpha, recursion, step.span), keep], loop.span)
+            rest = [dataclasses.replace(loop, body=loop.body[:q] + out), emissions, *start, forward, *done]
             return body[:p0] + out0 + rest + body[at_loop + 1:], lets0 | lets
         alpha_t = ir.Enumerate(k, support, plus(carried, terms), vec)
-        new_loop = dataclasses.replace(loop, body=loop.body[:q] + out + [ir.Let(alpha, alpha_t, step.span)])
-        return body[:p0] + out0 + start + [new_loop, done] + body[at_loop + 1:], lets0 | lets
+        new_loop = dataclasses.replace(loop, body=loop.body[:q] + out + [*per_step, ir.Let(alpha, alpha_t, step.span),
+                                                                         keep])
+        return body[:p0] + out0 + start + [new_loop, *done] + body[at_loop + 1:], lets0 | lets
+
+    def chain_recovered(self, alphas: ir.Expr, trans: ir.Expr, span: object) -> list[ir.Stmt]:
+        """After the forward algorithm: the chain's posterior marginals (forward-backward), a path drawn
+        from its posterior (backward sampling) and its most probable path (Viterbi), kept as `p(z)`,
+        `z` and `map(z)`."""
+        out = []
+        for what, name, kind in (("chain_marginals", f"p({self.address})", "real"),
+                                 ("chain_draw", self.address, self.kind),
+                                 ("chain_most_probable", f"map({self.address})", self.kind)):
+            var = f"{self.tag}_{what.removeprefix('chain_')}"
+            out.append(ir.Let(var, ir.Recover(what, (alphas, trans), ir.Ty(kind, None)), span))
+            self.values.append((var, name))
+        return out
 
     def movable(self, exprs: list, loop: ir.Loop, local: set[str]) -> bool:
         """Whether expressions of one iteration read only what the loop leaves behind: values from
@@ -244,6 +274,17 @@ class Rewrite:
             if name not in pieces or key != own:
                 return False
         return True
+
+    def recovered(self, probs: str, site: ir.Sample) -> list[ir.Stmt]:
+        """After the choice's posterior probabilities: a joint draw and the most probable value,
+        kept as `z` and `map(z)` (given the other choices, the summed-out values are independent)."""
+        out = []
+        for what, name in (("draw", self.address), ("most_probable", f"map({self.address})")):
+            var = f"{self.tag}_{what}"
+            out.append(ir.Let(var, ir.Recover(what, (ir.Var(probs, ir.Ty("real", None)),),
+                                              ir.Ty(self.kind, None)), site.span))
+            self.values.append((var, name))
+        return out
 
     # ---------------------------------------------------------------- dependents
 

@@ -132,7 +132,7 @@ def importance_sampling(model: Model, data: Mapping[str, Any] | None = None, *, 
             hint="check the observations against each choice's support, or propose from a guide closer to the "
             "posterior",
         )
-    samples = model.with_computed(latents, data, computed, params)
+    samples = model.with_computed(latents, data, computed, params, jax.random.fold_in(key, 2))
     return ImportanceResult(samples, log_w, observed, tuple(n for n in samples if n not in latents))
 
 

@@ -452,7 +452,7 @@ def sample(model: Model, data: Mapping[str, Any] | None = None, *, method: str =
     result = SampleResult({}, stats, info, {a: np.asarray(v) for a, v in bound.observed.items()}, adapted,
                           model=model, bound=bound, params=params, sites=sites)
     result.unconstrained = positions
-    result.draws = kept(model, data, result.constrained(positions), computed, params)
+    result.draws = kept(model, data, result.constrained(positions), computed, params, jax.random.fold_in(key, 2))
     result.info["computed"] = [a for a in result.draws if a not in model.sites]
     return result
 
@@ -469,12 +469,12 @@ def summed_out(model: Model, bound: Bound, marginalize: bool | Sequence[str]) ->
 
 
 def kept(model: Model, data: Mapping[str, Any] | None, draws: dict[str, np.ndarray], computed: bool | Sequence[str],
-         params: Mapping | None) -> dict[str, np.ndarray]:
+         params: Mapping | None, key: Any) -> dict[str, np.ndarray]:
     """The draws (chains, draws, ...) with the values the model computes from each beside them."""
     lead = next(iter(draws.values())).shape[:2] if draws else (0, 0)
     flat = {a: v.reshape(-1, *v.shape[2:]) for a, v in draws.items()}
     return {a: np.asarray(v).reshape(*lead, *np.shape(v)[1:])
-            for a, v in model.with_computed(flat, data, computed, params).items()}
+            for a, v in model.with_computed(flat, data, computed, params, key).items()}
 
 
 def adaptation_schedule(warmup: int) -> np.ndarray:

@@ -568,7 +568,7 @@ def fit(model: Model, guide: Any = "mean_field", objective: Any = "elbo", data: 
         q_data = {a: data[a] for a, _ in q.fn.args if a in data}
         tr = q.simulate(q_data, seed=seed + 1, num_samples=num_draws, params=gparams)
         draws = {a: np.asarray(v) for a, v in tr.values.items() if a in model.sites}
-        draws = model.with_computed(draws, data, computed, out.params.get(model_role(problem, model), {}))
+        draws = model.with_computed(draws, data, computed, out.params.get(model_role(problem, model), {}), seed + 2)
     result = FitResult(
         named_params(problem, out.params),
         np.asarray(out.values), draws,

@@ -142,7 +142,7 @@ def test_a_time_varying_chain_of_bools_sums_to_brute_force() -> None:
     data = {"T": 5, "y": np.array([0.9, 1.4, -0.3, -1.2, 0.2])}
     marginal = m.marginal(["y"])
     code = marginal.impl.__globals__["__pplang_code__"]
-    assert "log_transition" not in code  # the transition depends on t: computed in the loop
+    assert "_m0_log_transitions" in code  # the transition depends on t: one matrix per step, in the loop
     got = float(marginal.log_density({"q": 0.8}, data))
     assert got == pytest.approx(brute_force(m, {"q": 0.8}, data, "z", (5,), [False, True]), rel=1e-5)
 
@@ -205,7 +205,7 @@ def test_the_posterior_probabilities_of_a_summed_out_choice_are_kept() -> None:
     data = {"N": 3, "K": 3, "y": rng.normal(0.0, 3.0, 3)}
     values = {"w": np.array([0.2, 0.5, 0.3]), "mu": np.array([-2.0, 0.0, 2.5]), "s": 1.2}
     marginal = m.marginal(["y"])
-    assert marginal.computed_names == ["p(z)"]
+    assert marginal.computed_names == ["p(z)", "z", "map(z)"]
     got = marginal.computed({a: np.asarray(v)[None] for a, v in values.items()}, data)["p(z)"][0]
     joint = {}
     for z in itertools.product(range(3), repeat=3):

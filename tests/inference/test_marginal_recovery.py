@@ -1,0 +1,132 @@
+"""Summed-out discrete choices are recovered after inference over the others, as every result's
+computed values: `p(z)` (posterior marginals; forward-backward for a chain), `z` (a joint draw;
+backward sampling for a chain) and `map(z)` (the most probable assignment; Viterbi for a chain).
+Each is checked, for fixed values of the continuous choices, against the exact posterior over every
+assignment (brute force through the original model's log density) or a hand-written
+forward-backward; joint draws by a chi-square test of their frequencies."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from scipy import special, stats
+
+import pplang as pp
+
+CHAIN = """
+model hmm(T: int, K: int, A: matrix[K, K]):
+    mu ~ normal(0.0, 3.0)
+    z[0] ~ categorical(ones(K) / K)
+    y[0] ~ normal(mu * z[0], 1.0)
+    for t in range(1, T):
+        z[t] ~ categorical(A[z[t - 1]])
+        y[t] ~ normal(mu * z[t], 1.0)
+"""
+
+AUTOREGRESSIVE = """
+model ar(T: int):
+    q ~ beta(2.0, 2.0)
+    z[0] ~ bernoulli(0.5)
+    y[0] ~ normal(where(z[0], 1.0, -1.0), 1.0)
+    for t in range(1, T):
+        z[t] ~ bernoulli(where(z[t - 1], q, 1.0 - q) * (1.0 - 0.05 * t) + 0.025 * t)
+        y[t] ~ normal(where(z[t], 1.0, -1.0) + 0.5 * y[t - 1], 1.0)
+"""
+
+MIXTURE = """
+model mix(N: int, K: int):
+    w ~ dirichlet(ones(K))
+    mu ~ normal(zeros(K), 5.0)
+    for i in range(N):
+        z[i] ~ categorical(w)
+        y[i] ~ normal(mu[z[i]], 1.0)
+"""
+
+SWITCH = """
+model switch(N: int):
+    a ~ normal(0.0, 1.0)
+    c ~ bernoulli(0.3)
+    for i in range(N):
+        y[i] ~ normal(where(c, a + 3.0, a), 1.0)
+"""
+
+CASES = {
+    "chain": (CHAIN, "hmm", {"T": 5, "K": 3, "A": np.array([[.7, .2, .1], [.1, .8, .1], [.3, .3, .4]]),
+                             "y": np.array([0.1, 1.4, 2.2, 0.5, 1.9])}, {"mu": 1.1}, "z", (5,), range(3)),
+    "time-varying chain": (AUTOREGRESSIVE, "ar", {"T": 6, "y": np.array([0.9, 1.4, -0.3, -1.2, 0.2, 0.8])},
+                           {"q": 0.8}, "z", (6,), [False, True]),
+    "mixture": (MIXTURE, "mix", {"N": 4, "K": 3, "y": np.array([-2.0, 0.3, 0.6, 2.5])},
+                {"w": np.array([0.5, 0.3, 0.2]), "mu": np.array([-2.0, 0.0, 2.0])}, "z", (4,), range(3)),
+    "single": (SWITCH, "switch", {"N": 3, "y": np.array([2.5, 1.3, 2.9])}, {"a": 0.1}, "c", (), [False, True]),
+}
+
+
+def exact(model: pp.Model, values: dict, data: dict, address: str, shape: tuple, support) -> tuple[list, np.ndarray]:
+    """Every assignment of the choice and its posterior probability given the other values."""
+    paths = [np.array(a).reshape(shape) for a in itertools.product(support, repeat=int(np.prod(shape)))]
+    lp = np.array([float(model.log_density({**values, address: z}, data)) for z in paths])
+    return paths, np.exp(lp - special.logsumexp(lp))
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_recovered_choices_match_the_exact_posterior(case: str) -> None:
+    source, name, data, values, address, shape, support = CASES[case]
+    model = pp.loads(source, file=f"{name}.ppl")[name]
+    marginal = model.marginal([a for a in data if a in model.sites])
+    assert {f"p({address})", address, f"map({address})"} <= set(marginal.computed_names)
+    paths, w = exact(model, values, data, address, shape, support)
+    n = 20_000
+    got = marginal.computed({a: np.repeat(np.asarray(v)[None], n, 0) for a, v in values.items()}, data, seed=7)
+
+    values_of = [int(v) for v in support]
+    want = np.zeros((*shape, len(values_of)))
+    for z, wi in zip(paths, w):
+        onehot = np.eye(len(values_of))[z.astype(int)]
+        want += wi * onehot
+    np.testing.assert_allclose(got[f"p({address})"][0], want, atol=1e-5)
+
+    best = paths[int(np.argmax(w))]
+    np.testing.assert_array_equal(np.asarray(got[f"map({address})"][0]).astype(int), best.astype(int))
+
+    draws = np.asarray(got[address]).astype(int).reshape(n, -1)
+    index = {tuple(z.astype(int).ravel()): i for i, z in enumerate(paths)}
+    counts = np.bincount([index[tuple(d)] for d in draws], minlength=len(paths))
+    expected = w * n
+    big = expected >= 5  # pooled below 5 expected counts, as the chi-square test needs
+    observed_pooled = np.append(counts[big], counts[~big].sum())
+    expected_pooled = np.append(expected[big], expected[~big].sum())
+    keep = expected_pooled > 0
+    assert stats.chisquare(observed_pooled[keep], expected_pooled[keep]).pvalue > 1e-3
+    assert np.asarray(got[address]).dtype == (bool if isinstance(support, list) else np.int32)
+
+
+def forward_backward(log_init: np.ndarray, log_a: np.ndarray, log_e: np.ndarray) -> np.ndarray:
+    """Hand-written forward-backward: p(z[t] = k | y) for log_a[j, k] = log p(k | j), log_e[t, k]."""
+    t_len, k = log_e.shape
+    alpha, beta = np.zeros((t_len, k)), np.zeros((t_len, k))
+    alpha[0] = log_init + log_e[0]
+    for t in range(1, t_len):
+        alpha[t] = special.logsumexp(alpha[t - 1][:, None] + log_a, axis=0) + log_e[t]
+    for t in range(t_len - 2, -1, -1):
+        beta[t] = special.logsumexp(log_a + (log_e[t + 1] + beta[t + 1])[None, :], axis=1)
+    post = alpha + beta
+    return np.exp(post - special.logsumexp(post, axis=1, keepdims=True))
+
+
+def test_a_long_chain_s_marginals_match_a_hand_written_forward_backward() -> None:
+    rng = np.random.default_rng(0)
+    t_len, k = 200, 4
+    a = rng.dirichlet(np.ones(k) * 0.5, size=k)
+    y = rng.normal(0.0, 2.0, t_len)
+    model = pp.loads(CHAIN, file="hmm.ppl")["hmm"]
+    data = {"T": t_len, "K": k, "A": a, "y": y}
+    got = model.marginal(["y"]).computed({"mu": np.array([0.7])}, data, names=["p(z)"])["p(z)"][0]
+    log_e = stats.norm.logpdf(y[:, None], 0.7 * np.arange(k)[None, :], 1.0)
+    want = forward_backward(np.full(k, -np.log(k)), np.log(a), log_e)
+    # float32: the filtered log probabilities reach about -2T, where float32 resolves 2^-24 * 2T = 3e-5
+    # in log space, so probabilities carry relative errors of some 1e-4; an error of the algorithm
+    # shows as differences of order one
+    np.testing.assert_allclose(got, want, atol=1e-3)
+    assert np.abs(got - want).mean() < 1e-4
