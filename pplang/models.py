@@ -170,6 +170,23 @@ class Model:
                                          marginalized=dict(m.patterns))
         return self._marginals[key]
 
+    def summed_out(self, observed: Iterable[str], which: bool | Sequence[str] = True,
+                   drawn: Iterable[str] = ()) -> Model:
+        """The model a method runs on: with the discrete latent choices `which` names summed out (all
+        of them for True, except those a proposal or guide draws, `drawn`; none for False). How
+        every method's `marginalize=` argument is read."""
+        if isinstance(which, bool):
+            if not which:
+                return self
+            from pplang.compiler.transforms.marginalize import summable
+
+            skip = set(drawn)
+            return self.marginal(observed, [a for a in summable(self.fn, observed) if a not in skip])
+        if isinstance(which, str) or not isinstance(which, Sequence):
+            raise error(f"marginalize= takes True, False or a list of choices, not {which!r}",
+                        hint="for example marginalize=['z']")
+        return self.marginal(observed, list(which))
+
     def reuse(self, key: tuple | None, build: Callable[[], Any], keep: Any = None) -> Any:
         """What `build()` returns, kept under `key` for later calls with equal arguments (the last
         few per model): an automatic guide, a fit's problem, a particle filter's bound inputs, NUTS's

@@ -245,6 +245,13 @@ def add_computed_arg(c: argparse.ArgumentParser) -> None:
                    help="which values the model computes to keep beside the draws (default: all)")
 
 
+def add_marginalize_arg(c: Any) -> None:
+    """`--marginalize`: which discrete latent choices to sum out of the density (read by computed_choice)."""
+    c.add_argument("--marginalize", default="all", metavar="all|none|NAME,...",
+                   help="discrete latent choices with finite support to sum out of the density and recover per draw "
+                   "as z, p(z) and map(z) (default: all)")
+
+
 def computed_choice(text: str) -> bool | list[str]:
     """`--computed`: all, none, or names separated by commas."""
     return {"all": True, "none": False}.get(text) if text in ("all", "none") else \

@@ -10,6 +10,7 @@ from pplang import pareto
 from pplang.cli.common import (
     add_computed_arg,
     add_force_arg,
+    add_marginalize_arg,
     add_run_args,
     check_file,
     computed_choice,
@@ -43,6 +44,7 @@ def register(sub: Any) -> None:
     c.add_argument("--predictive", action="store_true", help="also summarize posterior predictive draws")
     c.add_argument("--output", help="write the weighted draws to this JSON file")
     add_computed_arg(c)
+    add_marginalize_arg(c)
     add_force_arg(c)
     c.set_defaults(func=cmd_infer)
 
@@ -83,7 +85,8 @@ def infer_nuts(args: argparse.Namespace, model: Any, data: dict) -> None:
     from pplang.inference.mcmc import sample
     from pplang.summary import summarize
 
-    res = sample(model, data, seed=args.seed, computed=computed_choice(args.computed))
+    res = sample(model, data, seed=args.seed, computed=computed_choice(args.computed),
+                 marginalize=computed_choice(args.marginalize))
     print(res.summary())
     if args.predictive:
         rep = res.posterior_predictive(seed=args.seed)
@@ -111,7 +114,8 @@ def infer_is(args: argparse.Namespace, module: Any, model: Any, data: dict) -> N
 
     proposal = module[args.proposal] if args.proposal else None
     post = pp.importance_sampling(model, data, num_samples=args.num_samples, seed=args.seed, proposal=proposal,
-                                  computed=computed_choice(args.computed))
+                                  computed=computed_choice(args.computed),
+                                  marginalize=computed_choice(args.marginalize))
     print(f"posterior of {model.name} ({'proposal ' + args.proposal if proposal else 'prior proposal'})")
     print(post.summary())
     if post.ess < 100:

@@ -37,8 +37,7 @@ def register(sub: Any) -> None:
     c.add_argument("--init", default=None, metavar="JSON",
                    help="initial values: uniform (default), prior, or a JSON object of values by choice")
     c.add_argument("--thin", type=common.positive_int, default=1, help="keep every N-th draw")
-    c.add_argument("--marginalize", default="all", metavar="all|none|NAME,...",
-                   help="discrete latent choices to sum out of the density so NUTS can run (default: all)")
+    common.add_marginalize_arg(c)
     c.add_argument("--output", metavar="DIR", help="save draws, sample statistics and the summary to this folder "
                    "(written whole at the end; an existing one is refused without --force)")
     c.add_argument("--plots", metavar="DIR", help="write trace.png and rank.png to this folder")

@@ -29,6 +29,7 @@ import optax
 
 from pplang import runtime as rt
 from pplang.compiler.diagnostics import did_you_mean, error
+from pplang.compiler.transforms.marginalize import summable
 from pplang.data import check_support
 from pplang.inference.amortized_result import AmortizedPosterior, guide_inputs
 from pplang.inference.variational import (
@@ -186,7 +187,11 @@ def simulations(model: Model, guide: Model, count: int, shared: Mapping[str, Any
         raise error(f"guide `{guide.name}` takes none of model `{model.name}`'s random choices as an argument",
                     guide.fn.span, guide.source, hint="an amortized guide is a function of the observations: "
                     "name its arguments after the choices the model observes, e.g. `guide q(y: real[N])`")
-    latents = [a for a in model.fn.sites if a not in observed]
+    # a discrete choice with finite support the guide leaves out is summed out: fitting log q of the
+    # other latents on joint simulations targets their marginal posterior, and the importance
+    # correction sums it out of the model's density
+    summed = set(summable(model.fn, observed))
+    latents = [a for a in model.fn.sites if a not in observed and (a in guide.fn.sites or a not in summed)]
     missing = [a for a in latents if a not in guide.fn.sites]
     if missing:
         raise error(f"guide `{guide.name}` does not draw {', '.join(f'`{a}`' for a in missing)}, latent in model "
@@ -239,6 +244,7 @@ def amortize(model: Model, guide: Any, data: Mapping[str, Any] | None = None, *,
         guide = make_guide(model, guide, {})
     shared = dict(shared or {})
     t0 = time.perf_counter()
+    target = model  # the model the objective scores: with unguided discrete choices summed out (data mode)
     if simulate is not None:
         if isinstance(simulate, bool) or not isinstance(simulate, int) or simulate < 1:
             raise error(f"simulate must be a positive int, got {simulate!r}", hint="for example simulate=10000")
@@ -255,8 +261,9 @@ def amortize(model: Model, guide: Any, data: Mapping[str, Any] | None = None, *,
     else:
         collection = stack(model, guide, data, shared)
         first = collection.first()
-        model.bind(first)  # the first data set's errors, located at the model
-        problem = Problem.build(model, guide, objective, first, programs, strategies, baseline)
+        # the first data set's errors, located at the model; discrete choices the guide leaves out summed out
+        target = model.summed_out(model.bind(first).observed, True, guide.sites)
+        problem = Problem.build(target, guide, objective, first, programs, strategies, baseline)
         like = {}
         for prog in problem.runner.programs.values():
             like |= {**prog.data, **prog.observed}
@@ -289,7 +296,7 @@ def amortize(model: Model, guide: Any, data: Mapping[str, Any] | None = None, *,
     by_name = {"model": {}, "guide": {}}
     for role, p in out.params.items():
         m = roles.get(role)
-        if m is model:
+        if m is model or m is target:
             by_name["model"] = dict(p)
         elif m is guide:
             by_name["guide"] = dict(p)

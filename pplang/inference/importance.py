@@ -90,12 +90,17 @@ class ImportanceResult:
 def importance_sampling(model: Model, data: Mapping[str, Any] | None = None, *, num_samples: int = 1000,
                         seed: Any = 0, proposal: Model | None = None, params: Mapping | None = None,
                         proposal_params: Mapping | None = None,
-                        computed: bool | Sequence[str] = True) -> ImportanceResult:
+                        computed: bool | Sequence[str] = True,
+                        marginalize: bool | Sequence[str] = True) -> ImportanceResult:
     """Posterior draws with weights. The proposal is the prior, or a guide whose random choices
     have the model's addresses (the model draws any latent the guide leaves out from its prior).
-    The named values the model computes are kept beside the draws (`computed`: all, none or names)."""
+    The named values the model computes are kept beside the draws (`computed`: all, none or names).
+    Discrete latent choices with finite support that the proposal does not draw are summed out of
+    the weights (`marginalize`: all, none or names) and recovered per draw as computed values
+    (`z`, `p(z)`, `map(z)`): far fewer draws go to waste than when they are proposed from the prior."""
     if not isinstance(num_samples, int) or num_samples < 1:
         raise error(f"num_samples must be a positive int, got {num_samples!r}", hint="for example num_samples=1000")
+    model = model.summed_out(model.bind(data).observed, marginalize, proposal.sites if proposal is not None else ())
     bound = model.bind(data)
     key = as_key(seed)
     if proposal is None:

@@ -371,7 +371,7 @@ def sample(model: Model, data: Mapping[str, Any] | None = None, *, method: str =
     if not 0.0 < float(target_accept) < 1.0:
         raise error(f"target_accept must be between 0 and 1, got {target_accept!r}", hint="for example 0.8 (or "
                     "0.95 to remove divergences)")
-    model = summed_out(model, model.bind(data), marginalize)
+    model = model.summed_out(model.bind(data).observed, marginalize)
     bound = model.bind(data)  # the same data again: the same Bound, and its layout is reused
     sites = model.reuse(("layout", id(bound)), lambda: layout(model, bound), keep=bound)
     dim = sites[-1].stop
@@ -455,17 +455,6 @@ def sample(model: Model, data: Mapping[str, Any] | None = None, *, method: str =
     result.draws = kept(model, data, result.constrained(positions), computed, params, jax.random.fold_in(key, 2))
     result.info["computed"] = [a for a in result.draws if a not in model.sites]
     return result
-
-
-def summed_out(model: Model, bound: Bound, marginalize: bool | Sequence[str]) -> Model:
-    """The model gradient-based samplers run: with the discrete latent choices `marginalize` names
-    (all of them for True) summed out of its log density."""
-    if isinstance(marginalize, bool):
-        return model.marginal(bound.observed) if marginalize else model
-    if isinstance(marginalize, str) or not isinstance(marginalize, Sequence):
-        raise error(f"marginalize= takes True, False or a list of choices, not {marginalize!r}",
-                    hint="for example marginalize=['z']")
-    return model.marginal(bound.observed, list(marginalize))
 
 
 def kept(model: Model, data: Mapping[str, Any] | None, draws: dict[str, np.ndarray], computed: bool | Sequence[str],

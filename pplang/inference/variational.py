@@ -380,12 +380,7 @@ def without_unguided_discrete(model: Model, guide: Any, bound: Any) -> Model:
     """The model to fit: with the discrete latent choices the guide does not draw summed out of its
     density (all of them for an automatic guide, whose families are continuous), so a guide of the
     continuous choices alone fits a model with mixture assignments or hidden states."""
-    from pplang.compiler.transforms.marginalize import summable
-
-    discrete = summable(model.fn, bound.observed)
-    if isinstance(guide, Model):
-        discrete = [a for a in discrete if a not in guide.sites]
-    return model.marginal(bound.observed, discrete) if discrete else model
+    return model.summed_out(bound.observed, True, guide.sites if isinstance(guide, Model) else ())
 
 
 def problem_for(model: Model, guide: Model, objective: Any, data: Mapping[str, Any],
