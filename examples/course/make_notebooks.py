@@ -243,7 +243,8 @@ standard error `sigma[j]` (Rubin 1981; data from posteriordb, BSD 3-Clause, see
   with spread `tau`, both inferred. Schools with noisy estimates borrow strength from the others
   (*shrinkage*).
 - **Non-centred form**: `theta[j] = mu + tau * theta_tilde[j]` with `theta_tilde[j] ~ normal(0, 1)`.
-  Same model, better geometry for NUTS when `tau` is small (no *divergences*).
+  Same model, better geometry for NUTS when `tau` is small: few or no *divergences* (transitions
+  the sampler could not follow), where the centred form has many.
 - **Check**: posteriordb's reference posterior (long Stan runs): mu 4.411 (sd 3.309, mcse 0.033),
   tau 3.602 (sd 3.198, mcse 0.032).""",
     SETUP,
