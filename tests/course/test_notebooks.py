@@ -6,6 +6,7 @@ so pplang from the test environment), started in the notebook's folder as a read
 test per notebook lets pytest-xdist spread them over workers.
 """
 
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -27,6 +28,18 @@ def test_every_lesson_has_a_notebook() -> None:
     assert len(NOTEBOOKS) >= 11
 
 
+def test_notebooks_match_their_generator() -> None:
+    """The notebooks are written by make_notebooks.py: an edit made to one but not the other fails."""
+    spec = importlib.util.spec_from_file_location("make_notebooks", COURSE / "make_notebooks.py")
+    generator = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generator)
+    assert sorted(generator.LESSONS) == [p.stem for p in NOTEBOOKS]
+    for path in NOTEBOOKS:
+        committed = [(c.cell_type, c.source) for c in nbformat.read(path, as_version=4).cells]
+        generated = [(c.cell_type, c.source) for c in generator.notebook(generator.LESSONS[path.stem]).cells]
+        assert committed == generated, f"{path.name} differs from make_notebooks.py: run it to regenerate"
+
+
 def test_notebooks_are_committed_without_outputs() -> None:
     for path in NOTEBOOKS:
         nb = nbformat.read(path, as_version=4)
@@ -38,8 +51,9 @@ def test_notebooks_are_committed_without_outputs() -> None:
 def test_notebook_runs(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     nb = nbformat.read(path, as_version=4)
     # The kernel runs in a child process: jupyter_client starts a `python3` kernel with this
-    # interpreter (sys.executable); matplotlib draws without a display.
-    monkeypatch.setenv("MPLBACKEND", "agg")
+    # interpreter (sys.executable). Without MPLBACKEND the kernel draws every figure with the
+    # inline backend, as for a reader, so a plot that fails to render fails the test.
+    monkeypatch.delenv("MPLBACKEND", raising=False)
     monkeypatch.setenv("PYDEVD_DISABLE_FILE_VALIDATION", "1")
     monkeypatch.setenv("PATH", str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""))
     client = nbclient.NotebookClient(nb, timeout=TIMEOUT_S, kernel_name="python3",
