@@ -355,9 +355,14 @@ years, 1 after). When did the rate drop?
   length. Normalizing over tau gives p(tau | y) exactly.""",
     SETUP,
     show_model("06_changepoint.ppl"),
+    """md:## Letting pplang pick the method
+
+`pp.infer` chooses a method from the model's structure and says why (`pp.choose_method` gives the
+choice alone); its options go to the method it picks, here `pp.sample`.""",
     """changepoint = pp.load("06_changepoint.ppl")["changepoint"]
 data = pp.load_data("06_changepoint.data.json")
-post = pp.sample(changepoint, data, chains=2, warmup=500, draws=1000, seed=0, progress=False)
+print(pp.choose_method(changepoint, data))
+post = pp.infer(changepoint, data, chains=2, warmup=500, draws=1000, seed=0, progress=False)
 print(post.summary(max_rows=4))""",
     """md:## The exact posterior of tau and of the rates""",
     """from jax.scipy.special import gammaln
@@ -401,8 +406,10 @@ plt.show()""",
     """md:## Try it
 
 ```
-.venv/bin/pplang sample examples/course/06_changepoint.ppl --data examples/course/06_changepoint.data.json
-```""",
+.venv/bin/pplang infer examples/course/06_changepoint.ppl --data examples/course/06_changepoint.data.json
+```
+
+names the method it picked, as `pp.infer` does, and prints the same summary.""",
 ]
 
 HMM = [
