@@ -11,15 +11,13 @@ import os
 import sys
 from pathlib import Path
 
+import nbclient
+import nbformat
 import pytest
-
-nbformat = pytest.importorskip("nbformat")
-nbclient = pytest.importorskip("nbclient")
-pytest.importorskip("ipykernel")
 
 COURSE = Path(__file__).resolve().parents[2] / "examples" / "course"
 NOTEBOOKS = sorted(COURSE.glob("*.ipynb"))
-TIMEOUT_S = 300  # per cell; a lesson takes 10-40 s on 2 cores (docs/course.md)
+TIMEOUT_S = 300  # per cell; a lesson takes 15-30 s on 2 cores (docs/course.md)
 
 
 def test_every_lesson_has_a_notebook() -> None:
@@ -50,12 +48,14 @@ def test_notebooks_are_committed_without_outputs() -> None:
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     nb = nbformat.read(path, as_version=4)
-    # The kernel runs in a child process: jupyter_client starts a `python3` kernel with this
-    # interpreter (sys.executable). Without MPLBACKEND the kernel draws every figure with the
-    # inline backend, as for a reader, so a plot that fails to render fails the test.
+    # The kernel runs in a child process. JUPYTER_PATH puts this environment's `python3` kernel spec
+    # (ipykernel's) before any of the user's, and jupyter_client starts it with this interpreter
+    # (sys.executable). Without MPLBACKEND the kernel draws every figure with the inline backend, as
+    # for a reader, so a plot that fails to render fails the test.
+    monkeypatch.setenv("JUPYTER_PATH", os.pathsep.join([str(Path(sys.prefix) / "share" / "jupyter"),
+                                                        os.environ.get("JUPYTER_PATH", "")]).rstrip(os.pathsep))
     monkeypatch.delenv("MPLBACKEND", raising=False)
     monkeypatch.setenv("PYDEVD_DISABLE_FILE_VALIDATION", "1")
-    monkeypatch.setenv("PATH", str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""))
     client = nbclient.NotebookClient(nb, timeout=TIMEOUT_S, kernel_name="python3",
                                      resources={"metadata": {"path": str(path.parent)}})
     client.execute()
