@@ -790,8 +790,8 @@ assert np.abs(post.sd()["mu"] / exact_sd - 1).mean() < 0.15""",
 
 The trained guide is a good proposal for importance sampling on one run; the Pareto k says so,
 and the corrected mean is exact up to Monte Carlo error.""",
-    """query = pp.load_data("11_amortized.query.json")
-corrected = amortized.importance_sampling({"N": N, **query}, num_samples=4000, seed=0)
+    """query = pp.load_data("11_amortized.data.json")        # one run: N = 5 readings
+corrected = amortized.importance_sampling(query, num_samples=4000, seed=0)
 y_q = np.asarray(query["y"])
 print(f"query run: exact mean {y_q.sum() / (N + 0.25):.3f}, corrected {corrected.mean('mu'):.3f}, "
       f"Pareto k {corrected.pareto_k:.2f}")""",
@@ -810,7 +810,7 @@ plt.show()""",
 ```
 .venv/bin/pplang amortize examples/course/11_amortized.ppl --model repeated --guide repeated_q \\
     --simulate 10000 --set N=5 --epochs 10 --lr 0.003 --results results/course_amortized
-.venv/bin/pplang posterior results/course_amortized --data examples/course/11_amortized.query.json --correct 4000
+.venv/bin/pplang posterior results/course_amortized --data examples/course/11_amortized.data.json --correct 4000
 ```
 
 `docs/amortized.md` shows training on a collection of recorded data sets instead, and a
