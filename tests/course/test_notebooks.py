@@ -24,6 +24,7 @@ def test_every_lesson_has_a_notebook() -> None:
     models = sorted(p.stem for p in COURSE.glob("[0-9][0-9]_*.ppl"))
     assert models == [p.stem for p in NOTEBOOKS]
     assert len(NOTEBOOKS) >= 11
+    assert [m for m in models if not (COURSE / f"{m}.data.json").is_file()] == []
 
 
 def test_notebooks_match_their_generator() -> None:
