@@ -102,10 +102,15 @@ def test_a_mixture_samples_as_its_hand_summed_twin() -> None:
         assert abs(a.loc[name, "mean"] - b.loc[name, "mean"]) < 5 * se + 1e-3, name
 
 
-@pytest.mark.parametrize("index", range(4))
+@pytest.mark.parametrize("index", range(5))
 def test_the_documented_blocks_run(index: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                    capsys: pytest.CaptureFixture) -> None:
     block = blocks()[index]
+    if block.startswith("python\n"):
+        monkeypatch.chdir(ROOT)
+        exec(compile(block.removeprefix("python\n"), "docs/marginalize.md", "exec"), {})
+        assert "(100, 2) (2, 300, 100)" in capsys.readouterr().out
+        return
     if block.startswith("pplang "):
         monkeypatch.chdir(ROOT)
         assert main(shlex.split(block)[1:] + ["--no-progress"]) == 0
