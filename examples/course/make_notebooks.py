@@ -425,7 +425,9 @@ A signal switches between two levels; 100 noisy measurements (posteriordb's `hmm
 - **Check**: posteriordb's reference posterior (long Stan runs).
 - **Filtering**: with the parameters fixed, `pp.smc` runs a particle filter over the same chain.
   Its filtered state probabilities and its estimate of log p(y) are checked against the exact
-  forward algorithm, written below in ten lines of numpy.""",
+  forward algorithm, written below in ten lines of numpy.
+- **Recovery**: the states summed out for NUTS come back per draw: smoothed probabilities, paths
+  drawn from the posterior and the most probable path.""",
     SETUP,
     show_model("07_hmm.ppl"),
     """module = pp.load("07_hmm.ppl")
@@ -438,6 +440,18 @@ for (name, k), (ref, ref_se) in reference.items():
     d = post.draws[name][..., k]
     print(f"{name}[{k}]: reference {ref:.4f};  NUTS {d.mean():.4f} (mcse {mcse(d):.4f})")
     assert abs(d.mean() - ref) < 4 * np.hypot(mcse(d), ref_se)""",
+    """md:## The hidden states, recovered
+
+Summing the states out did not lose them. For every draw of the parameters pplang recovers the
+states from what the forward algorithm computed: `p(z)`, the *smoothed* probabilities
+p(z[t] = k | all of y) (forward-backward), `z`, a whole path drawn from the posterior (backward
+sampling), and `map(z)`, the most probable path (Viterbi).""",
+    """smoothed = post.draws["p(z)"].mean(axis=(0, 1))[:, 1]    # P(z[t] = 1 | y), parameters averaged over
+paths = post.draws["z"].reshape(-1, len(data["y"]))          # one path per draw
+viterbi = post.draws["map(z)"].reshape(-1, len(data["y"]))
+print("switches in the most probable path of the first draw:", int(np.abs(np.diff(viterbi[0])).sum()))
+# the drawn paths and the smoothed probabilities tell the same story
+assert np.abs(paths.mean(0) - smoothed).max() < 0.05""",
     """md:## Filtering with known parameters
 
 Fix the parameters at their posterior means and ask, at every time t, how probable each state
@@ -483,7 +497,8 @@ for m in mu:
 ax1.set_ylabel("y")
 ax2.plot(exact_filtered[:, 1], label="exact (forward algorithm)")
 ax2.plot(p_high, "--", label="particle filter")
-ax2.set_ylabel("P(high state | y so far)")
+ax2.plot(smoothed, ":", label="smoothed, all of y (NUTS, p(z))")
+ax2.set_ylabel("P(high state)")
 ax2.set_xlabel("t")
 ax2.legend()
 plt.show()""",
