@@ -367,8 +367,8 @@ class SMCResult:
         component of a continuous choice as its mean and 5-95% band with the observations it
         matches, and the observations no panel matched."""
         observed = self.observations()
-        used: set[str] = set()
         panels: list[tuple[str, Any]] = []
+        series: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]] = []  # continuous: label, mean, 5%, 95%
         for a in self.engine.loop_latents:
             if self.discrete(a):
                 ks, p = self.filtering_probabilities(a)
@@ -379,12 +379,12 @@ class SMCResult:
             q = self.filtering_quantiles(a, (0.05, 0.95))
             m, lo, hi = (v.reshape(v.shape[0], -1).astype(float) for v in (mean, q[0], q[1]))
             for j in range(min(m.shape[1], plots.COMPONENTS)):
-                label = a if m.shape[1] == 1 else f"{a}[., {j}]"
-                near = matching(m[:, j], observed)
-                used.update(near)
-                shown = {o: observed[o] for o in near}
-                panels.append((label, lambda ax, m=m[:, j], lo=lo[:, j], hi=hi[:, j], shown=shown:
-                               series_panel(ax, m, lo, hi, shown)))
+                series.append((a if m.shape[1] == 1 else f"{a}[., {j}]", m[:, j], lo[:, j], hi[:, j]))
+        near = matching([m for _, m, _, _ in series], observed)
+        used = {o for i in range(len(series)) for o in near[i]}
+        for i, (label, m, lo, hi) in enumerate(series):
+            shown = {o: observed[o] for o in near[i]}
+            panels.append((label, lambda ax, m=m, lo=lo, hi=hi, shown=shown: series_panel(ax, m, lo, hi, shown)))
         for a in self.inputs.rows:
             path = self.path_of(a)
             if path is not None:
@@ -565,16 +565,23 @@ def nan_none(a: np.ndarray) -> Any:
         else np.asarray(a).tolist()
 
 
-def matching(series: np.ndarray, observed: Mapping[str, np.ndarray]) -> list[str]:
-    """The observed series (by position) that follow `series` within their own spread: drawn on
-    its panel (an observation of a position beside the filtered position)."""
-    out = []
+def matching(series: Sequence[np.ndarray], observed: Mapping[str, np.ndarray]) -> list[list[str]]:
+    """For each filtered series (by position), the observed series drawn on its panel: each
+    observation goes to the series it follows most closely, when the distance (root mean square)
+    is under half the observations' own spread (a position observed beside its filtered path)."""
+    out: list[list[str]] = [[] for _ in series]
     for name, o in observed.items():
-        n = min(len(o), len(series))
-        ok = np.isfinite(series[:n]) & np.isfinite(o[:n])
-        if ok.sum() > 1 and np.std(o[:n][ok]) > 0 and \
-                np.sqrt(np.mean((series[:n][ok] - o[:n][ok]) ** 2)) < np.std(o[:n][ok]):
-            out.append(name)
+        best = None
+        for i, m in enumerate(series):
+            n = min(len(o), len(m))
+            ok = np.isfinite(m[:n]) & np.isfinite(o[:n])
+            if ok.sum() < 2 or np.std(o[:n][ok]) == 0:
+                continue
+            gap = np.sqrt(np.mean((m[:n][ok] - o[:n][ok]) ** 2)) / np.std(o[:n][ok])
+            if gap < 0.5 and (best is None or gap < best[0]):
+                best = (gap, i)
+        if best is not None:
+            out[best[1]].append(name)
     return out
 
 
