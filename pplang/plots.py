@@ -254,16 +254,16 @@ def ppc(observed: Mapping[str, np.ndarray], replicated: Mapping[str, np.ndarray]
             fig.add_subplot().text(0.5, 0.5, "no observed choices", ha="center", va="center")
             return
         for ax, a in zip(grid(fig, len(names)), names):
-            obs = np.asarray(observed[a]).reshape(-1)
+            obs = np.asarray(observed[a]).reshape(-1).astype(float)
             rep = np.asarray(replicated[a]).reshape(np.shape(replicated[a])[0], -1)
             rep = rep[np.isfinite(rep.astype(float)).all(axis=1)]  # replicated data sets without NaN
-            if not rep.size or not np.isfinite(obs.astype(float)).all():
+            if not rep.size or not np.isfinite(obs).all():
                 ax.text(0.5, 0.5, "no finite replicated data", ha="center", va="center", transform=ax.transAxes)
             elif is_discrete(rep) and np.array_equal(obs, np.round(obs)) and \
                     obs.max() - obs.min() < DISCRETE_VALUES:
                 discrete_ppc(ax, obs.astype(int), rep.astype(int))
             else:
-                continuous_ppc(ax, obs.astype(float), rep.astype(float))
+                continuous_ppc(ax, obs, rep.astype(float))
             ax.set_title(f"{a}: observed and replicated", fontsize=9)
             ax.tick_params(labelsize=7)
         outside_legend(ax)

@@ -148,6 +148,20 @@ def test_importance_result_table_plot_and_arviz(mod: pp.Module) -> None:
     np.testing.assert_allclose(idata.observed_data["y"], PICK_DATA["y"])
 
 
+def test_infer_writes_the_plots_of_the_method_it_chose(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from pplang.cli import main
+
+    plots = tmp_path / "plots"
+    code = main(["infer", "--method", "is", str(ROOT / "examples" / "coin.ppl"), "--data",
+                 str(ROOT / "examples" / "coin.data.json"), "-n", "500", "--plots", str(plots)])
+    out = capsys.readouterr().out
+    assert code == 0 and f"wrote {plots / 'marginals.png'}" in out and f"wrote {plots / 'ppc.png'}" in out
+    assert sorted(p.name for p in plots.iterdir()) == ["marginals.png", "ppc.png"]
+    code = main(["infer", "--method", "is", str(ROOT / "examples" / "coin.ppl"), "--data",
+                 str(ROOT / "examples" / "coin.data.json"), "-n", "500", "--plots", str(plots)])
+    assert code == 1 and "already exists" in capsys.readouterr().err  # refused before it runs
+
+
 def test_plot_writes_the_same_figures_to_a_folder(mod: pp.Module, tmp_path: Path) -> None:
     r = pp.importance_sampling(mod["pick"], PICK_DATA, num_samples=500, seed=0)
     paths = r.plot(tmp_path / "plots")
