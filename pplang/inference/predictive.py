@@ -42,9 +42,9 @@ def replicate(model: Model, data: Mapping[str, Any] | None, draws: Mapping[str, 
         return {}
     params = dict(params or {})
     run = model.runner(bound, frozenset(latents), param_addrs=frozenset(params))
-    n = next(iter(latents.values())).shape[0]
-    keys = jax.random.split(as_key(seed), n)
-    _, values, _ = jax.jit(jax.vmap(lambda k, v: run(k, v, params, bound.arrays)))(keys, latents)
+    many = model.reuse(("replicate", id(run)), lambda: jax.jit(jax.vmap(run, in_axes=(0, 0, None, None))), keep=run)
+    keys = jax.random.split(as_key(seed), next(iter(latents.values())).shape[0])
+    _, values, _ = many(keys, latents, params, bound.arrays)
     return {a: np.asarray(values[a]) for a in bound.observed}
 
 
@@ -54,8 +54,8 @@ def prior(model: Model, bound: Bound, num_samples: int, params: Mapping[str, Any
     data of `bound` (`model.bind(data)`), each with a leading draw axis."""
     params = dict(params or {})
     run = model.runner(bound, frozenset(), param_addrs=frozenset(params))
-    keys = jax.random.split(as_key(seed), num_samples)
-    _, values, _ = jax.jit(jax.vmap(lambda k: run(k, {}, params, bound.arrays)))(keys)
+    many = model.reuse(("prior", id(run)), lambda: jax.jit(jax.vmap(run, in_axes=(0, None, None, None))), keep=run)
+    _, values, _ = many(jax.random.split(as_key(seed), num_samples), {}, params, bound.arrays)
     values = {a: np.asarray(v) for a, v in values.items()}
     return ({a: v for a, v in values.items() if a not in bound.observed},
             {a: v for a, v in values.items() if a in bound.observed})
