@@ -73,6 +73,11 @@ class PplError(Exception):
     def render(self) -> str:
         return "\n\n".join(d.render() for d in self.diagnostics)
 
+    def _render_traceback_(self) -> list[str]:
+        """What IPython and Jupyter show for this exception in place of a traceback: the
+        diagnostics alone (they point at the user's own line; the frames inside pplang do not)."""
+        return self.render().splitlines()
+
     @property
     def span(self) -> Span:
         return self.diagnostics[0].span

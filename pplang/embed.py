@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pplang.compiler import ir
-from pplang.compiler.diagnostics import did_you_mean, error
+from pplang.compiler.diagnostics import PplError, did_you_mean, error
 from pplang.compiler.frontend import syntax as S
 from pplang.compiler.frontend.pyfront import parse_function
 from pplang.compiler.pipeline import Compiled, compile_program, parse_file
@@ -74,21 +74,31 @@ def loads(source: str, hosts: Mapping[str, Any] | None = None, file: str = "<str
 
 def _decorate(kind: str) -> Callable[[Callable], Model]:
     def wrap(fn: Callable) -> Model:
-        decl, file, source, env = parse_function(fn, kind)
-        decls, hosts = [decl], {}
-        for name, obj in env.items():
-            if isinstance(obj, Model) and obj.fn.name == name:
-                decls.extend(d for d in obj_decls(obj) if d.name not in {x.name for x in decls})
-            elif callable(obj) and name not in FUNCTIONS and name not in dists.SIGNATURES:
-                hosts[name] = obj
-        program = S.Program(decls, file, source)
-        compiled = compile_program(program, hosts, only=[decl.name])
-        if kind == "objective":
-            return Objective(compiled.functions[decl.name], compiled.function(decl.name), source)  # type: ignore
-        return Model(compiled.functions[decl.name], compiled.function(decl.name), compiled.hosts, source, decls)
+        try:
+            return compile_decorated(fn, kind)
+        except PplError as e:
+            # the diagnostic points at the user's own line: raised again without the compiler's
+            # frames (and without the exception it was raised while handling), so it is read first
+            raise e.with_traceback(None) from None
 
     wrap.__name__ = kind
     return wrap
+
+
+def compile_decorated(fn: Callable, kind: str) -> Model | Objective:
+    """The decorated function parsed from its source and compiled like a model file."""
+    decl, file, source, env = parse_function(fn, kind)
+    decls, hosts = [decl], {}
+    for name, obj in env.items():
+        if isinstance(obj, Model) and obj.fn.name == name:
+            decls.extend(d for d in obj_decls(obj) if d.name not in {x.name for x in decls})
+        elif callable(obj) and name not in FUNCTIONS and name not in dists.SIGNATURES:
+            hosts[name] = obj
+    program = S.Program(decls, file, source)
+    compiled = compile_program(program, hosts, only=[decl.name])
+    if kind == "objective":
+        return Objective(compiled.functions[decl.name], compiled.function(decl.name), source)
+    return Model(compiled.functions[decl.name], compiled.function(decl.name), compiled.hosts, source, decls)
 
 
 def obj_decls(m: Model) -> list[S.Decl]:

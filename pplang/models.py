@@ -19,6 +19,7 @@ from pplang.compiler.diagnostics import did_you_mean, error
 from pplang.compiler.frontend.syntax import Span
 from pplang.data import Bound, bind, fingerprint, merged
 
+REPR_CHOICES = 12  # random choices listed by repr(model)
 BINDINGS_KEPT = 8  # bindings (and fitting problems) kept per model for repeated calls with the same data
 
 
@@ -78,6 +79,13 @@ def nan_origin(run: Callable[[], Any]) -> str | None:
     return None
 
 
+def show_shape(shape: ir.Shape) -> str:
+    """A declared shape as the user reads it: `()`, `[N, 4]` (`?` where unknown before data)."""
+    if shape is None:
+        return "unknown"
+    return "()" if not shape else "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
+
+
 def first_code_col(source: str, line: int) -> int:
     rows = source.splitlines()
     if not 0 < line <= len(rows):
@@ -125,6 +133,45 @@ class Model:
     @property
     def params(self) -> dict[str, ir.ParamDef]:
         return {p.address: p for p in self.fn.params.values()}
+
+    def signature(self) -> str:
+        """`model name(arg: type, ...)` as declared."""
+        args = ", ".join(f"{a}: {self.fn.arg_types.get(a) or t}" for a, t in self.fn.args)
+        return f"{self.kind} {self.name}({args})"
+
+    def choice_rows(self) -> list[tuple[str, str, str, str]]:
+        """(address, distribution, shape, support) of each random choice, in program order."""
+        return [(s.address, s.dist, show_shape(s.shape), s.support) for s in self.sites.values()]
+
+    def __repr__(self) -> str:
+        """The signature, where it was declared, its random choices (distribution, shape, support),
+        parameters and the values it computes: a few lines, not the compiled internals."""
+        where = f"  ({self.fn.span.file}:{self.fn.span.line})" if self.fn.span.line else ""
+        lines = [f"<{self.signature()}{where}"]
+        rows = self.choice_rows()
+        for address, dist, shape, support in rows[:REPR_CHOICES]:
+            lines.append(f"  {address} ~ {dist}: shape {shape}, support {support}")
+        if len(rows) > REPR_CHOICES:
+            lines.append(f"  ... {len(rows) - REPR_CHOICES} more choices")
+        if self.params:
+            lines.append(f"  parameters: {', '.join(self.params)}")
+        if self.fn.networks:
+            lines.append(f"  networks: {', '.join(self.fn.networks)}")
+        if self.computed_names:
+            lines.append(f"  computes: {', '.join(self.computed_names)}")
+        return "\n".join(lines) + ">"
+
+    def _repr_html_(self) -> str:
+        from pplang import html
+
+        notes = [f"declared at {self.fn.span.file}:{self.fn.span.line}"] if self.fn.span.line else []
+        if self.params:
+            notes.append(f"parameters: {', '.join(self.params)}")
+        if self.fn.networks:
+            notes.append(f"networks: {', '.join(self.fn.networks)}")
+        if self.computed_names:
+            notes.append(f"computes: {', '.join(self.computed_names)}")
+        return html.table(self.signature(), notes, ["choice", "distribution", "shape", "support"], self.choice_rows())
 
     def bind(self, data: Mapping[str, Any] | None = None, *, observations: bool = True,
              strict: bool = True, **kwargs: Any) -> Bound:

@@ -4,9 +4,7 @@ the fitted guide, with a summary table, plots, ArviZ export, and saving to / loa
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import json
-import warnings
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,14 +12,16 @@ from typing import Any
 
 import numpy as np
 
+from pplang import html, plots
 from pplang.compiler.diagnostics import error
-from pplang.files import folder_for, new_folder, save_figure
+from pplang.files import new_folder
+from pplang.inference import predictive
 from pplang.runtime.archives import load_npz
 from pplang.summary import display_order
 
 FILES = ("params.npz", "values.npy", "info.json")  # what every saved result has (a fit adds draws.npz)
-MARGINAL_PANELS = 16  # at most this many histograms in marginals.png
-ARRAY_PANELS = 4  # and at most this many elements of one array choice
+QUANTILES = (0.05, 0.5, 0.95)
+LABELS = ("mean", "sd", *(f"{100 * q:g}%" for q in QUANTILES))
 
 
 @dataclass
@@ -40,6 +40,7 @@ class FitResult:
     corrector: Any = field(default=None, repr=False, compare=False)
     unconstrained: dict[str, dict[str, Any]] | None = field(default=None, repr=False, compare=False)
     problem: Any = field(default=None, repr=False, compare=False)
+    model: Any = field(default=None, repr=False, compare=False)  # the fitted model (pp.fit sets it)
 
     def importance_resample(self, num_samples: int = 10_000, seed: int = 0) -> Any:
         """Correct the fitted guide by importance sampling with it as the proposal (as Pathfinder
@@ -55,9 +56,14 @@ class FitResult:
         facts = ", ".join(f"{k}={self.info[k]!r}" for k in ("model", "guide", "objective", "status") if k in self.info)
         return f"FitResult({facts}{', ' if facts else ''}steps={len(self.values)}, draws={n} x {len(self.draws)})"
 
-    def summary(self, quantiles: Sequence[float] = (0.05, 0.5, 0.95), max_rows: int = 40) -> str:
+    def summary(self, quantiles: Sequence[float] = QUANTILES, max_rows: int = 40) -> str:
         """A header (what was fitted, how it ended, the final objective) and a table of the draws:
         mean, sd and the given quantiles of every scalar element (array choices as `name[i]`)."""
+        return "\n".join(self.facts()) + "\n\n" + table(self.draws, quantiles, max_rows,
+                                                           self.info.get("computed", ()))
+
+    def facts(self) -> list[str]:
+        """The summary's header lines: what was fitted, how it ended, the final objective."""
         head = [f"{k}: {self.info[k]}" for k in ("model", "guide", "objective") if k in self.info]
         if "status" in self.info:
             head.append(f"status: {self.info['status']} after {len(self.values)} steps")
@@ -66,7 +72,7 @@ class FitResult:
             head.append(f"objective (mean of the last {len(tail)} steps): {np.nanmean(tail):.6g}")
         n = next(iter(self.draws.values())).shape[0] if self.draws else 0
         head.append(f"{n} draws from the fitted guide")
-        return "\n".join(head) + "\n\n" + table(self.draws, quantiles, max_rows, self.info.get("computed", ()))
+        return head
 
     def sample(self, n: int | None = None, seed: int = 0) -> dict[str, np.ndarray]:
         """The draws (copies). With `n`, n of them chosen at random (seeded): without replacement
@@ -79,42 +85,60 @@ class FitResult:
         index = np.random.default_rng(seed).choice(total, size=n, replace=n > total)
         return {k: np.asarray(v)[index] for k, v in self.draws.items()}
 
-    def plot(self, folder: str | Path, overwrite: bool = False) -> list[Path]:
-        """Write objective.png (the objective per step and a moving average) and, when there are
-        draws, marginals.png (a histogram per scalar variable and per leading array element).
-        Existing plots of those names are replaced only with `overwrite`."""
-        Figure, FigureCanvasAgg = matplotlib_figure()
-        panels = list(itertools.islice(columns(self.draws, ARRAY_PANELS, self.info.get("computed", ())),
-                                       MARGINAL_PANELS))
-        folder = folder_for(folder, ["objective.png", *(["marginals.png"] if panels else [])], overwrite)
-        written = [plot_objective(self.values, str(self.info.get("objective", "objective")), folder, overwrite)]
-        if panels:
-            ncols = min(4, len(panels))
-            nrows = -(-len(panels) // ncols)
-            fig = Figure(figsize=(3 * ncols, 2.4 * nrows), layout="constrained")
-            FigureCanvasAgg(fig)
-            for i, (name, column) in enumerate(panels):
-                ax = fig.add_subplot(nrows, ncols, i + 1)
-                finite = column[np.isfinite(column)]
-                if finite.size:
-                    ax.hist(finite, bins=bins(finite), density=True, alpha=0.7)
-                else:
-                    ax.text(0.5, 0.5, "no finite draws", ha="center", va="center", transform=ax.transAxes)
-                ax.set_title(name, fontsize=9)
-                ax.tick_params(labelsize=7)
-            written.append(save_figure(fig, folder / "marginals.png", overwrite, dpi=110))
-        return written
+    def _repr_html_(self) -> str:
+        title = f"fit of {self.info['model']}" if "model" in self.info else "fit"
+        return html.table(title, self.facts(), ["", *LABELS],
+                          stat_rows(self.draws, QUANTILES, self.info.get("computed", ())))
+
+    def posterior_predictive(self, seed: int = 0) -> dict[str, np.ndarray]:
+        """Replicated observations: each observed choice drawn anew given each draw (a leading draw
+        axis), with the model's fitted parameters."""
+        model = self.attached("posterior predictive simulation")
+        return predictive.replicate(model, self.problem.data, self.draws, self.model_params(), seed)
+
+    def attached(self, what: str) -> Any:
+        if self.model is None or self.problem is None:
+            raise error(f"{what} needs the model, and this result has none (it was loaded from disk)",
+                        hint="fit again with pp.fit(model, guide, data)")
+        return self.model
+
+    def model_params(self) -> dict[str, Any]:
+        role = next((r for r, m in self.problem.roles.items() if m is self.model), None)
+        return dict((self.unconstrained or {}).get(role, {}))
+
+    def sections(self) -> list[tuple[str, Any, float]]:
+        out = [("objective.png", plots.objective(self.values, str(self.info.get("objective", "objective"))), 3.2)]
+        if self.draws:
+            out.append(("marginals.png", plots.marginals(self.draws, last=self.info.get("computed", ())),
+                        plots.marginal_height(self.draws)))
+        if self.model is not None and self.problem is not None and self.draws:
+            observed = predictive.observed_data(self.model, self.problem.data)
+            if observed:
+                out.append(("ppc.png", plots.ppc(observed, self.posterior_predictive()), 2.8))
+        return out
+
+    def plot(self, folder: str | Path | None = None, overwrite: bool = False) -> Any:
+        """A matplotlib Figure: the objective per step with its moving average, the marginals of
+        the draws (discrete choices as probabilities) and, when the model is attached, a posterior
+        predictive check. With `folder`, the same as objective.png, marginals.png and ppc.png
+        written there (existing ones replaced only with `overwrite`), and the paths returned."""
+        title = f"fit of {self.info['model']}" if "model" in self.info else "fit"
+        if folder is not None:
+            return plots.write(folder, title, self.sections(), overwrite)
+        return plots.combined(title, self.sections())
 
     def to_arviz(self) -> Any:
-        """An arviz.InferenceData whose posterior group holds the draws (one chain)."""
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", FutureWarning)  # arviz announces its refactor on import
-                import arviz
-        except ImportError:
-            raise error("exporting to ArviZ needs arviz, which is not installed", hint="pip install arviz") from None
-        attrs = {k: v for k, v in self.info.items() if isinstance(v, str | int | float | bool)}
-        return arviz.from_dict(posterior={k: np.asarray(v)[None] for k, v in self.draws.items()}, attrs=attrs)
+        """An arviz.InferenceData: posterior (the draws, one chain) and, when the model is attached,
+        observed_data, posterior_predictive, prior and prior_predictive."""
+        groups: dict[str, Any] = {"posterior": predictive.one_chain(self.draws)}
+        if self.model is not None and self.problem is not None and self.draws:
+            n = next(iter(self.draws.values())).shape[0]
+            data, params = self.problem.data, self.model_params()
+            groups["observed_data"] = predictive.observed_data(self.model, data)
+            groups["posterior_predictive"] = predictive.one_chain(self.posterior_predictive())
+            before, implied = predictive.prior(self.model, self.model.bind(data), n, params, seed=1)
+            groups["prior"], groups["prior_predictive"] = predictive.one_chain(before), predictive.one_chain(implied)
+        return predictive.inference_data(self.info, **groups)
 
     def save(self, folder: str | Path, plots: bool = False, overwrite: bool = False,
              keep: Sequence[str] = ()) -> Path:
@@ -205,14 +229,21 @@ def columns(draws: Mapping[str, np.ndarray], per_array: int | None = None,
             yield (address + (f"[{', '.join(str(int(i)) for i in index)}]" if index else "")), flat[:, j]
 
 
-def table(draws: Mapping[str, np.ndarray], quantiles: Sequence[float], max_rows: int,
-          last: Collection[str] = ()) -> str:
-    """Mean, sd and quantiles per scalar element, one row each (NaN draws left out)."""
+def stat_rows(draws: Mapping[str, np.ndarray], quantiles: Sequence[float],
+              last: Collection[str] = ()) -> list[tuple]:
+    """(name, mean, sd, *quantiles) per scalar element (NaN draws left out): the summary's rows."""
     rows = []
     for name, column in columns(draws, last=last):
         x = column[np.isfinite(column)]
         stats = [x.mean(), x.std(), *np.quantile(x, quantiles)] if x.size else [np.nan] * (2 + len(quantiles))
-        rows.append((name, *stats))
+        rows.append((name, *(float(v) for v in stats)))
+    return rows
+
+
+def table(draws: Mapping[str, np.ndarray], quantiles: Sequence[float], max_rows: int,
+          last: Collection[str] = ()) -> str:
+    """Mean, sd and quantiles per scalar element, one row each (NaN draws left out)."""
+    rows = stat_rows(draws, quantiles, last)
     if not rows:
         return "(no latent random choices)"
     width = max(8, *(len(r[0]) for r in rows))
@@ -222,54 +253,6 @@ def table(draws: Mapping[str, np.ndarray], quantiles: Sequence[float], max_rows:
     if len(rows) > max_rows:
         lines.append(f"... {len(rows) - max_rows} more rows")
     return "\n".join(lines)
-
-
-def bins(x: np.ndarray) -> Any:
-    """One bin per value for integer draws over a short range (discrete choices), else numpy's 'auto'."""
-    if x.size and np.array_equal(x, np.round(x)) and x.max() - x.min() <= 50:
-        return np.arange(x.min() - 0.5, x.max() + 1.5)
-    return "auto" if x.size > 1 else 1
-
-
-def matplotlib_figure() -> tuple[Any, Any]:
-    """matplotlib's Figure and its Agg canvas (no screen needed), or a located error without it."""
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise error("plotting needs matplotlib, which is not installed", hint="pip install matplotlib") from None
-    return Figure, FigureCanvasAgg
-
-
-def plot_objective(values: np.ndarray, label: str, folder: str | Path, overwrite: bool = False) -> Path:
-    """folder/objective.png: the objective per step and its moving average (an existing one is
-    replaced only with `overwrite`)."""
-    Figure, FigureCanvasAgg = matplotlib_figure()
-    folder = folder_for(folder, ["objective.png"], overwrite)
-    fig = Figure(figsize=(7, 4), layout="constrained")
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    steps = np.arange(len(values))
-    ax.plot(steps, values, lw=0.6, alpha=0.35, label="per step")
-    if len(values):
-        window = max(1, len(values) // 50)
-        ax.plot(steps, moving_average(values, window), lw=1.8, label=f"moving average ({window} steps)")
-    ax.set_xlabel("step")
-    ax.set_ylabel(label)
-    ax.legend(loc="lower right")
-    return save_figure(fig, folder / "objective.png", overwrite, dpi=110)
-
-
-def moving_average(values: np.ndarray, window: int) -> np.ndarray:
-    """Mean of the finite values among the last `window` (NaN where there are none)."""
-    v = np.asarray(values, dtype=float)
-    ok = np.isfinite(v)
-    sums = np.concatenate([[0.0], np.cumsum(np.where(ok, v, 0.0))])
-    counts = np.concatenate([[0], np.cumsum(ok)])
-    lo = np.maximum(np.arange(1, len(v) + 1) - window, 0)
-    n = counts[1:] - counts[lo]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(n > 0, (sums[1:] - sums[lo]) / np.maximum(n, 1), np.nan)
 
 
 def jsonable(x: Any) -> Any:

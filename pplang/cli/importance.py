@@ -13,6 +13,7 @@ from pplang.cli.common import (
     add_marginalize_arg,
     add_run_args,
     check_file,
+    check_folder,
     computed_choice,
     pick_model,
     positive_int,
@@ -43,6 +44,8 @@ def register(sub: Any) -> None:
                    "the prior)")
     c.add_argument("--predictive", action="store_true", help="also summarize posterior predictive draws")
     c.add_argument("--output", help="write the weighted draws to this JSON file")
+    c.add_argument("--plots", metavar="DIR", help="write the method's plots to this folder (NUTS: trace.png, "
+                   "rank.png; SMC: filtering.png, ess.png; importance sampling: marginals.png; each: ppc.png)")
     add_computed_arg(c)
     add_marginalize_arg(c)
     add_force_arg(c)
@@ -72,16 +75,28 @@ def cmd_infer(args: argparse.Namespace) -> None:
     model = pick_model(module, args.model)
     data = read_data(args.data)
     choice = pick(model, data, "is" if args.proposal and args.method == "auto" else args.method)
+    check_folder(args.plots, args, plot_names(choice.method))
     print(choice)
     if choice.method == "nuts":
-        infer_nuts(args, model, data)
+        res = infer_nuts(args, model, data)
     elif choice.method == "smc":
-        infer_smc(args, model, data)
+        res = infer_smc(args, model, data)
     else:
-        infer_is(args, module, model, data)
+        res = infer_is(args, module, model, data)
+    if args.plots:
+        for path in res.plot(args.plots, args.force):
+            print(f"wrote {path}")
 
 
-def infer_nuts(args: argparse.Namespace, model: Any, data: dict) -> None:
+def plot_names(method: str) -> tuple[str, ...]:
+    """The files `--plots` writes for a method."""
+    from pplang.cli import sample, smc
+    from pplang.inference import importance
+
+    return {"nuts": sample.PLOTS, "smc": smc.PLOTS}.get(method, importance.PLOTS)
+
+
+def infer_nuts(args: argparse.Namespace, model: Any, data: dict) -> Any:
     from pplang.inference.mcmc import sample
     from pplang.summary import summarize
 
@@ -94,9 +109,10 @@ def infer_nuts(args: argparse.Namespace, model: Any, data: dict) -> None:
         print(summarize({a: v.reshape(-1, *v.shape[2:]) for a, v in rep.items()}))
     if args.output:
         write_json(args.output, res.to_json(), args.force)
+    return res
 
 
-def infer_smc(args: argparse.Namespace, model: Any, data: dict) -> None:
+def infer_smc(args: argparse.Namespace, model: Any, data: dict) -> Any:
     from pplang.inference.filtering import smc
 
     if args.predictive:
@@ -106,9 +122,10 @@ def infer_smc(args: argparse.Namespace, model: Any, data: dict) -> None:
     print(res.summary())
     if args.output:
         write_json(args.output, res.to_json(), args.force)
+    return res
 
 
-def infer_is(args: argparse.Namespace, module: Any, model: Any, data: dict) -> None:
+def infer_is(args: argparse.Namespace, module: Any, model: Any, data: dict) -> Any:
     import pplang as pp
     from pplang.summary import summarize
 
@@ -135,3 +152,4 @@ def infer_is(args: argparse.Namespace, module: Any, model: Any, data: dict) -> N
                                  "log_marginal_likelihood": post.log_marginal_likelihood,
                                  "ess": post.ess, "pareto_k": post.pareto_k,
                                  "samples": {a: v.tolist() for a, v in post.samples.items()}}, args.force)
+    return post

@@ -2,7 +2,7 @@
 
 `register(sub)` adds the subcommand to the `pplang` parser's subparsers; the command prints the
 diagnostics warnings (what to do about each problem), then the summary table, and can save the
-result (`--output DIR`) and trace and rank plots (`--plots DIR`).
+result (`--output DIR`) and trace, rank and posterior predictive plots (`--plots DIR`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 from pplang.cli import common
 
-PLOTS = ("trace.png", "rank.png")  # what --plots writes
+PLOTS = ("trace.png", "rank.png", "ppc.png")  # what --plots writes
 
 
 def register(sub: Any) -> None:
@@ -40,7 +40,8 @@ def register(sub: Any) -> None:
     common.add_marginalize_arg(c)
     c.add_argument("--output", metavar="DIR", help="save draws, sample statistics and the summary to this folder "
                    "(written whole at the end; an existing one is refused without --force)")
-    c.add_argument("--plots", metavar="DIR", help="write trace.png and rank.png to this folder")
+    c.add_argument("--plots", metavar="DIR", help="write trace.png, rank.png and ppc.png (a posterior predictive "
+                   "check) to this folder")
     c.add_argument("--no-progress", action="store_true", help="no progress bar")
     c.add_argument("--checkpoint", metavar="DIR", help="save the state after each chunk; rerun to resume")
     common.add_computed_arg(c)
@@ -85,7 +86,6 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if args.output:
         print(f"saved to {res.save(args.output, overwrite=args.force)}")
     if args.plots:
-        for path in (res.plot_trace(f"{args.plots}/{PLOTS[0]}", args.force),
-                     res.plot_rank(f"{args.plots}/{PLOTS[1]}", args.force)):
+        for path in res.plot(args.plots, args.force):
             print(f"wrote {path}")
     return 0

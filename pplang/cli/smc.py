@@ -16,7 +16,7 @@ from pplang.cli import common
 # The resampling schemes of pplang.runtime.smc.SCHEMES, named here so that building the parser does
 # not import JAX (a test checks the two agree).
 SCHEMES = ("multinomial", "stratified", "systematic", "residual")
-PLOTS = ("filtering.png", "ess.png")  # pplang.inference.filtering_result.PLOTS (a test checks they agree)
+PLOTS = ("filtering.png", "ess.png", "ppc.png")  # pplang.inference.filtering_result.PLOTS (a test checks they agree)
 
 
 def register(sub: Any) -> None:
@@ -34,7 +34,8 @@ def register(sub: Any) -> None:
                    help="entropy-guided annealing: resample from tempered weights of normalized entropy H")
     c.add_argument("--proposal", help="a guide in the same file to propose from (default: the prior)")
     c.add_argument("--output", help="write the results (log Z, ESS, filtering means and quantiles) to this JSON file")
-    c.add_argument("--plots", metavar="DIR", help="write filtering.png and ess.png to this folder")
+    c.add_argument("--plots", metavar="DIR", help="write filtering.png, ess.png and ppc.png (a posterior "
+                   "predictive check) to this folder")
     c.add_argument("--no-progress", action="store_true", help="no progress bar")
     common.add_computed_arg(c)
     c.add_argument("--show-code", action="store_true", help="print the generated particle filter and exit")

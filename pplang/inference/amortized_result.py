@@ -15,11 +15,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pplang import html, plots
 from pplang import runtime as rt
 from pplang.compiler.diagnostics import PplError, error
 from pplang.files import new_folder
+from pplang.inference import predictive as exports
 from pplang.models import Model, as_key
-from pplang.results import load_folder, plot_objective, table, write_files
+from pplang.results import LABELS, QUANTILES, load_folder, stat_rows, table, write_files
 
 
 def guide_inputs(model: Model, guide: Model) -> list[str]:
@@ -44,10 +46,23 @@ class Posterior:
     def quantile(self, q: float | Sequence[float]) -> dict[str, np.ndarray]:
         return {a: np.quantile(v, q, axis=1 if self.batched else 0) for a, v in self.draws.items()}
 
-    def summary(self, index: int = 0, quantiles: Sequence[float] = (0.05, 0.5, 0.95)) -> str:
+    def one(self, index: int = 0) -> dict[str, np.ndarray]:
+        """The draws of one data set (the `index`-th of a batch)."""
+        return {a: v[index] for a, v in self.draws.items()} if self.batched else self.draws
+
+    def summary(self, index: int = 0, quantiles: Sequence[float] = QUANTILES) -> str:
         """The table of one data set's draws (the `index`-th of a batch)."""
-        draws = {a: v[index] for a, v in self.draws.items()} if self.batched else self.draws
-        return table(draws, quantiles, 40)
+        return table(self.one(index), quantiles, 40)
+
+    def _repr_html_(self) -> str:
+        note = [f"the first of a batch of {next(iter(self.draws.values())).shape[0]} data sets"] if self.batched else []
+        return html.table("amortized posterior", note, ["", *LABELS], stat_rows(self.one(), QUANTILES))
+
+    def plot(self, index: int = 0) -> Any:
+        """A matplotlib Figure of the marginals of one data set's draws (discrete choices as probabilities)."""
+        draws = self.one(index)
+        return plots.combined("amortized posterior", [("marginals.png", plots.marginals(draws),
+                                                       plots.marginal_height(draws))])
 
 
 @dataclass
@@ -302,10 +317,48 @@ class AmortizedPosterior:
 
     # ------------------------------------------------------------ saving
 
-    def plot(self, folder: str | Path, overwrite: bool = False) -> list[Path]:
-        """objective.png: the training objective per step and a moving average (an existing one
-        is replaced only with `overwrite`)."""
-        return [plot_objective(self.values, str(self.info.get("objective", "objective")), folder, overwrite)]
+    def title(self) -> str:
+        return f"amortized posterior of {self.model.name} (guide {self.guide.name})"
+
+    def sections(self, data: Mapping[str, Any] | None, num_samples: int, seed: Any) -> list[tuple[str, Any, float]]:
+        out = [("objective.png", plots.objective(self.values, str(self.info.get("objective", "objective"))), 3.2)]
+        if data is not None:
+            draws = self.posterior(data, num_samples=num_samples, seed=seed).draws
+            out.append(("marginals.png", plots.marginals(draws, last=self.model.computed_names),
+                        plots.marginal_height(draws)))
+            observed = exports.observed_data(self.model, self.model_data(data))
+            if observed:
+                out.append(("ppc.png", plots.ppc(observed, self.predictive(data, num_samples=num_samples, seed=seed)),
+                            2.8))
+        return out
+
+    def plot(self, folder: str | Path | None = None, overwrite: bool = False, *,
+             data: Mapping[str, Any] | None = None, num_samples: int = 1000, seed: Any = 0) -> Any:
+        """A matplotlib Figure: the training objective per step with its moving average and, given
+        one data set (`data`), the marginals of its amortized posterior and a posterior predictive
+        check. With `folder`, the same as objective.png (and marginals.png, ppc.png) written there
+        (existing ones replaced only with `overwrite`), and the paths returned."""
+        if folder is not None:
+            return plots.write(folder, self.title(), self.sections(data, num_samples, seed), overwrite)
+        return plots.combined(self.title(), self.sections(data, num_samples, seed))
+
+    def _repr_html_(self) -> str:
+        return html.table(self.title(), self.summary().splitlines(), [], [])
+
+    def to_arviz(self, data: Mapping[str, Any] | None = None, *, num_samples: int = 1000, seed: int = 0) -> Any:
+        """An arviz.InferenceData: prior and prior_predictive (the model with its trained
+        parameters; the predictive group holds the choices the guide reads) and, given one data
+        set (`data`), its amortized posterior, observed_data and posterior_predictive (one chain
+        of `num_samples` draws each)."""
+        drawn = self.sample(num_samples, seed=seed + 2)
+        groups: dict[str, Any] = {"prior": exports.one_chain({a: v for a, v in drawn.items() if a not in self.inputs}),
+                                  "prior_predictive": exports.one_chain({a: drawn[a] for a in self.inputs})}
+        if data is not None:
+            groups["posterior"] = exports.one_chain(self.posterior(data, num_samples=num_samples, seed=seed).draws)
+            groups["observed_data"] = exports.observed_data(self.model, self.model_data(data))
+            groups["posterior_predictive"] = exports.one_chain(self.predictive(data, num_samples=num_samples,
+                                                                               seed=seed))
+        return exports.inference_data({**self.info, "model": self.model.name, "guide": self.guide.name}, **groups)
 
     def save(self, folder: str | Path, plots: bool = False, overwrite: bool = False,
              keep: Sequence[str] = ()) -> Path:

@@ -14,9 +14,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pplang import html, plots
 from pplang.compiler.diagnostics import did_you_mean, error
 from pplang.data import check_support
-from pplang.files import folder_for, save_figure
+from pplang.inference import predictive as exports
 from pplang.models import as_key
 from pplang.runtime import smc as rs
 from pplang.summary import summarize
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     from pplang.inference.filtering import Engine, Inputs
 
 QUANTILES = (0.05, 0.5, 0.95)
-PLOTS = ("filtering.png", "ess.png")  # what `plot` writes
+PLOTS = ("filtering.png", "ess.png", "ppc.png")  # what `plot` writes
 
 
 @dataclass
@@ -267,7 +268,8 @@ class SMCResult:
 
     # ---- reports
 
-    def summary(self, rows: int = 6) -> str:
+    def facts(self) -> list[str]:
+        """The summary's header lines: particles, steps, proposal, resampling, evidence, ESS."""
         eng = self.engine
         n, ess = self.num_particles, self.ess
         opts = eng.opts
@@ -285,28 +287,23 @@ class SMCResult:
         if not np.isfinite(self.log_marginal_likelihood):
             lines.append("warning: every particle got zero weight at some step: the data is impossible under "
                          "these particles; use more particles or a proposal closer to the data")
+        return lines
+
+    def summary(self, rows: int = 6) -> str:
+        eng, opts = self.engine, self.engine.opts
+        lines = self.facts()
         cols = list(eng.loop_latents)
         if cols:
             bands = " [5%, 95%]" if opts.history else ""
             lines.append(f"filtering means{bands} at the position each step draws:")
-            table = {a: (self.filtering_mean(a), self.filtering_quantiles(a, (0.05, 0.95)) if opts.history else None)
-                     for a in cols}
-            length = max(m.shape[0] for m, _ in table.values())
-            show = list(range(length)) if length <= 2 * rows else \
-                list(range(rows // 2)) + [None] + list(range(length - rows // 2, length))
             width = 30 if opts.history else 12
-            lines.append(f"{'':>6}" + "".join(f"{self.column(a, m):>{width}}" for a, (m, _) in table.items()))
-            for i in show:
+            lines.append(f"{'':>6}" + "".join(f"{self.column(a, self.filtering_mean(a)):>{width}}" for a in cols))
+            for i, cells in self.filtering_rows(rows):
                 if i is None:
                     lines.append(f"{'...':>6}")
                     continue
-                cells = []
-                for m, q in table.values():
-                    cell = f"{first_of(m, i):.4g}"
-                    if q is not None:
-                        cell += f" [{first_of(q[0], i):.3g}, {first_of(q[1], i):.3g}]"
-                    cells.append(cell.rjust(width))
-                lines.append(f"{i:>6}" + "".join(cells))
+                text = [f"{m:.4g}" + (f" [{lo:.3g}, {hi:.3g}]" if opts.history else "") for m, lo, hi in cells]
+                lines.append(f"{i:>6}" + "".join(t.rjust(width) for t in text))
         names = self.computed_names if opts.history else []
         if names:
             lines.append("values the model computes, over the final particles (weighted; the smoothing distribution):")
@@ -326,52 +323,216 @@ class SMCResult:
     def column(address: str, mean: np.ndarray) -> str:
         return address if mean.ndim == 1 else f"{address}[., 0]"
 
-    def plot(self, folder: str | Path, overwrite: bool = False) -> list[Path]:
-        """Write filtering.png (filtering means with 5-95% bands of each latent drawn in the loop)
-        and ess.png (effective sample size per step, resampling marked). Returns the paths.
-        Existing plots of those names are replaced only with `overwrite`."""
-        import matplotlib
+    # ---- figures, tables and ArviZ
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+    def title(self) -> str:
+        return f"particle filter of {self.engine.m.model.name}: {self.num_particles} particles"
 
-        folder = folder_for(folder, PLOTS, overwrite)
-        cols = self.engine.loop_latents
-        fig, axes = plt.subplots(max(1, len(cols)), 1, figsize=(8, 2.6 * max(1, len(cols))), squeeze=False)
-        for ax, a in zip(axes[:, 0], cols):
-            m = self.filtering_mean(a)
+    def discrete(self, address: str) -> bool:
+        return self.engine.m.model.sites[address].kind in ("int", "bool")
+
+    def filtering_probabilities(self, address: str) -> tuple[np.ndarray, np.ndarray]:
+        """(values k, P (positions, len(k))): the filtering distribution of a discrete choice drawn
+        in the loop, laid out as `filtering_mean` (position i at the step that drew it)."""
+        self.check_latent(address)
+        self.need_history(f"the filtering probabilities of `{address}`")
+        init = self.first.values.get(address)
+        loop = self.loop_stack(address, "values") if self.history is not None else None
+        parts = [np.asarray(p) for p in (init, loop) if p is not None]
+        low, high = min(int(p.min()) for p in parts if p.size), max(int(p.max()) for p in parts if p.size)
+        ks = np.arange(low, high + 1)
+
+        def probs(values: Any, log_w: Any) -> np.ndarray:  # values (S, N), log_w (S, N) -> (S, len(ks))
+            hot = (np.asarray(values)[..., None] == ks).astype(float)
+            return np.asarray(rs.weighted_mean(hot, log_w))
+
+        init_p = None if init is None else probs(np.moveaxis(np.asarray(init), 0, 1),
+                                                  np.broadcast_to(self.first.log_w, np.shape(init)[::-1]))
+        loop_p = probs(loop, self.history.log_w) if loop is not None else np.zeros((0, len(ks)))
+        return ks, self.assemble(address, init_p, loop_p, 0)
+
+    def observations(self) -> dict[str, np.ndarray]:
+        """Each observed series of the loop, by position: `y` or `y[., j]` -> (positions,)."""
+        out = {}
+        for a in self.inputs.rows:
+            v = np.asarray(self.inputs.observed[a], float)
+            flat = v.reshape(v.shape[0], -1)
+            for j in range(min(flat.shape[1], plots.COMPONENTS)):
+                out[a if flat.shape[1] == 1 else f"{a}[., {j}]"] = flat[:, j]
+        return out
+
+    def state_panels(self) -> list[tuple[str, Any]]:
+        """(label, fill(ax)) per panel of filtering.png: the path of 2-D positions with their
+        observations, each discrete choice as a heat map of probabilities over positions, each
+        component of a continuous choice as its mean and 5-95% band with the observations it
+        matches, and the observations no panel matched."""
+        observed = self.observations()
+        panels: list[tuple[str, Any]] = []
+        series: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]] = []  # continuous: label, mean, 5%, 95%
+        for a in self.engine.loop_latents:
+            if self.discrete(a):
+                ks, p = self.filtering_probabilities(a)
+                if p.ndim == 2:
+                    panels.append((a, lambda ax, ks=ks, p=p: plots.heat(ax, p, ks, "position (step)")))
+                    continue
+            mean = self.filtering_mean(a)
             q = self.filtering_quantiles(a, (0.05, 0.95))
-            m, lo, hi = (v.reshape(v.shape[0], -1)[:, 0] for v in (m, q[0], q[1]))
-            x = np.arange(m.shape[0])
-            ax.fill_between(x, lo, hi, alpha=0.3, label="5-95%")
-            ax.plot(x, m, label="filtering mean")
-            ax.set_ylabel(self.column(a, self.filtering_mean(a)))
-            ax.legend(loc="upper right", fontsize="small")
-        axes[-1, 0].set_xlabel("position (step)")
-        fig.tight_layout()
-        paths = [folder / name for name in PLOTS]
-        try:
-            save_figure(fig, paths[0], overwrite)
-        finally:
-            plt.close(fig)
-        fig, ax = plt.subplots(figsize=(8, 3))
-        steps = np.arange(self.num_steps)
-        ax.plot(steps, self.ess, label="ESS")
-        thr = self.engine.opts.threshold
-        if 0 < thr < 1:
-            ax.axhline(thr * self.num_particles, color="gray", ls="--", label="threshold")
-        res = self.resampled
-        ax.plot(steps[res], self.ess[res], "o", ms=3, label="resampled after")
-        ax.set_xlabel("step")
-        ax.set_ylabel("effective sample size")
-        ax.set_ylim(0, self.num_particles * 1.05)
-        ax.legend(loc="lower right", fontsize="small")
-        fig.tight_layout()
-        try:
-            save_figure(fig, paths[1], overwrite)
-        finally:
-            plt.close(fig)
-        return paths
+            m, lo, hi = (v.reshape(v.shape[0], -1).astype(float) for v in (mean, q[0], q[1]))
+            for j in range(min(m.shape[1], plots.COMPONENTS)):
+                series.append((a if m.shape[1] == 1 else f"{a}[., {j}]", m[:, j], lo[:, j], hi[:, j]))
+        near = matching([m for _, m, _, _ in series], observed)
+        used = {o for i in range(len(series)) for o in near[i]}
+        for i, (label, m, lo, hi) in enumerate(series):
+            shown = {o: observed[o] for o in near[i]}
+            panels.append((label, lambda ax, m=m, lo=lo, hi=hi, shown=shown: series_panel(ax, m, lo, hi, shown)))
+        for a in self.inputs.rows:
+            path = self.path_of(a)
+            if path is not None:
+                used.update(o for o in observed if o.startswith(f"{a}[., "))
+                panels.insert(0, (f"{path[0]} and {a}", lambda ax, a=a, path=path: self.draw_path(ax, a, *path)))
+        rest = [o for o in observed if o not in used]
+        return [(o, lambda ax, o=o: ax.plot(observed[o], ".", ms=3, color="black", label=f"observed {o}"))
+                for o in rest] + panels
+
+    def path_of(self, observed: str) -> tuple[str, np.ndarray] | None:
+        """For observations that are 2-D points (one per step), the latent whose first two
+        components' filtering means follow them most closely, if within their spread: (address,
+        means (positions, 2))."""
+        y = np.asarray(self.inputs.observed[observed], float)
+        if y.ndim != 2 or y.shape[1] != 2:
+            return None
+        best = None
+        for a in self.engine.loop_latents:
+            mean = np.asarray(self.filtering_mean(a), float)
+            if self.discrete(a) or mean.ndim != 2 or mean.shape[1] < 2:
+                continue
+            n = min(len(y), len(mean))
+            gap = np.sqrt(np.nanmean((mean[:n, :2] - y[:n]) ** 2))
+            if gap < np.sqrt(np.sum(np.var(y, axis=0))) and (best is None or gap < best[0]):
+                best = (gap, a, mean[:, :2])
+        return None if best is None else (best[1], best[2])
+
+    def draw_path(self, ax: Any, observed: str, address: str, means: np.ndarray) -> None:
+        y = np.asarray(self.inputs.observed[observed], float)
+        ax.plot(y[:, 0], y[:, 1], ".", ms=4, color="black", label=f"observed {observed}")
+        ax.plot(means[:, 0], means[:, 1], lw=1.6, label=f"filtering mean of {address}[., 0:2]")
+        ax.plot(means[:1, 0], means[:1, 1], "o", ms=6, color="tab:green", label="start")
+        ax.set_xlabel(f"{address}[., 0]")
+        ax.set_ylabel(f"{address}[., 1]")
+        ax.set_aspect("equal", adjustable="datalim")
+
+    def filtering_drawing(self) -> tuple[Any, float]:
+        panels = self.state_panels()
+        heights = [4.0 if " and " in label else 2.0 for label, _ in panels] or [2.0]
+
+        def draw(fig: Any) -> None:
+            if not panels:
+                fig.add_subplot().text(0.5, 0.5, "no latent choices in the loop", ha="center", va="center")
+                return
+            spec = fig.add_gridspec(len(panels), 1, height_ratios=heights)
+            for i, (label, fill) in enumerate(panels):
+                ax = fig.add_subplot(spec[i, 0])
+                fill(ax)
+                ax.set_title(label, fontsize=9, loc="left")
+                ax.tick_params(labelsize=7)
+                if " and " not in label:
+                    ax.set_xlabel("position (step)", fontsize=8)
+                plots.outside_legend(ax)
+        return draw, sum(heights)
+
+    def ess_drawing(self) -> Any:
+        def draw(fig: Any) -> None:
+            ax = fig.add_subplot()
+            steps = np.arange(self.num_steps)
+            ax.plot(steps, self.ess, label="ESS")
+            thr = self.engine.opts.threshold
+            if 0 < thr < 1:
+                ax.axhline(thr * self.num_particles, color="gray", ls="--", label="threshold")
+            res = self.resampled
+            ax.plot(steps[res], self.ess[res], "o", ms=3, label="resampled after")
+            ax.set_xlabel("step")
+            ax.set_ylabel("effective sample size")
+            ax.set_ylim(0, self.num_particles * 1.05)
+            plots.outside_legend(ax)
+        return draw
+
+    def posterior_predictive(self, n: int = 100, seed: int = 0) -> dict[str, np.ndarray]:
+        """Replicated observations: each observed choice drawn anew given each of n trajectories
+        (`trajectories`: draws from the smoothing distribution); a leading draw axis."""
+        if self.data is None:
+            raise error("this filter was extended past the data it was given, so there is no data to replicate",
+                        hint="run smc again on the longer data")
+        model = self.engine.m.model
+        draws = {a: v for a, v in self.trajectories(n, seed).items() if a in model.sites}
+        return exports.replicate(model, self.data, draws, self.params["model"], seed + 1)
+
+    def sections(self) -> list[tuple[str, Any, float]]:
+        draw, height = self.filtering_drawing()
+        out = [(PLOTS[0], draw, height), (PLOTS[1], self.ess_drawing(), 2.6)]
+        if self.data is not None and self.engine.opts.history and self.inputs.observed:
+            observed = {a: np.asarray(v) for a, v in self.inputs.observed.items()}
+            out.append((PLOTS[2], plots.ppc(observed, self.posterior_predictive()), 2.8))
+        return out
+
+    def plot(self, folder: str | Path | None = None, overwrite: bool = False) -> Any:
+        """A matplotlib Figure: the filtering distribution of each choice drawn in the loop (a
+        discrete one as a heat map of probabilities over positions, a vector one panel per
+        component, 2-D positions as a path over their observations) with the observations, the
+        effective sample size per step, and a posterior predictive check. With `folder`, the same
+        as filtering.png, ess.png and ppc.png written there (existing ones replaced only with
+        `overwrite`), and the paths returned."""
+        self.need_history("plotting the filtering distributions")
+        if folder is not None:
+            return plots.write(folder, self.title(), self.sections(), overwrite)
+        return plots.combined(self.title(), self.sections())
+
+    def filtering_rows(self, rows: int = 6) -> list[tuple[int | None, list[tuple[float, float, float]]]]:
+        """The summary's table: (position, [(mean, 5%, 95%) per choice drawn in the loop]) at the
+        first and last `rows // 2` positions (None marks the positions left out between them); the
+        quantiles are NaN without history."""
+        history = self.engine.opts.history
+        table = {a: (self.filtering_mean(a), self.filtering_quantiles(a, (0.05, 0.95)) if history else None)
+                 for a in self.engine.loop_latents}
+        if not table:
+            return []
+        length = max(m.shape[0] for m, _ in table.values())
+        show = list(range(length)) if length <= 2 * rows else \
+            list(range(rows // 2)) + [None] + list(range(length - rows // 2, length))
+        out: list[tuple[int | None, list[tuple[float, float, float]]]] = []
+        for i in show:
+            cells = []
+            for m, q in ([] if i is None else table.values()):
+                lo, hi = (first_of(q[0], i), first_of(q[1], i)) if q is not None else (float("nan"),) * 2
+                cells.append((first_of(m, i), lo, hi))
+            out.append((i, cells))
+        return out
+
+    def _repr_html_(self) -> str:
+        cols = self.engine.loop_latents
+        labels = ["position", *(f"{self.column(a, self.filtering_mean(a))} {c}" for a in cols
+                                for c in ("mean", "5%", "95%"))]
+        rows = [("...", *[""] * (3 * len(cols))) if i is None else (i, *(x for cell in cells for x in cell))
+                for i, cells in self.filtering_rows()]
+        return html.table(self.title(), self.facts(), labels, rows)
+
+    def to_arviz(self, n: int | None = None, seed: int = 0) -> Any:
+        """An arviz.InferenceData: posterior (n trajectories from the smoothing distribution, one
+        chain; n defaults to the number of particles), observed_data, posterior_predictive, prior
+        and prior_predictive (the last three need the run's data: not after `extend`)."""
+        n = n or self.num_particles
+        draws = self.trajectories(n, seed)
+        groups: dict[str, Any] = {"posterior": exports.one_chain(draws),
+                                  "observed_data": {a: np.asarray(v) for a, v in self.inputs.observed.items()}}
+        if self.data is not None:
+            model, params = self.engine.m.model, self.params["model"]
+            latents = {a: v for a, v in draws.items() if a in model.sites}
+            groups["posterior_predictive"] = exports.one_chain(exports.replicate(model, self.data, latents, params,
+                                                                                 seed + 1))
+            before, implied = exports.prior(model, model.bind(self.data), n, params, seed + 2)
+            groups["prior"], groups["prior_predictive"] = exports.one_chain(before), exports.one_chain(implied)
+        info = {"method": "smc", "model": self.engine.m.model.name, "particles": self.num_particles,
+                "log_marginal_likelihood": self.log_marginal_likelihood}
+        return exports.inference_data(info, **groups)
 
     def to_json(self) -> dict[str, Any]:
         """What `pplang smc --output` writes."""
@@ -402,3 +563,30 @@ def nan_none(a: np.ndarray) -> Any:
     """JSON has no NaN: positions never drawn become null."""
     return np.where(np.isnan(a), None, a).tolist() if np.issubdtype(np.asarray(a).dtype, np.floating) \
         else np.asarray(a).tolist()
+
+
+def matching(series: Sequence[np.ndarray], observed: Mapping[str, np.ndarray]) -> list[list[str]]:
+    """For each filtered series (by position), the observed series drawn on its panel: each
+    observation goes to the series it follows most closely, when the distance (root mean square)
+    is under half the observations' own spread (a position observed beside its filtered path)."""
+    out: list[list[str]] = [[] for _ in series]
+    for name, o in observed.items():
+        best = None
+        for i, m in enumerate(series):
+            n = min(len(o), len(m))
+            ok = np.isfinite(m[:n]) & np.isfinite(o[:n])
+            if ok.sum() < 2 or np.std(o[:n][ok]) == 0:
+                continue
+            gap = np.sqrt(np.mean((m[:n][ok] - o[:n][ok]) ** 2)) / np.std(o[:n][ok])
+            if gap < 0.5 and (best is None or gap < best[0]):
+                best = (gap, i)
+        if best is not None:
+            out[best[1]].append(name)
+    return out
+
+
+def series_panel(ax: Any, mean: np.ndarray, lo: np.ndarray, hi: np.ndarray, shown: Mapping[str, np.ndarray]) -> None:
+    """A filtering mean with its 5-95% band over positions, and the observations that follow it."""
+    plots.time_series(ax, mean, lo, hi, "filtering mean")
+    for name, o in shown.items():
+        ax.plot(o[:mean.shape[0]], ".", ms=3, color="black", label=f"observed {name}")

@@ -9,7 +9,8 @@ estimate `log mean(w)` (whose exponential is unbiased for the marginal likelihoo
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -17,12 +18,16 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import logsumexp
 
+from pplang import html, plots
 from pplang.compiler.diagnostics import error
+from pplang.inference import predictive
 from pplang.models import Model, as_key
 from pplang.pareto import pareto_k, verdict
-from pplang.summary import summarize
+from pplang.summary import QUANTILES as SUMMARY_QUANTILES
+from pplang.summary import rows, summarize
 
 QUANTILES = (0.05, 0.5, 0.95)
+PLOTS = ("marginals.png", "ppc.png")  # what `ImportanceResult.plot(folder)` writes
 
 
 @dataclass
@@ -34,6 +39,10 @@ class ImportanceResult:
     log_weights: np.ndarray
     observed: list[str]
     computed: tuple[str, ...] = ()  # which names of `samples` the model computes (shown after the choices)
+    # set by importance_sampling (for replicated data and prior draws): the model, its data and parameters
+    model: Model | None = field(default=None, repr=False, compare=False)
+    data: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
+    params: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
 
     @property
     def num_samples(self) -> int:
@@ -76,15 +85,83 @@ class ImportanceResult:
         idx = np.asarray(jax.random.choice(jax.random.key(seed), self.num_samples, (num,), p=self.weights))
         return {a: v[idx] for a, v in self.samples.items()}
 
-    def summary(self) -> str:
-        head = (f"importance sampling: {self.num_samples} draws, effective sample size {self.ess:.1f}, "
-                f"log marginal likelihood {self.log_marginal_likelihood:.3f} "
-                f"(se {self.log_marginal_likelihood_se:.3f})")
+    def __repr__(self) -> str:
+        name = f"model={self.model.name!r}, " if self.model is not None else ""
+        return (f"ImportanceResult({name}draws={self.num_samples}, ess={self.ess:.1f}, "
+                f"log_marginal_likelihood={self.log_marginal_likelihood:.4g}, choices={sorted(self.samples)})")
+
+    def facts(self) -> list[str]:
+        """The summary's header lines: draws, ESS, log marginal likelihood, Pareto k, observed."""
         k = self.pareto_k
-        head += f"\nPareto k {k:.2f} ({verdict(k)})"
+        lines = [f"importance sampling: {self.num_samples} draws, effective sample size {self.ess:.1f}, "
+                 f"log marginal likelihood {self.log_marginal_likelihood:.3f} "
+                 f"(se {self.log_marginal_likelihood_se:.3f})", f"Pareto k {k:.2f} ({verdict(k)})"]
         if self.observed:
-            head += f"\nobserved: {', '.join(self.observed)}"
-        return head + "\n" + summarize(self.samples, self.weights, last=self.computed)
+            lines.append(f"observed: {', '.join(self.observed)}")
+        return lines
+
+    def summary(self) -> str:
+        return "\n".join(self.facts()) + "\n" + summarize(self.samples, self.weights, last=self.computed)
+
+    def _repr_html_(self) -> str:
+        labels = ["", "mean", "sd", *(f"{100 * q:g}%" for q in SUMMARY_QUANTILES)]
+        title = f"importance sampling of {self.model.name}" if self.model is not None else "importance sampling"
+        return html.table(title, self.facts(), labels, rows(self.samples, self.weights, last=self.computed))
+
+    # ------------------------------------------------------------ replicated data, plots, ArviZ
+
+    def attached(self, what: str) -> Model:
+        if self.model is None:
+            raise error(f"{what} needs the model, and this result has none",
+                        hint="run pp.importance_sampling(model, data, ...) to get a result that keeps it")
+        return self.model
+
+    def posterior_predictive(self, num_samples: int | None = None, seed: int = 0) -> dict[str, np.ndarray]:
+        """Replicated observations: the draws resampled by weight, then each observed choice drawn
+        anew given each of them (a leading draw axis)."""
+        model = self.attached("posterior predictive simulation")
+        return predictive.replicate(model, self.data, self.resample(num_samples, seed), self.params, seed + 1)
+
+    def sections(self) -> list[tuple[str, Any, float]]:
+        out = [("marginals.png", plots.marginals(self.samples, self.weights, self.computed),
+                plots.marginal_height(self.samples))]
+        if self.model is not None and self.observed:
+            model = self.model
+            out.append(("ppc.png", plots.ppc(predictive.observed_data(model, self.data), self.posterior_predictive()),
+                        2.8))
+        return out
+
+    def plot(self, folder: str | Path | None = None, overwrite: bool = False) -> Any:
+        """A matplotlib Figure: the weighted marginals of every choice (discrete ones as
+        probabilities) and, with the model attached, a posterior predictive check. With `folder`,
+        the same as marginals.png and ppc.png written there (existing ones replaced only with
+        `overwrite`), and the paths returned."""
+        title = f"importance sampling of {self.model.name}" if self.model is not None else "importance sampling"
+        if folder is not None:
+            return plots.write(folder, title, self.sections(), overwrite)
+        return plots.combined(title, self.sections())
+
+    def to_arviz(self, num_samples: int | None = None, seed: int = 0) -> Any:
+        """An arviz.InferenceData: posterior (the draws resampled by weight, one chain; ArviZ has no
+        weights), sample_stats (the log weights of the resampled draws) and, with the model
+        attached, observed_data, posterior_predictive, prior and prior_predictive."""
+        n = num_samples or self.num_samples
+        index = np.asarray(jax.random.choice(jax.random.key(seed), self.num_samples, (n,), p=self.weights))
+        draws = {a: v[index] for a, v in self.samples.items()}
+        groups: dict[str, Any] = {"posterior": predictive.one_chain(draws),
+                                  "sample_stats": {"log_weight": self.log_weights[index][None]}}
+        if self.model is not None:
+            groups["observed_data"] = predictive.observed_data(self.model, self.data)
+            groups["posterior_predictive"] = predictive.one_chain(
+                predictive.replicate(self.model, self.data, draws, self.params, seed + 1))
+            before, implied = predictive.prior(self.model, self.model.bind(self.data), n,
+                                               self.params, seed + 2)
+            groups["prior"], groups["prior_predictive"] = predictive.one_chain(before), predictive.one_chain(implied)
+        info = {"method": "importance sampling", "ess": self.ess,
+                "log_marginal_likelihood": self.log_marginal_likelihood, "pareto_k": self.pareto_k}
+        if self.model is not None:
+            info["model"] = self.model.name
+        return predictive.inference_data(info, **groups)
 
 
 def importance_sampling(model: Model, data: Mapping[str, Any] | None = None, *, num_samples: int = 1000,
@@ -138,7 +215,8 @@ def importance_sampling(model: Model, data: Mapping[str, Any] | None = None, *, 
             "posterior",
         )
     samples = model.with_computed(latents, data, computed, params, jax.random.fold_in(key, 2))
-    return ImportanceResult(samples, log_w, observed, tuple(n for n in samples if n not in latents))
+    return ImportanceResult(samples, log_w, observed, tuple(n for n in samples if n not in latents), model, data,
+                            params)
 
 
 def check_weights(model: Model, proposal: Model | None, log_p: np.ndarray, log_q: np.ndarray,

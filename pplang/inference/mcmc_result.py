@@ -4,7 +4,6 @@ convergence diagnostics (computed by ArviZ) with warnings that say what to do ab
 from __future__ import annotations
 
 import json
-import sys
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -15,11 +14,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pplang import html, plots
 from pplang import runtime as rt
 from pplang.compiler.diagnostics import error
 from pplang.compiler.transforms.marginalize import unscored
 from pplang.data import Bound
-from pplang.files import check_target, new_folder, save_figure
+from pplang.files import check_target, new_folder
+from pplang.inference import predictive as exports
 from pplang.models import Model
 from pplang.results import columns, jsonable, load_folder, write_files
 from pplang.runtime.archives import load_npz
@@ -30,6 +31,7 @@ PRINTED = tuple(c for c in COLUMNS if c != "mcse_sd")  # the summary's columns (
 RHAT_LIMIT = 1.01
 ESS_PER_CHAIN = 100  # bulk and tail ESS below 100 per chain are too few to trust the estimates (Vehtari et al. 2021)
 BFMI_LIMIT = 0.3
+PANELS = 16  # trace and rank plots show the first choices in address order, at most this many scalars
 BATCH = 1024  # draws evaluated per vmapped call when mapping draws back to the model
 
 
@@ -166,19 +168,19 @@ class SampleResult:
 
     def to_arviz(self, predictive: bool = True) -> Any:
         """An arviz.InferenceData: posterior, sample_stats, observed_data and, when the model is
-        attached, log_likelihood and (with `predictive`) posterior_predictive."""
-        az = arviz()
-        groups: dict[str, Any] = {"posterior": self.draws, "sample_stats": self.stats}
-        if self.observed:
-            groups["observed_data"] = self.observed
+        attached, log_likelihood and (with `predictive`) posterior_predictive, prior and
+        prior_predictive (as many draws per chain as the posterior has)."""
+        arviz()
+        groups: dict[str, Any] = {"posterior": self.draws, "sample_stats": self.stats, "observed_data": self.observed}
         if self.model is not None:
             groups["log_likelihood"] = self.log_likelihood()
             if predictive:
                 groups["posterior_predictive"] = self.posterior_predictive()
-        attrs = {k: v for k, v in self.info.items() if isinstance(v, str | int | float | bool)}
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return az.from_dict(**groups, attrs=attrs)
+                chains, n = self.num_chains, self.num_draws
+                before, implied = exports.prior(self.model, self.bound, chains * n, self.params, seed=1)
+                groups["prior"], groups["prior_predictive"] = (
+                    {a: v.reshape(chains, n, *v.shape[1:]) for a, v in d.items()} for d in (before, implied))
+        return exports.inference_data(self.info, **groups)
 
     def table(self) -> Any:
         """ArviZ's summary (a pandas DataFrame): mean, sd, quantiles, MCSE, bulk/tail ESS, R-hat."""
@@ -219,16 +221,20 @@ class SampleResult:
         self._diagnostics = out
         return out
 
+    def facts(self) -> list[str]:
+        """The summary's header lines: what was run, divergences, observed choices, warnings."""
+        i = self.info
+        head = [f"{i.get('method', 'nuts').upper()} on {i.get('model')}: {self.num_chains} chains x {self.num_draws} "
+                f"draws (warmup {i.get('warmup')}, thin {i.get('thin', 1)}), step size "
+                + ", ".join(f"{s:.3g}" for s in np.ravel(self.adapted.get("step_size", [])))]
+        d = self.diagnostics()
+        head.append(f"divergences: {d['divergences']}")
+        if self.observed:
+            head.append(f"observed: {', '.join(self.observed)}")
+        return head + [f"warning: {w}" for w in d["warnings"]]
+
     def summary(self, max_rows: int = 40) -> str:
         """What was run, the diagnostics warnings (what to do), then the table of every scalar."""
-        i = self.info
-        head = (f"{i.get('method', 'nuts').upper()} on {i.get('model')}: {self.num_chains} chains x {self.num_draws} "
-                f"draws (warmup {i.get('warmup')}, thin {i.get('thin', 1)}), step size "
-                + ", ".join(f"{s:.3g}" for s in np.ravel(self.adapted.get("step_size", []))))
-        d = self.diagnostics()
-        head += f"\ndivergences: {d['divergences']}"
-        if self.observed:
-            head += f"\nobserved: {', '.join(self.observed)}"
         frame = self.table()
         width = max(8, *(len(str(k)) for k in frame.index))
         lines = [f"{'':<{width}} " + " ".join(f"{c:>10}" for c in PRINTED)]
@@ -236,41 +242,86 @@ class SampleResult:
             lines.append(f"{str(name):<{width}} " + " ".join(cell(c, row[c]) for c in PRINTED))
         if len(frame) > max_rows:
             lines.append(f"... {len(frame) - max_rows} more rows")
-        warn = "".join(f"warning: {w}\n" for w in d["warnings"])
-        return head + "\n" + warn + "\n" + "\n".join(lines)
+        return "\n".join(self.facts()) + "\n\n" + "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        frame = self.table()
+        rows = [(str(name), *(float(row[c]) for c in PRINTED)) for name, row in frame.iterrows()]
+        return html.table(f"{self.info.get('method', 'nuts').upper()} on {self.info.get('model')}",
+                          self.facts(), ["", *PRINTED], rows)
+
+    def plotted(self) -> list[str]:
+        """The choices drawn in trace and rank plots: in address order, those that fit in PANELS
+        scalars together (an array too long for them is left out; the first choice is always in)."""
+        names, total = [], 0
+        for a in sorted(self.draws):
+            size = int(np.prod(self.draws[a].shape[2:]))
+            if not names or total + size <= PANELS:
+                names.append(a)
+                total += size
+        return names
+
+    def trace_drawing(self) -> Any:
+        """Per choice, the density of each chain and the draws against step (ArviZ's trace plot)."""
+        names = self.plotted()
+
+        def draw(fig: Any) -> None:
+            axes = fig.subplots(len(names), 2, squeeze=False)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                arviz().plot_trace(arviz().from_dict(posterior={a: self.draws[a] for a in names}), axes=axes,
+                                   show=False)
+        return draw
+
+    def rank_drawing(self) -> Any:
+        """Rank histograms per chain (ArviZ): flat when the chains mix, skewed when they disagree."""
+        names = self.plotted()
+        count = sum(int(np.prod(self.draws[a].shape[2:])) for a in names)
+
+        def draw(fig: Any) -> None:
+            axes = np.atleast_1d(fig.subplots(-(-count // 4), min(4, count), squeeze=False).ravel())
+            for ax in axes[count:]:
+                ax.set_visible(False)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                arviz().plot_rank(arviz().from_dict(posterior={a: self.draws[a] for a in names}), ax=axes[:count],
+                                  show=False)
+        return draw
+
+    def sections(self) -> list[tuple[str, Any, float]]:
+        rows = len(self.plotted())
+        count = sum(int(np.prod(self.draws[a].shape[2:])) for a in self.plotted())
+        out = [("trace.png", self.trace_drawing(), 1.8 * rows + 0.4),
+               ("rank.png", self.rank_drawing(), 2.2 * -(-count // 4))]
+        if self.model is not None and self.observed:
+            out.append(("ppc.png", plots.ppc(self.observed, self.flat(self.posterior_predictive())), 2.8))
+        return out
+
+    def flat(self, draws: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Chains and draws as one leading axis."""
+        return {a: v.reshape(-1, *v.shape[2:]) for a, v in draws.items()}
+
+    def plot(self, folder: str | Path | None = None, overwrite: bool = False) -> Any:
+        """A matplotlib Figure: the trace plot, the rank plot and, with the model attached, a
+        posterior predictive check. With `folder`, the same as trace.png, rank.png and ppc.png
+        written there (existing ones replaced only with `overwrite`), and the paths returned."""
+        title = f"{self.info.get('method', 'nuts').upper()} on {self.info.get('model')}"
+        if folder is not None:
+            return plots.write(folder, title, self.sections(), overwrite)
+        return plots.combined(title, self.sections())
 
     def plot_trace(self, path: str | Path, overwrite: bool = False) -> Path:
-        """A trace plot (ArviZ): per choice, the density of each chain and the draws against step.
-        An existing file at `path` is replaced only with `overwrite`."""
-        return self.plot("plot_trace", path, overwrite)
+        """The trace plot (see `trace_drawing`) written to `path` (replaced only with `overwrite`)."""
+        return self.write_one(self.sections()[0], path, overwrite)
 
     def plot_rank(self, path: str | Path, overwrite: bool = False) -> Path:
-        """Rank histograms per chain (ArviZ): flat when the chains mix, skewed when they disagree.
-        An existing file at `path` is replaced only with `overwrite`."""
-        return self.plot("plot_rank", path, overwrite)
+        """The rank plot (see `rank_drawing`) written to `path` (replaced only with `overwrite`)."""
+        return self.write_one(self.sections()[1], path, overwrite)
 
-    def plot(self, which: str, path: str | Path, overwrite: bool = False) -> Path:
-        if "matplotlib.pyplot" not in sys.modules:
-            import matplotlib
-
-            matplotlib.use("Agg")  # no screen needed; an interactive session keeps its own backend
-        import matplotlib.pyplot as plt
-
-        az = arviz()
+    def write_one(self, section: tuple[str, Any, float], path: str | Path, overwrite: bool) -> Path:
         path = check_target(path, "file", overwrite, "plot")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise error(f"cannot create {path.parent}: {exc.strerror}", hint="check the path") from None
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            axes = getattr(az, which)(az.from_dict(posterior=self.draws))
-        fig = np.ravel(axes)[0].figure
-        try:
-            save_figure(fig, path, overwrite, dpi=100)
-        finally:
-            plt.close(fig)
-        return path
+        return plots.write(path.parent, f"{self.info.get('method', 'nuts').upper()} on {self.info.get('model')}",
+                           [(path.name, *section[1:])], overwrite)[0]
 
     # ------------------------------------------------------------ saving
 
@@ -294,8 +345,7 @@ class SampleResult:
             np.savez(tmp / "observed.npz", **self.observed)
             (tmp / "summary.json").write_text(summary)
             if plots:
-                self.plot_trace(tmp / "trace.png")
-                self.plot_rank(tmp / "rank.png")
+                self.plot(tmp)
         return Path(folder)
 
     @classmethod

@@ -576,6 +576,7 @@ def fit(model: Model, guide: Any = "mean_field", objective: Any = "elbo", data: 
     )
     result.unconstrained = out.params
     result.problem = problem
+    result.model = model
     extra = [a for a in q.sites if a not in model.sites]
     if extra:
         def refuse(n: int, s: int) -> Any:

@@ -230,7 +230,7 @@ def test_the_cli_names_the_plots_the_results_write() -> None:
     from pplang.inference.filtering_result import PLOTS
 
     assert smc.PLOTS == PLOTS
-    assert sample.PLOTS == ("trace.png", "rank.png")
+    assert sample.PLOTS == ("trace.png", "rank.png", "ppc.png")
 
 
 def test_a_file_is_written_whole_or_not_at_all(tmp_path: Path) -> None:

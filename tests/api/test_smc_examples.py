@@ -147,7 +147,7 @@ def test_smc_cli(name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert saved["log_marginal_likelihood"] == pytest.approx(sum(saved["log_evidence_increments"]), abs=1e-2)
     latent = {"hmm_smc": "z", "stochastic_volatility": "h", "tracking": "x"}[name]
     assert len(saved["filtering"][latent]["mean"]) == steps
-    assert sorted(p.name for p in plots.iterdir()) == ["ess.png", "filtering.png"]
+    assert sorted(p.name for p in plots.iterdir()) == ["ess.png", "filtering.png", "ppc.png"]
 
 
 def test_smc_cli_with_the_guide(capsys: pytest.CaptureFixture[str]) -> None:

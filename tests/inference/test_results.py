@@ -9,7 +9,8 @@ import pytest
 from pplang.compiler.diagnostics import PplError
 from pplang.runtime.optimize import Timings
 
-from pplang.results import FitResult, moving_average
+from pplang.plots import moving_average
+from pplang.results import FitResult
 
 N = 500
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -128,4 +129,4 @@ def test_to_arviz_without_arviz_says_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "arviz", None)  # import arviz now raises ImportError
     with pytest.raises(PplError, match="needs arviz") as info:
         fit_result().to_arviz()
-    assert "pip install arviz" in str(info.value)
+    assert "pip install 'arviz<1'" in str(info.value)

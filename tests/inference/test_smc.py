@@ -258,7 +258,8 @@ def test_results_and_reports(mod: pp.Module, tmp_path: Path) -> None:
     text = r.summary()
     assert "log marginal likelihood" in text and "resampled after" in text and "x" in text
     paths = r.plot(tmp_path / "plots")
-    assert [p.name for p in paths] == ["filtering.png", "ess.png"] and all(p.stat().st_size > 1000 for p in paths)
+    assert [p.name for p in paths] == ["filtering.png", "ess.png", "ppc.png"]
+    assert all(p.stat().st_size > 1000 for p in paths)
     with pytest.raises(pp.PplError, match="observed"):
         r.filtering_mean("y")
     with pytest.raises(pp.PplError, match="did you mean `x`"):
