@@ -116,6 +116,7 @@ class Model:
     _prepared: OrderedDict = field(default_factory=OrderedDict)  # what recent calls built from their data (reuse)
     _marginals: dict[tuple, Any] = field(default_factory=dict)  # marginalized versions, by observed and choices
     marginalized: dict[str, str] = field(default_factory=dict)  # summed-out choice -> pattern (of a marginal)
+    full: Model | None = None  # of a marginal: the model before summing out, which simulation uses
     traces: int = 0  # how many times JAX traced this model (for tests of the cache)
 
     @property
@@ -214,8 +215,22 @@ class Model:
             for var in analysis.called_declarations(m.fn):  # ODE right-hand sides, from the model's own module
                 ns[var] = self.impl.__globals__[var]
             self._marginals[key] = Model(m.fn, ns[py_name(m.fn.name)], self.hosts, self.source, self.decls,
-                                         marginalized=dict(m.patterns))
+                                         marginalized=dict(m.patterns), full=self)
         return self._marginals[key]
+
+    def generative(self, draws: Mapping[str, Any], data: Mapping[str, Any] | None, params: Mapping | None = None,
+                   seed: Any = 0) -> tuple[Model, dict[str, Any]]:
+        """The model to simulate from given posterior draws (a leading draw axis), with the draws it
+        needs: itself, or for a marginal model the full one, whose summed-out choices come from the
+        draws (recovered from their posterior where the draws lack them). A marginal model's own
+        observations cannot be simulated: their densities are summed into one term."""
+        if self.full is None:
+            return self, dict(draws)
+        missing = [a for a in self.marginalized if a not in draws]
+        if missing:
+            latents = {a: v for a, v in draws.items() if a in self.sites}
+            draws = {**draws, **self.computed(latents, data, names=missing, params=params, seed=seed)}
+        return self.full, dict(draws)
 
     def summed_out(self, observed: Iterable[str], which: bool | Sequence[str] = True,
                    drawn: Iterable[str] = ()) -> Model:

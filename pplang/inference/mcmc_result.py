@@ -155,11 +155,15 @@ class SampleResult:
     def posterior_predictive(self, seed: int = 0) -> dict[str, np.ndarray]:
         """Replicated observations: each observed choice drawn anew given each draw of the latents."""
         model, bound = self.attached("posterior predictive simulation")
-        latents = frozenset(self.draws)
-        runner = model.runner(bound, latents, param_addrs=frozenset(self.params or {}))
         chains, n = self.num_chains, self.num_draws
-        keys = jax.random.split(jax.random.key(seed), chains * n)
         flat = {a: jnp.asarray(v.reshape(chains * n, *v.shape[2:])) for a, v in self.draws.items()}
+        if model.full is not None:  # simulate from the full model, the summed-out choices recovered per draw
+            data = {**bound.static, **bound.arrays, **bound.observed}
+            model, flat = model.generative(flat, data, self.params, seed + 1)
+            bound = model.bind(data)
+        flat = {a: v for a, v in flat.items() if a in model.sites}
+        runner = model.runner(bound, frozenset(flat), param_addrs=frozenset(self.params or {}))
+        keys = jax.random.split(jax.random.key(seed), chains * n)
         fn = jax.jit(jax.vmap(lambda k, v: runner(k, v, self.params or {}, bound.arrays)[1]))
         values = batched(lambda tree: fn(*tree), (keys, flat), chains * n)
         return {a: values[a].reshape(chains, n, *values[a].shape[1:]) for a in bound.observed}

@@ -36,6 +36,7 @@ def replicate(model: Model, data: Mapping[str, Any] | None, draws: Mapping[str, 
               params: Mapping[str, Any] | None = None, seed: Any = 0) -> dict[str, np.ndarray]:
     """Replicated observations: each observed choice of `data` drawn anew given each draw of the
     latent choices (`draws[address]` with a leading draw axis); the same leading axis."""
+    model, draws = model.generative(draws, data, params, seed)
     bound = model.bind(data)
     latents = {a: jnp.asarray(v) for a, v in draws.items() if a in model.sites and a not in bound.observed}
     if not latents or not bound.observed:
@@ -51,11 +52,17 @@ def replicate(model: Model, data: Mapping[str, Any] | None, draws: Mapping[str, 
 def prior(model: Model, bound: Bound, num_samples: int, params: Mapping[str, Any] | None = None,
           seed: Any = 0) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """(prior draws of the latent choices, prior predictive draws of the observed ones) under the
-    data of `bound` (`model.bind(data)`), each with a leading draw axis."""
+    data of `bound` (`model.bind(data)`), each with a leading draw axis. A marginal model's prior is
+    its full model's (the summed-out choices drawn too)."""
+    model = model.full or model
     params = dict(params or {})
     run = model.runner(bound, frozenset(), param_addrs=frozenset(params))
     many = model.reuse(("prior", id(run)), lambda: jax.jit(jax.vmap(run, in_axes=(0, None, None, None))), keep=run)
-    _, values, _ = many(jax.random.split(as_key(seed), num_samples), {}, params, bound.arrays)
+    try:
+        _, values, _ = many(jax.random.split(as_key(seed), num_samples), {}, params, bound.arrays)
+    except ValueError as e:  # a declared support its distribution cannot be drawn inside (`ordered`, ...)
+        warnings.warn(f"no prior draws for {model.kind} `{model.name}`: {e}", stacklevel=2)
+        return {}, {}
     values = {a: np.asarray(v) for a, v in values.items()}
     return ({a: v for a, v in values.items() if a not in bound.observed},
             {a: v for a, v in values.items() if a in bound.observed})

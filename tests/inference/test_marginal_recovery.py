@@ -174,3 +174,24 @@ def test_an_amortized_guide_of_the_continuous_choices_alone_is_trained_and_corre
     assert abs(got - mean) < 4 * sd / np.sqrt(corrected.ess)
     flags = np.dot(w, corrected.samples["p(bad)"][:, :, 1])  # P(reading i is an outlier | y)
     assert flags[2] > 0.9 and flags[[0, 1, 3]].max() < 0.3
+
+
+def test_replicated_data_come_from_the_full_model_with_recovered_choices() -> None:
+    """Posterior predictive draws of a model whose assignments were summed out simulate the full
+    model, each draw's assignments recovered from their posterior (drawn anew when the result kept
+    no computed values): the replicated share of the left component matches the data's."""
+    model = pp.loads(MIXTURE, file="mix.ppl")["mix"]
+    rng = np.random.default_rng(0)
+    y = np.where(rng.random(100) < 0.3, rng.normal(-4.0, 1.0, 100), rng.normal(4.0, 1.0, 100))
+    data = {"N": 100, "K": 2, "y": y}
+    share = float(np.mean(y < 0))
+    for computed in (True, False):
+        post = pp.sample(model, data, chains=2, warmup=200, draws=200, seed=0, progress=False, computed=computed)
+        rep = post.posterior_predictive(seed=1)["y"].reshape(-1, 100)
+        # the components lie far apart, so each replicate keeps nearly every reading's component; with
+        # the assignments left at a placeholder value, every replicate would fall on one side
+        left = np.mean(rep < 0, axis=1)
+        assert abs(left.mean() - share) < 0.02, (computed, left.mean(), share)
+    post = pp.importance_sampling(model, data, num_samples=4000, seed=0)
+    left = np.mean(post.posterior_predictive(1000, seed=2)["y"] < 0, axis=1)
+    assert abs(left.mean() - share) < 0.02
