@@ -5,7 +5,7 @@ into JAX.
 A summed-out choice `z` disappears from the model's choices. The choices, factors and values that
 depend on it (its *dependents*) are rewritten as expressions of one value `k` of `z`; the choices
 among them stay choices (their values are bound as before) but count zero in place (`unscored`),
-and their log densities enter the sum over `k` instead. Three patterns, each compiled to what one
+and their log densities enter the sum over `k` instead. Four patterns, each compiled to what one
 would write by hand:
 
 * **single**: `z ~ d` at the top level with dependents at the top level:
@@ -16,10 +16,16 @@ would write by hand:
   its dependents beside it (hidden Markov models, regime switching, change points written as a
   carried state): the forward algorithm, a vector `alpha` of K log probabilities carried through
   the loop's `lax.scan`, `alpha[k] = logsumexp(alpha + [log d(j)(k) for j]) + dependents(k)`, and
-  `factor(logsumexp(alpha))` after it: O(T K^2), one scan whatever T.
+  `factor(logsumexp(alpha))` after it: O(T K^2), one scan whatever T;
+* **elimination**: several top-level choices that interact (one drawn from another, or read
+  together): summed out together by variable elimination (`transforms.elimination`).
 
-Anything else that reads a summed-out choice (a value kept after the loop, a choice read at another
-index, a branch on it) is a located error naming the choice and the statement, with a hint.
+The patterns nest: choices drawn in loops are summed out first, so that what they leave (a
+mixture's log-sum-exp that reads a top-level choice) is a dependent of the choice it reads. A
+branch on a summed-out choice counts both arms' densities, selected by its condition. Every table
+built has at most `MAX_FACTOR` entries. Anything else that reads a summed-out choice (a value kept
+after the loop, a choice read at another index) is a located error naming the choice and the
+statement, with a hint.
 """
 
 from __future__ import annotations
@@ -44,7 +50,7 @@ MAX_FACTOR = int(os.environ.get("PPLANG_MAX_FACTOR_ENTRIES", 2**20))  # entries 
 @dataclass(frozen=True)
 class Marginal:
     """A model with discrete choices summed out: the rewritten function, and for each summed-out
-    address the pattern it was compiled as ("single", "mixture" or "chain")."""
+    address the pattern it was compiled as ("single", "mixture", "chain" or "elimination")."""
 
     fn: ir.Function
     patterns: dict[str, str]

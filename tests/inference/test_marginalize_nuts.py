@@ -75,7 +75,7 @@ def test_a_mixture_samples_as_its_hand_summed_twin() -> None:
         assert abs(a.loc[name, "mean"] - b.loc[name, "mean"]) < 5 * se + 1e-3, name
 
 
-@pytest.mark.parametrize("index", range(4))
+@pytest.mark.parametrize("index", range(5))
 def test_the_documented_blocks_run(index: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                    capsys: pytest.CaptureFixture) -> None:
     block = blocks()[index]
@@ -87,4 +87,5 @@ def test_the_documented_blocks_run(index: int, tmp_path: Path, monkeypatch: pyte
     module = pp.loads(block, file="marginalize.md")
     (name,) = list(module.compiled.functions)
     marginal = module[name].marginal(["y"])
-    assert marginal.marginalized and all(p in ("mixture", "single", "chain") for p in marginal.marginalized.values())
+    assert marginal.marginalized and all(p in ("mixture", "single", "chain", "elimination")
+                                         for p in marginal.marginalized.values())
