@@ -80,17 +80,7 @@ def marginalize(fn: ir.Function, addresses: Iterable[str], observed: Iterable[st
     seen = set(observed)
     addresses = list(addresses)
     for address in addresses:
-        info = fn.sites.get(address)
-        if info is None:
-            raise error(f"{fn.kind} `{fn.name}` has no random choice `{address}` to sum out", fn.span, source,
-                        hint=f"its choices: {', '.join(fn.sites)}")
-        if address in seen:
-            raise error(f"`{address}` is observed in the data, so there is nothing to sum out", info.span, source,
-                        hint="leave it out of the data to sum it out, or do not ask to marginalize it")
-        if not info.enumerable:
-            raise error(f"`{address}` ({info.dist}) has no finite support to sum over", info.span, source,
-                        hint="only bernoulli, categorical and binomial choices are summed out; infer this one "
-                        "with `pplang smc` or `pplang infer --method is`")
+        check_summable(fn, address, seen, source)
     drawn = [s for s in walk(fn.body) if isinstance(s, ir.Sample)]
     first = {a: min(i for i, s in enumerate(drawn) if s.address == a) for a in addresses}
     tags = {a: f"_m{n}" for n, a in enumerate(addresses)}
@@ -124,16 +114,8 @@ def marginalize(fn: ir.Function, addresses: Iterable[str], observed: Iterable[st
     top_vars = {s.name: s.address for s in fn.body if isinstance(s, ir.Sample) and s.address in top}
     for address in sorted(set(addresses) - set(top), key=first.__getitem__, reverse=True):
         alone(address)
-        if patterns[address] == "chain":  # its forward algorithm runs once: nothing in it may be summed out
-            start = next(i for i, s in enumerate(fn.body) if isinstance(s, ir.Sample) and s.address == address)
-            stop = next(i for i, s in enumerate(fn.body) if isinstance(s, ir.Loop)
-                        and any(isinstance(x, ir.Sample) and x.address == address for x in walk(s.body)))
-            hit = sorted({n for n, _ in reads(fn.body[start:stop + 1])} & top_vars.keys())
-            if hit:
-                raise error(f"cannot sum out both `{address}` and `{top_vars[hit[0]]}`: the chain `{address}` "
-                            f"reads `{top_vars[hit[0]]}`", fn.body[stop].span, source,
-                            hint=f"sum out the chain alone (marginalize=['{address}']) and sample "
-                            f"`{top_vars[hit[0]]}` with `pplang smc` or `pplang infer --method is`")
+        if patterns[address] == "chain":
+            chain_alone(fn, address, top_vars, source)
     for group in groups(body, top):
         if len(group) == 1:
             alone(group[0])
@@ -149,6 +131,35 @@ def marginalize(fn: ir.Function, addresses: Iterable[str], observed: Iterable[st
     values = [(v, name) for v, name in fn.values + kept if v not in dropped and name not in patterns]
     out = dataclasses.replace(fn, body=body, sites=sites, arrays=arrays, values=values, checks=fn.checks + checks)
     return Marginal(out, patterns)
+
+
+def check_summable(fn: ir.Function, address: str, observed: set[str], source: str) -> None:
+    """A located error unless `address` is a latent choice with finite support."""
+    info = fn.sites.get(address)
+    if info is None:
+        raise error(f"{fn.kind} `{fn.name}` has no random choice `{address}` to sum out", fn.span, source,
+                    hint=f"its choices: {', '.join(fn.sites)}")
+    if address in observed:
+        raise error(f"`{address}` is observed in the data, so there is nothing to sum out", info.span, source,
+                    hint="leave it out of the data to sum it out, or do not ask to marginalize it")
+    if not info.enumerable:
+        raise error(f"`{address}` ({info.dist}) has no finite support to sum over", info.span, source,
+                    hint="only bernoulli, categorical and binomial choices are summed out; infer this one "
+                    "with `pplang smc` or `pplang infer --method is`")
+
+
+def chain_alone(fn: ir.Function, address: str, later: dict[str, str], source: str) -> None:
+    """A located error when the chain at `address` reads a top-level choice summed out after it
+    (`later`: variable -> address): its forward algorithm runs once, for no value of that choice."""
+    start = next(i for i, s in enumerate(fn.body) if isinstance(s, ir.Sample) and s.address == address)
+    stop = next(i for i, s in enumerate(fn.body) if isinstance(s, ir.Loop)
+                and any(isinstance(x, ir.Sample) and x.address == address for x in walk(s.body)))
+    hit = sorted({n for n, _ in reads(fn.body[start:stop + 1])} & later.keys())
+    if hit:
+        other = later[hit[0]]
+        raise error(f"cannot sum out both `{address}` and `{other}`: the chain `{address}` reads `{other}`",
+                    fn.body[stop].span, source, hint=f"sum out the chain alone (marginalize=['{address}']) and "
+                    f"sample `{other}` with `pplang smc` or `pplang infer --method is`")
 
 
 class Rewrite:

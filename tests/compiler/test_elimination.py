@@ -259,6 +259,49 @@ def test_branches_on_a_single_choice_sum_to_brute_force() -> None:
     assert float(marginal.log_density({"s": 0.8}, data)) == pytest.approx(want, rel=1e-5)
 
 
+MIXTURE_BRANCH = """
+model m(N: int):
+    s ~ half_normal(1.0)
+    for i in range(N):
+        z[i] ~ categorical([0.2, 0.5, 0.3])
+        if z[i] == 1:
+            y[i] ~ normal(1.0, s)
+            m = 2.0
+        else:
+            y[i] ~ normal(-1.0, 2.0)
+            m = to_real(z[i])
+        x[i] ~ normal(m, 1.0)
+"""
+
+CHAIN_BRANCH = """
+model m(T: int):
+    s ~ half_normal(1.0)
+    z[0] ~ bernoulli(0.5)
+    y[0] ~ normal(where(z[0], 1.0, -1.0), 1.0)
+    for t in range(1, T):
+        z[t] ~ bernoulli(where(z[t - 1], 0.8, 0.3))
+        if z[t]:
+            y[t] ~ normal(1.0, s)
+        else:
+            y[t] ~ normal(-1.0, 0.5)
+"""
+
+
+@pytest.mark.parametrize(("src", "data", "support", "pattern"), [
+    (MIXTURE_BRANCH, {"N": 3, "y": np.array([0.5, -1.0, 1.2]), "x": np.array([2.0, 0.1, 1.0])}, [0, 1, 2],
+     "mixture"),
+    (CHAIN_BRANCH, {"T": 4, "y": np.array([0.5, -1.0, 1.2, 0.3])}, [False, True], "chain"),
+])
+def test_branches_in_mixtures_and_chains_sum_to_brute_force(src: str, data: dict, support: list,
+                                                            pattern: str) -> None:
+    model = pp.loads(src, file="branch.ppl")["m"]
+    marginal = model.marginal([a for a in data if a not in ("N", "T")])
+    assert marginal.marginalized == {"z": pattern}
+    n = len(data["y"])
+    want = brute_force(model, data, {"z": (support, n)}, {"s": 0.7})
+    assert float(marginal.log_density({"s": 0.7}, data)) == pytest.approx(want, rel=1e-5)
+
+
 # ---------------------------------------------------------------- budget and bad input
 
 
