@@ -108,7 +108,7 @@ class Elimination:
         self.checks: list[ir.SizeCheck] = []
         self.dropped: set[str] = set()
         self.hidden: set[str] = set()  # values computed from the choices, inlined into their readers
-        self.lets_before: list[ir.Stmt] = []  # the loops' tables, summed over their iterations
+        self.loop_sums: list[ir.Stmt] = []  # the loops' tables, summed over their iterations
         self.vars: list[str] = []  # the choices' variables, in program order
         self.site: dict[str, ir.Sample] = {}
         self.support: dict[str, ir.Dist] = {}  # each choice's distribution, for its values
@@ -228,12 +228,12 @@ class Elimination:
                             "on summed-out choices")
         scope = self.scope([t.expr for t in tables])
         acc = f"{self.tag}_acc{len(self.arrays)}"
-        table = self.enumerate(scope, total([t.expr for t in tables]), loop.span)
+        table = self.enumerate(scope, total([t.expr for t in tables]))
         self.arrays[acc] = ir.ArrayInfo(acc, (dim_code(loop.stop), *table.ty.shape), "real")
         store = ir.Store(acc, (ir.Var(loop.var, ir.INT),), table, loop.span)
         summed = ir.Call("sum", (ir.Var(acc, ir.Ty("real", None)), ir.Const(0, ir.STATIC_INT)), table.ty)
         name = f"{self.tag}_loop{len(self.arrays) - 1}"
-        self.lets_before.append(ir.Let(name, summed, loop.span))
+        self.loop_sums.append(ir.Let(name, summed, loop.span))
         return dataclasses.replace(loop, body=out + [store]), Table(scope, name=name)
 
     # ---------------------------------------------------------------- elimination
@@ -246,7 +246,7 @@ class Elimination:
         for t in tables:
             graph.add_edges_from(itertools.combinations(t.scope, 2))
         rank = {v: i for i, v in enumerate(self.vars)}
-        lets: list[ir.Stmt] = list(self.lets_before)
+        lets: list[ir.Stmt] = list(self.loop_sums)
         pool = list(tables)
         order = min_fill_order(graph, rank)
         for n, v in enumerate(order):
@@ -254,7 +254,7 @@ class Elimination:
             pool = [t for t in pool if v not in t.scope]
             scope = tuple(u for u in self.vars if u != v and any(u in t.scope for t in mine))
             self.check_size((*scope, v), self.site[v].span)
-            inner = self.enumerate((v,), total([self.read(t) for t in mine]), self.site[v].span)
+            inner = self.enumerate((v,), total([self.read(t) for t in mine]))
             if n == len(order) - 1:  # the last choice: its log probabilities given everything else
                 joint = f"{self.tag}_lp"
                 probs = f"{self.tag}_p"
@@ -264,7 +264,7 @@ class Elimination:
                 pool.append(Table((), logsumexp(ir.Var(joint, inner.ty))))
                 continue
             name = f"{self.tag}_sum_{v}"  # what is left once `v` is summed out
-            table = self.enumerate(scope, logsumexp(inner), self.site[v].span)
+            table = self.enumerate(scope, logsumexp(inner))
             lets.append(ir.Let(name, table, self.site[v].span))
             pool.append(Table(scope, name=name))
         return lets, total([self.read(t) for t in pool])
@@ -278,7 +278,7 @@ class Elimination:
             return ir.Var(t.name, ty)
         return ir.Index(ir.Var(t.name, ty), tuple(self.position(v) for v in t.scope), REAL)
 
-    def enumerate(self, scope: tuple[str, ...], body: ir.Expr, span: object) -> ir.Expr:
+    def enumerate(self, scope: tuple[str, ...], body: ir.Expr) -> ir.Expr:
         """`body` for every assignment of the choices in `scope`: a table with one axis per choice.
         Inside, each choice's variable stands for its value, so the body reads as the model does."""
         out, shape = body, ()

@@ -386,3 +386,15 @@ def test_the_emitted_code_sums_one_choice_at_a_time(capsys: pytest.CaptureFixtur
     assert "`rain` (elimination), `sprinkler` (elimination) summed out" in out
     assert out.count("jax.scipy.special.logsumexp(") == 2  # one table left after the first, then the total
     assert "_m0_sum_" in out and "'marginal:rain+sprinkler'" in out
+
+
+def test_the_command_line_reports_a_table_over_the_budget(capsys: pytest.CaptureFixture, tmp_path) -> None:
+    from pplang.cli import main
+
+    (tmp_path / "abc.ppl").write_text(ABC.replace("    y ~ normal(to_real(a * b + c), 1.0)",
+                                                  "    s ~ half_normal(1.0)\n    y ~ normal(to_real(a * b + c), s)"))
+    (tmp_path / "abc.json").write_text('{"K": 150, "y": 2.0}')
+    code = main(["sample", str(tmp_path / "abc.ppl"), "--data", str(tmp_path / "abc.json"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 1 and "abc.ppl:5" in err and "3375000 entries, more than the budget" in err
+    assert "Traceback" not in err and "hint:" in err
