@@ -157,7 +157,7 @@ class Elimination:
             if every and isinstance(s, (ir.Let, ir.Sample, ir.Factor, ir.Branch, ir.Loop)):
                 return True
             names = {n for n, _ in reads([s])}
-            return bool(names & set(self.vars)) or bool(names & inlined.keys())
+            return bool(names & (set(self.vars) | inlined.keys() | self.dropped))
 
         for s in stmts:
             if top and isinstance(s, ir.Sample) and s.name in self.site:

@@ -128,7 +128,8 @@ def marginalize(fn: ir.Function, addresses: Iterable[str], observed: Iterable[st
     patterns = {a: patterns[a] for a in addresses}
     sites = {a: i for a, i in fn.sites.items() if a not in patterns}
     arrays = {a: i for a, i in (fn.arrays | added).items() if i.address not in patterns and a not in dropped}
-    values = [(v, name) for v, name in fn.values + kept if v not in dropped and name not in patterns]
+    values = [(v, name) for v, name in fn.values if v not in dropped and name not in patterns]
+    values += [(v, name) for v, name in kept if v not in dropped]
     out = dataclasses.replace(fn, body=body, sites=sites, arrays=arrays, values=values, checks=fn.checks + checks)
     return Marginal(out, patterns)
 
@@ -168,8 +169,8 @@ class Rewrite:
     def __init__(self, fn: ir.Function, address: str, source: str, tag: str, observed: set[str],
                  derived: set[str] = frozenset()):
         self.fn, self.address, self.source, self.tag, self.observed = fn, address, source, tag, observed
-        self.derived = derived  # the probabilities that choices summed out before it keep
-        self.dropped: set[str] = set()  # those of them computed from it (dropped with it)
+        self.derived = derived  # what choices summed out before it keep (probabilities, draws)
+        self.dropped: set[str] = set()  # those of them computed from it, or from those (dropped with it)
         self.samples = [s for s in walk(fn.body) if isinstance(s, ir.Sample) and s.address == address]
         self.var = self.samples[0].name
         self.kind = fn.sites[address].kind
@@ -383,7 +384,7 @@ class Rewrite:
             if every and isinstance(s, (ir.Let, ir.Sample, ir.Factor, ir.Branch, ir.Loop)):
                 return True
             names = {n for n, _ in reads([s])}
-            return self.var in names or bool(names & inlined.keys())
+            return self.var in names or bool(names & (inlined.keys() | self.dropped))
 
         for s in stmts:
             if not depends(s):

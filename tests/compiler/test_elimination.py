@@ -221,7 +221,8 @@ def test_a_choice_read_by_a_mixture_is_summed_out_with_it() -> None:
     data = {"N": 3, "y": np.array([1.8, -2.5, 2.2])}
     marginal = model.marginal(["y"])
     assert marginal.marginalized == {"a": "single", "z": "mixture"}
-    assert marginal.computed_names == ["p(a)"]  # p(z) given `a` is not kept once `a` is summed out
+    # what is recovered of `z` given `a` is not kept once `a` is summed out
+    assert "p(a)" in marginal.computed_names and not [n for n in marginal.computed_names if "z" in n]
     supports = {"a": ([False, True], 1), "z": ([False, True], 3)}
     want = brute_force(model, data, supports, {"q": 0.3})
     assert float(marginal.log_density({"q": 0.3}, data)) == pytest.approx(want, rel=1e-5)
@@ -254,7 +255,7 @@ def test_branches_on_a_single_choice_sum_to_brute_force() -> None:
     model = pp.loads(BRANCH, file="branch.ppl")["branch"]
     data = {"N": 3, "w": 0.4, "v": 1.2, "y": np.array([1.1, 2.3, 0.2])}
     marginal = model.marginal(["w", "v", "y"])
-    assert marginal.marginalized == {"k": "single"} and marginal.computed_names == ["p(k)"]
+    assert marginal.marginalized == {"k": "single"} and "p(k)" in marginal.computed_names
     want = brute_force(model, data, {"k": ([0, 1, 2], 1)}, {"s": 0.8})
     assert float(marginal.log_density({"s": 0.8}, data)) == pytest.approx(want, rel=1e-5)
 
