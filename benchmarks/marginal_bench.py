@@ -3,9 +3,11 @@ density written by hand in JAX and against NumPyro's enumeration, in one process
 
     python benchmarks/marginal_bench.py [--quick | --smoke] [--out FILE] [--json FILE]
 
-Models `models/hmm.ppl` (a hidden Markov model with K states and normal emissions, the states
-drawn as `z[t] ~ categorical(trans[z[t - 1]])`) and `models/gmm.ppl` (a K-component Gaussian
-mixture, `z[i] ~ categorical(w)`), data simulated from them (seed 0). Each row times the value and
+Models of `models/hmm.ppl`: `hmm` (a hidden Markov model with K states and normal emissions, the
+states drawn as `z[t] ~ categorical(trans[z[t - 1]])`), `gmm` (a K-component Gaussian mixture,
+`z[i] ~ categorical(w)`) and `pair` (two top-level choices, `a ~ categorical(w)` and
+`b ~ categorical(trans[a])`, read together by N observations `y[i] ~ normal(mu[a] + nu[b], sigma)`:
+variable elimination), data simulated from them (seed 0). Each row times the value and
 gradient of the log density with the discrete choices summed out, with respect to the continuous
 choices in their own (constrained) space:
 
@@ -13,7 +15,8 @@ choices in their own (constrained) space:
   (the forward algorithm in one `lax.scan` for the HMM, a vectorized log-sum-exp for the mixture);
 * hand-written JAX: the priors with `jax.scipy.stats`, the log transition matrix and the log
   emissions computed once, and the forward recursion `alpha = logsumexp(alpha[:, None] + log A, 0)
-  + e[t]` in a `lax.scan` (the mixture: `logsumexp(log w + e, 1)` summed);
+  + e[t]` in a `lax.scan` (the mixture: `logsumexp(log w + e, 1)` summed; the pair: the K x K
+  table of log likelihoods summed over observations, `logsumexp(log w[:, None] + log A + e)`);
 * NumPyro: the same model with `infer={"enumerate": "parallel"}`, its `scan` for the HMM, and
   `numpyro.contrib.funsor.log_density` under `enum`, differentiated the same way (left out when
   funsor is not installed).
@@ -51,14 +54,17 @@ HEADING = "# Discrete choices summed out: marginalize vs hand-written JAX vs Num
 class Mode:
     hmm: tuple[tuple[int, int], ...]  # (K, T)
     gmm: tuple[tuple[int, int], ...]  # (K, N)
+    pair: tuple[tuple[int, int], ...]  # (K, N)
     budget_s: float
     settings: harness.Settings
 
 
 SIZES = tuple((k, t) for k in (2, 8, 32) for t in (100, 1000, 10000))
-MODES = {"full": Mode(SIZES, ((3, 1000), (8, 10000)), 4.0, harness.Settings(compile_reps=2, min_rounds=20)),
-         "quick": Mode(SIZES, ((3, 1000), (8, 10000)), 1.5, harness.Settings(compile_reps=1, min_rounds=10)),
-         "smoke": Mode(((2, 20),), ((2, 20),), 0.05, harness.Settings(compile_reps=1, min_rounds=3, warmup_calls=2))}
+PAIRS = ((3, 1000), (16, 1000))
+MODES = {"full": Mode(SIZES, ((3, 1000), (8, 10000)), PAIRS, 4.0, harness.Settings(compile_reps=2, min_rounds=20)),
+         "quick": Mode(SIZES, ((3, 1000), (8, 10000)), PAIRS, 1.5, harness.Settings(compile_reps=1, min_rounds=10)),
+         "smoke": Mode(((2, 20),), ((2, 20),), ((2, 20),), 0.05,
+                       harness.Settings(compile_reps=1, min_rounds=3, warmup_calls=2))}
 
 
 def hmm_data(k: int, t: int, seed: int = 0) -> dict:
@@ -78,6 +84,14 @@ def gmm_data(k: int, n: int, seed: int = 0) -> dict:
     return {"N": n, "K": k, "y": (np.linspace(-k, k, k)[z] + rng.normal(0.0, 1.0, n)).astype(np.float32)}
 
 
+def pair_data(k: int, n: int, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    a = rng.integers(k)
+    b = rng.choice(k, p=rng.dirichlet(np.ones(k)))
+    mu, nu = np.linspace(-k, k, k), rng.normal(0.0, 1.0, k)
+    return {"N": n, "K": k, "y": (mu[a] + nu[b] + rng.normal(0.0, 1.0, n)).astype(np.float32)}
+
+
 def hmm_point(k: int, seed: int = 1) -> dict:
     rng = np.random.default_rng(seed)
     return {"init": jnp.asarray(rng.dirichlet(np.ones(k)), jnp.float32),
@@ -89,6 +103,14 @@ def gmm_point(k: int, seed: int = 1) -> dict:
     rng = np.random.default_rng(seed)
     return {"w": jnp.asarray(rng.dirichlet(np.ones(k)), jnp.float32),
             "mu": jnp.asarray(rng.normal(0.0, 2.0, k), jnp.float32), "sigma": jnp.float32(1.3)}
+
+
+def pair_point(k: int, seed: int = 1) -> dict:
+    rng = np.random.default_rng(seed)
+    return {"w": jnp.asarray(rng.dirichlet(np.ones(k)), jnp.float32),
+            "trans": jnp.asarray(rng.dirichlet(np.ones(k), size=k), jnp.float32),
+            "mu": jnp.asarray(rng.normal(0.0, 2.0, k), jnp.float32),
+            "nu": jnp.asarray(rng.normal(0.0, 1.0, k), jnp.float32), "sigma": jnp.float32(1.3)}
 
 
 # ---------------------------------------------------------------- the three sides
@@ -129,6 +151,21 @@ def hand_gmm(data: dict) -> Callable:
                  + jnp.log(2.0) + stats.norm.logpdf(v["sigma"], 0.0, 1.0))
         e = stats.norm.logpdf(y[:, None], v["mu"][None], v["sigma"])
         return prior + jnp.sum(logsumexp(jnp.log(v["w"]) + e, axis=1))
+
+    return jax.value_and_grad(log_density)
+
+
+def hand_pair(data: dict) -> Callable:
+    y, k = jnp.asarray(data["y"]), data["K"]
+
+    def log_density(v: dict) -> jax.Array:
+        prior = (stats.dirichlet.logpdf(v["w"], jnp.ones(k))
+                 + jnp.sum(jax.vmap(lambda r: stats.dirichlet.logpdf(r, jnp.ones(k)))(v["trans"]))
+                 + jnp.sum(stats.norm.logpdf(v["mu"], 0.0, 3.0)) + jnp.sum(stats.norm.logpdf(v["nu"], 0.0, 1.0))
+                 + jnp.log(2.0) + stats.norm.logpdf(v["sigma"], 0.0, 1.0))
+        mean = v["mu"][:, None] + v["nu"][None, :]  # [a, b]
+        e = jnp.sum(stats.norm.logpdf(y[:, None, None], mean[None], v["sigma"]), axis=0)
+        return prior + logsumexp(jnp.log(v["w"])[:, None] + jnp.log(v["trans"]) + e)
 
     return jax.value_and_grad(log_density)
 
@@ -175,7 +212,19 @@ def numpyro_fn(name: str, data: dict) -> Callable:
             z = numpyro.sample("z", nd.Categorical(w), infer={"enumerate": "parallel"})
             numpyro.sample("y", nd.Normal(mu[z], sigma), obs=y)
 
-    model = config_enumerate({"hmm": hmm, "gmm": gmm}[name])
+    def pair() -> None:
+        w = numpyro.sample("w", nd.Dirichlet(jnp.ones(k)))
+        with numpyro.plate("k", k):
+            trans = numpyro.sample("trans", nd.Dirichlet(jnp.ones(k)))
+        mu = numpyro.sample("mu", nd.Normal(jnp.zeros(k), 3.0).to_event(1))
+        nu = numpyro.sample("nu", nd.Normal(jnp.zeros(k), 1.0).to_event(1))
+        sigma = numpyro.sample("sigma", nd.HalfNormal(1.0))
+        a = numpyro.sample("a", nd.Categorical(w), infer={"enumerate": "parallel"})
+        b = numpyro.sample("b", nd.Categorical(trans[a]), infer={"enumerate": "parallel"})
+        with numpyro.plate("n", y.shape[0]):
+            numpyro.sample("y", nd.Normal(mu[a] + nu[b], sigma), obs=y)
+
+    model = config_enumerate({"hmm": hmm, "gmm": gmm, "pair": pair}[name])
 
     def log_density(v: dict) -> jax.Array:
         return enum_log_density(enum(model, -2), (), {}, v)[0]
@@ -218,6 +267,7 @@ def cases(mode: Mode, with_numpyro: bool) -> list[harness.Case]:
     out = []
     specs = [("hmm", k, t, hmm_data(k, t), hmm_point(k), hand_hmm, f"K={k} T={t}") for k, t in mode.hmm]
     specs += [("gmm", k, n, gmm_data(k, n), gmm_point(k), hand_gmm, f"K={k} N={n}") for k, n in mode.gmm]
+    specs += [("pair", k, n, pair_data(k, n), pair_point(k), hand_pair, f"K={k} N={n}") for k, n in mode.pair]
     for name, _, length, data, point, hand, size in specs:
         def ours(name: str = name, data: dict = data) -> Callable:
             return pplang_fn(name, data)

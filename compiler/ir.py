@@ -335,6 +335,8 @@ class SizeCheck:
     * `index`: a static index `lhs` must address an element of an axis of size `rhs`
       (`-rhs <= lhs < rhs`; a negative index counts from the end);
     * `size`: `lhs` sizes an array and must not be negative (`rhs` is unused);
+    * `entries`: a table that summing out discrete choices builds has `lhs` entries, at most `rhs`
+      (the budget, `transforms.marginalize.MAX_FACTOR`);
     * `values`: the int array argument `data`, plus the constant `lhs`, indexes an axis of size
       `rhs`: every value read (`region`) must be in `0 .. rhs - 1` (data give no negative indices).
 

@@ -39,11 +39,21 @@ def violation(c: SizeCheck, env: Mapping[str, Any]) -> tuple[str, str] | None:
         if lhs <= rhs:
             return None
         return f"the loop reaches {lhs - 1} but the size is {rhs}", "check the loop's range against the array's size"
+    if c.op == "entries":
+        if lhs <= rhs:
+            return None
+        return f"{lhs} entries, more than the budget of {rhs}", BUDGET_HINT
     if c.op == "index":
         if -rhs <= lhs < rhs:
             return None
         return f"index {_named(c.lhs, lhs)}, but the axis has size {rhs}", _index_hint(rhs)
     raise ValueError(f"unknown size check {c.op!r}")
+
+
+# what to do when summing discrete choices out needs a table over the budget (`entries`)
+BUDGET_HINT = ("sum out fewer choices at once (marginalize=[...] / --marginalize NAME,... picks them), infer the "
+               "others by sampling (`pplang smc`, `pplang infer --method is`), or allow more with "
+               "PPLANG_MAX_FACTOR_ENTRIES")
 
 
 def decided(c: SizeCheck) -> bool:

@@ -5,7 +5,7 @@ into JAX.
 A summed-out choice `z` disappears from the model's choices. The choices, factors and values that
 depend on it (its *dependents*) are rewritten as expressions of one value `k` of `z`; the choices
 among them stay choices (their values are bound as before) but count zero in place (`unscored`),
-and their log densities enter the sum over `k` instead. Three patterns, each compiled to what one
+and their log densities enter the sum over `k` instead. Four patterns, each compiled to what one
 would write by hand:
 
 * **single**: `z ~ d` at the top level with dependents at the top level:
@@ -16,31 +16,41 @@ would write by hand:
   its dependents beside it (hidden Markov models, regime switching, change points written as a
   carried state): the forward algorithm, a vector `alpha` of K log probabilities carried through
   the loop's `lax.scan`, `alpha[k] = logsumexp(alpha + [log d(j)(k) for j]) + dependents(k)`, and
-  `factor(logsumexp(alpha))` after it: O(T K^2), one scan whatever T.
+  `factor(logsumexp(alpha))` after it: O(T K^2), one scan whatever T;
+* **elimination**: several top-level choices that interact (one drawn from another, or read
+  together): summed out together by variable elimination (`transforms.elimination`).
 
-Anything else that reads a summed-out choice (a value kept after the loop, a choice read at another
-index, a branch on it) is a located error naming the choice and the statement, with a hint.
+The patterns nest: choices drawn in loops are summed out first, so that what they leave (a
+mixture's log-sum-exp that reads a top-level choice) is a dependent of the choice it reads. A
+branch on a summed-out choice counts both arms' densities, selected by its condition. Every table
+built has at most `MAX_FACTOR` entries. Anything else that reads a summed-out choice (a value kept
+after the loop, a choice read at another index) is a located error naming the choice and the
+statement, with a hint.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from pplang.compiler import ir
 from pplang.compiler.analysis import expr_key, reads, sub_exprs, walk, writes
 from pplang.compiler.check.shapes import dim_code
+from pplang.compiler.check.sizes import BUDGET_HINT
 from pplang.compiler.diagnostics import error
 
 REAL = ir.Ty("real", ())
 LOGSUMEXP = "logsumexp"
+MAX_FACTOR = int(os.environ.get("PPLANG_MAX_FACTOR_ENTRIES", 2**20))  # entries of one table of log factors
 
 
 @dataclass(frozen=True)
 class Marginal:
     """A model with discrete choices summed out: the rewritten function, and for each summed-out
-    address the pattern it was compiled as ("single", "mixture" or "chain")."""
+    address the pattern it was compiled as ("single", "mixture", "chain" or "elimination")."""
 
     fn: ir.Function
     patterns: dict[str, str]
@@ -58,44 +68,109 @@ def summable(fn: ir.Function, observed: Iterable[str]) -> list[str]:
     return [a for a, info in fn.sites.items() if info.enumerable and a not in seen]
 
 
-def marginalize(fn: ir.Function, addresses: Iterable[str], observed: Iterable[str], source: str) -> Marginal:
-    """`fn` with the choices at `addresses` summed out of its log density (see the module's doc)."""
+def marginalize(fn: ir.Function, addresses: Iterable[str], observed: Iterable[str], source: str,
+                budget: int | None = None) -> Marginal:
+    """`fn` with the choices at `addresses` summed out of its log density (see the module's doc).
+    Choices drawn in loops are summed out first, the later drawn first, so that what they leave
+    behind (a factor that reads an earlier choice) is summed with that choice; then the top-level
+    choices, alone (`single`) or, where several interact, together by variable elimination
+    (`elimination`, whose tables may have at most `budget` entries)."""
+    from pplang.compiler.transforms.elimination import Elimination, groups
+
     seen = set(observed)
+    addresses = list(addresses)
+    for address in addresses:
+        check_summable(fn, address, seen, source)
+    drawn = [s for s in walk(fn.body) if isinstance(s, ir.Sample)]
+    first = {a: min(i for i, s in enumerate(drawn) if s.address == a) for a in addresses}
+    tags = {a: f"_m{n}" for n, a in enumerate(addresses)}
+    top = [s.address for s in fn.body if isinstance(s, ir.Sample) and s.address in first and s.index is None
+           and sum(1 for d in drawn if d.address == s.address) == 1]
     body = list(fn.body)
     patterns: dict[str, str] = {}
     dropped: set[str] = set()
     added: dict[str, ir.ArrayInfo] = {}
     kept: list[tuple[str, str]] = []  # the posterior probabilities of the summed-out choices
-    for n, address in enumerate(addresses):
-        info = fn.sites.get(address)
-        if info is None:
-            raise error(f"{fn.kind} `{fn.name}` has no random choice `{address}` to sum out", fn.span, source,
-                        hint=f"its choices: {', '.join(fn.sites)}")
-        if address in seen:
-            raise error(f"`{address}` is observed in the data, so there is nothing to sum out", info.span, source,
-                        hint="leave it out of the data to sum it out, or do not ask to marginalize it")
-        if not info.enumerable:
-            raise error(f"`{address}` ({info.dist}) has no finite support to sum over", info.span, source,
-                        hint="only bernoulli, categorical and binomial choices are summed out; infer this one "
-                        "with `pplang smc` or `pplang infer --method is`")
-        rewrite = Rewrite(fn, address, source, f"_m{n}", seen)
-        body, pattern, lets = rewrite.apply(body)
-        patterns[address] = pattern
-        dropped |= lets
+    checks: list[ir.SizeCheck] = []
+
+    def done(rewrite: Rewrite | Elimination, lets: set[str]) -> None:
+        nonlocal dropped
+        dropped |= lets | rewrite.dropped
         added.update(rewrite.arrays)
-        kept += rewrite.values
+        kept.extend(rewrite.values)
+
+    budget = MAX_FACTOR if budget is None else budget
+
+    def alone(address: str) -> None:
+        nonlocal body
+        rewrite = Rewrite(fn, address, source, tags[address], seen, {v for v, _ in kept})
+        body, patterns[address], lets = rewrite.apply(body)
+        size = support_dim(rewrite.samples[-1].dist)
+        dims, what = ([size, size], "pairs of its values") if patterns[address] == "chain" else ([size], "its values")
+        checks.extend(entries(dims, budget, f"summing out `{address}` needs a table over {what}",
+                              rewrite.samples[0].span, source))
+        done(rewrite, lets)
+
+    top_vars = {s.name: s.address for s in fn.body if isinstance(s, ir.Sample) and s.address in top}
+    for address in sorted(set(addresses) - set(top), key=first.__getitem__, reverse=True):
+        alone(address)
+        if patterns[address] == "chain":
+            chain_alone(fn, address, top_vars, source)
+    for group in groups(body, top):
+        if len(group) == 1:
+            alone(group[0])
+            continue
+        elimination = Elimination(fn, group, source, tags[group[0]], seen, {v for v, _ in kept}, budget)
+        body, lets = elimination.apply(body)
+        patterns.update({a: "elimination" for a in group})
+        checks += elimination.checks
+        done(elimination, lets)
+    patterns = {a: patterns[a] for a in addresses}
     sites = {a: i for a, i in fn.sites.items() if a not in patterns}
-    arrays = {a: i for a, i in fn.arrays.items() if i.address not in patterns and a not in dropped} | added
-    values = [(v, name) for v, name in fn.values if v not in dropped and name not in patterns] + kept
-    out = dataclasses.replace(fn, body=body, sites=sites, arrays=arrays, values=values)
+    arrays = {a: i for a, i in (fn.arrays | added).items() if i.address not in patterns and a not in dropped}
+    values = [(v, name) for v, name in fn.values if v not in dropped and name not in patterns]
+    values += [(v, name) for v, name in kept if v not in dropped]
+    out = dataclasses.replace(fn, body=body, sites=sites, arrays=arrays, values=values, checks=fn.checks + checks)
     return Marginal(out, patterns)
+
+
+def check_summable(fn: ir.Function, address: str, observed: set[str], source: str) -> None:
+    """A located error unless `address` is a latent choice with finite support."""
+    info = fn.sites.get(address)
+    if info is None:
+        raise error(f"{fn.kind} `{fn.name}` has no random choice `{address}` to sum out", fn.span, source,
+                    hint=f"its choices: {', '.join(fn.sites)}")
+    if address in observed:
+        raise error(f"`{address}` is observed in the data, so there is nothing to sum out", info.span, source,
+                    hint="leave it out of the data to sum it out, or do not ask to marginalize it")
+    if not info.enumerable:
+        raise error(f"`{address}` ({info.dist}) has no finite support to sum over", info.span, source,
+                    hint="only bernoulli, categorical and binomial choices are summed out; infer this one "
+                    "with `pplang smc` or `pplang infer --method is`")
+
+
+def chain_alone(fn: ir.Function, address: str, later: dict[str, str], source: str) -> None:
+    """A located error when the chain at `address` reads a top-level choice summed out after it
+    (`later`: variable -> address): its forward algorithm runs once, for no value of that choice."""
+    start = next(i for i, s in enumerate(fn.body) if isinstance(s, ir.Sample) and s.address == address)
+    stop = next(i for i, s in enumerate(fn.body) if isinstance(s, ir.Loop)
+                and any(isinstance(x, ir.Sample) and x.address == address for x in walk(s.body)))
+    hit = sorted({n for n, _ in reads(fn.body[start:stop + 1])} & later.keys())
+    if hit:
+        other = later[hit[0]]
+        raise error(f"cannot sum out both `{address}` and `{other}`: the chain `{address}` reads `{other}`",
+                    fn.body[stop].span, source, hint=f"sum out the chain alone (marginalize=['{address}']) and "
+                    f"sample `{other}` with `pplang smc` or `pplang infer --method is`")
 
 
 class Rewrite:
     """Sums one choice out of a function body."""
 
-    def __init__(self, fn: ir.Function, address: str, source: str, tag: str, observed: set[str]):
+    def __init__(self, fn: ir.Function, address: str, source: str, tag: str, observed: set[str],
+                 derived: set[str] = frozenset()):
         self.fn, self.address, self.source, self.tag, self.observed = fn, address, source, tag, observed
+        self.derived = derived  # what choices summed out before it keep (probabilities, draws)
+        self.dropped: set[str] = set()  # those of them computed from it, or from those (dropped with it)
         self.samples = [s for s in walk(fn.body) if isinstance(s, ir.Sample) and s.address == address]
         self.var = self.samples[0].name
         self.kind = fn.sites[address].kind
@@ -288,34 +363,51 @@ class Rewrite:
 
     # ---------------------------------------------------------------- dependents
 
-    def dependents(self, stmts: list[ir.Stmt], put: Callable[[ir.Expr], ir.Expr], loops: bool = False
+    def dependents(self, stmts: list[ir.Stmt], put: Callable[[ir.Expr], ir.Expr], loops: bool = False,
+                   every: bool = False, inlined: dict[str, ir.Expr] | None = None
                    ) -> tuple[list[ir.Stmt], list[ir.Expr], set[str]]:
         """The statements after the choice: those that do not read it unchanged, the choices that do
         kept unscored, and the log densities of everything that reads it as expressions of its value
-        (values computed from it inlined into their readers). With `loops`, a loop whose body reads it
-        keeps, per iteration, the vector of its body's log densities over the choice's values in an
-        array of its own (`self.arrays`), which the caller sums."""
+        (values computed from it inlined into their readers, added to `inlined`). With `loops`, a
+        loop whose body reads it keeps, per iteration, the vector of its body's log densities over
+        the choice's values in an array of its own (`self.arrays`), which the caller sums. With
+        `every` (an arm of a branch that depends on it), every value, choice and factor is a
+        dependent."""
         out: list[ir.Stmt] = []
         terms: list[ir.Expr] = []
-        inlined: dict[str, ir.Expr] = {}
+        inlined = {} if inlined is None else inlined
 
         def rewrite(e: ir.Expr) -> ir.Expr:
             return put(replace_vars(e, inlined))
 
         def depends(s: ir.Stmt) -> bool:
+            if every and isinstance(s, (ir.Let, ir.Sample, ir.Factor, ir.Branch, ir.Loop)):
+                return True
             names = {n for n, _ in reads([s])}
-            return self.var in names or bool(names & inlined.keys())
+            return self.var in names or bool(names & (inlined.keys() | self.dropped))
 
         for s in stmts:
             if not depends(s):
                 out.append(s)
+            elif isinstance(s, (ir.Let, ir.Store)) and s.name in self.derived:
+                self.dropped.add(s.name)  # an earlier choice's probabilities given this one: not kept
             elif isinstance(s, ir.Let):
                 inlined[s.name] = replace_vars(s.value, inlined)
+            elif isinstance(s, ir.Branch) and not s.static:  # both arms' densities, selected for each value
+                cond = replace_vars(s.cond, inlined)
+                then_values, else_values = dict(inlined), dict(inlined)
+                then, then_terms, _ = self.dependents(s.then, put, every=True, inlined=then_values)
+                orelse, else_terms, _ = self.dependents(s.orelse, put, every=True, inlined=else_values)
+                inlined.update(merged(cond, inlined, then_values, else_values, lambda name, at=s.span: self.fail(
+                    f"`{name}` is computed in one arm of a branch only", at, "compute it in both arms")))
+                terms.append(ir.Select(put(cond), total(then_terms), total(else_terms), REAL))
+                out.append(dataclasses.replace(s, cond=self.put(cond, None, None), then=then, orelse=orelse))
             elif isinstance(s, ir.Sample):
                 if s.address in self.fn.sites and self.fn.sites[s.address].kind in ("int", "bool") \
                         and s.address not in self.observed and s.address != self.address:
                     raise self.fail(f"the discrete choice `{s.address}` depends on it", s.span,
-                                    "sum out chains one link at a time: draw each state from the previous one")
+                                    "sum it out too (leave it out of the data and of marginalize=[...]), or draw a "
+                                    "chain one link at a time: each state from the previous one")
                 dist = rewrite_dist(s.dist, rewrite)
                 terms.append(ir.DistLogProb(dist, value_of(s), REAL))
                 placeholder = rewrite_dist(s.dist, lambda e: self.put(replace_vars(e, inlined), None, None))
@@ -342,8 +434,9 @@ class Rewrite:
         storing in iteration i the vector over the choice's values of the iteration's log densities."""
         body = [replace_in_stmt(s, inlined) for s in loop.body]
         out, terms, lets = self.dependents(body, put)
-        if set(lets) & set(loop.carried):
-            raise self.fail(f"`{sorted(set(lets) & set(loop.carried))[0]}`, computed from it, is carried from one "
+        carried = set(loop.carried) | carried_names(loop.body)
+        if set(lets) & carried:
+            raise self.fail(f"`{sorted(set(lets) & carried)[0]}`, computed from it, is carried from one "
                             "iteration to the next", loop.span, "only values used within one iteration may depend "
                             "on a summed-out choice")
         site = self.samples[0]
@@ -423,6 +516,36 @@ class Rewrite:
 # ---------------------------------------------------------------- expressions
 
 
+def carried_names(body: list[ir.Stmt]) -> set[str]:
+    """The values a loop body reads before it writes them: carried from one iteration to the next."""
+    written: set[str] = set()
+    found: set[str] = set()
+    everything = {n for n, _ in writes(body)}
+    for s in body:
+        found |= {n for n, _ in reads([s]) if n in everything and n not in written}
+        written |= {n for n, _ in writes([s])}
+    return found
+
+
+def merged(cond: ir.Expr, before: dict[str, ir.Expr], then: dict[str, ir.Expr], orelse: dict[str, ir.Expr],
+           fail: Callable[[str], Exception]) -> dict[str, ir.Expr]:
+    """The values the arms of a branch compute (inlined), selected by its condition."""
+    out = {}
+    for name in then.keys() | orelse.keys():
+        a, b = then.get(name), orelse.get(name)
+        if a is before.get(name) and b is before.get(name):
+            continue
+        if a is None or b is None:
+            raise fail(name)
+        out[name] = ir.Select(cond, a, b, a.ty)
+    return out
+
+
+def total(terms: list[ir.Expr]) -> ir.Expr:
+    """The sum of log densities (0 for none)."""
+    return plus(terms[0], terms[1:]) if terms else ir.Const(0.0, REAL)
+
+
 def plus(first: ir.Expr, rest: list[ir.Expr]) -> ir.Expr:
     out = first
     for t in rest:
@@ -454,6 +577,33 @@ def support_size(dist: ir.Dist) -> ir.Dim:
         shape = None if arg is None else arg.ty.shape
         return shape[-1] if shape else None
     return None
+
+
+def support_dim(dist: ir.Dist) -> ir.Dim:
+    """The number of values of a scalar discrete distribution, where the program fixes it: also a
+    binomial's, from a total count that is a number or a size."""
+    if dist.name in ("binomial", "binomial_logit"):
+        count = dist.args[0] if dist.args else dict(dist.kwargs).get("total_count")
+        if isinstance(count, ir.Const):
+            return int(count.value) + 1
+        if count is not None and count.ty.static:
+            return dim_code(ir.Op("+", (count, ir.Const(1, ir.STATIC_INT)), ir.STATIC_INT))
+        return None
+    return support_size(dist)
+
+
+def entries(dims: list[ir.Dim], budget: int, message: str, span: object, source: str) -> list[ir.SizeCheck]:
+    """A located error when a table with axes of sizes `dims` would have more than `budget`
+    entries; where a size comes from the data, the check data binding makes; nothing where a size
+    cannot be known before running."""
+    if any(d is None for d in dims):
+        return []
+    if all(isinstance(d, int) for d in dims):
+        if math.prod(dims) > budget:
+            raise error(f"{message}: {math.prod(dims)} entries, more than the budget of {budget}", span, source,
+                        hint=BUDGET_HINT)
+        return []
+    return [ir.SizeCheck("entries", " * ".join(f"({d})" for d in dims), budget, message, span)]
 
 
 def reads_of(d: ir.Dist) -> list[tuple[str, object]]:

@@ -50,8 +50,9 @@ def choose_method(model: Model, data: Mapping[str, Any] | None = None) -> Choice
         return Choice("nuts", "every latent choice is continuous")
     names = ", ".join(f"`{a}`" for a in discrete)
     try:
-        left = [a for a in model.marginal(bound.observed).latent_addresses(bound)
-                if model.sites[a].kind in ("int", "bool")]
+        marginal = model.marginal(bound.observed)
+        marginal.bind(data or {})  # with this data, its tables within the budget
+        left = [a for a in marginal.latent_addresses(bound) if model.sites[a].kind in ("int", "bool")]
     except PplError:
         left = discrete
     if not left:

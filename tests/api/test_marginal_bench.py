@@ -23,7 +23,7 @@ def test_marginal_benchmark_smoke_run(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert out.read_text().startswith("# Discrete choices summed out")
     results = json.loads(raw.read_text())["results"]
-    assert {r["group"] for r in results} == {"hmm", "gmm"}
+    assert {r["group"] for r in results} == {"hmm", "gmm", "pair"}
     for r in results:
         assert r["check_error"] <= 1e-4 and r["rounds"] >= 3, r
 

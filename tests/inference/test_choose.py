@@ -25,12 +25,26 @@ def load(name: str, model: str) -> tuple[pp.Model, dict]:
     ("coin", "coin", "nuts", "every latent choice is continuous"),
     ("hmm", "hmm", "nuts", "the discrete choices `z` are summed out of the density (marginalize)"),
     ("hmm", "hmm_forward", "nuts", "every latent choice is continuous"),
-    ("mixture", "mixture", "is", "no loop over time allows SMC"),
+    ("mixture", "mixture", "nuts", "the discrete choices `z` are summed out of the density (marginalize)"),
 ])
 def test_the_choice_and_its_reason(name: str, model: str, method: str, words: str) -> None:
     m, data = load(name, model)
     choice = choose_method(m, data)
     assert choice.method == method and words in choice.reason, choice
+
+
+def test_importance_sampling_is_chosen_for_a_choice_with_infinite_support() -> None:
+    m = pp.loads("model m():\n    k ~ poisson(3.0)\n    y ~ normal(to_real(k), 1.0)\n", file="m.ppl")["m"]
+    choice = choose_method(m, {"y": 2.5})
+    assert choice.method == "is" and "no loop over time allows SMC" in choice.reason, choice
+
+
+def test_importance_sampling_is_chosen_when_summing_out_needs_too_large_a_table() -> None:
+    src = "model m(K: int):\n" + "".join(f"    {c} ~ categorical(ones(K) / K)\n" for c in "abc") \
+        + "    y ~ normal(to_real(a * b + c), 1.0)\n"
+    m = pp.loads(src, file="m.ppl")["m"]
+    assert choose_method(m, {"K": 3, "y": 2.5}).method == "nuts"
+    assert choose_method(m, {"K": 200, "y": 2.5}).method == "is"  # a table of 200^3 entries
 
 
 def test_the_default_answer_is_nuts_on_a_continuous_model(capsys: pytest.CaptureFixture) -> None:

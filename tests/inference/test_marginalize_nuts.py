@@ -119,4 +119,5 @@ def test_the_documented_blocks_run(index: int, tmp_path: Path, monkeypatch: pyte
     module = pp.loads(block, file="marginalize.md")
     (name,) = list(module.compiled.functions)
     marginal = module[name].marginal(["y"])
-    assert marginal.marginalized and all(p in ("mixture", "single", "chain") for p in marginal.marginalized.values())
+    assert marginal.marginalized and all(p in ("mixture", "single", "chain", "elimination")
+                                         for p in marginal.marginalized.values())
