@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import math
 import warnings
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ import numpy as np
 from pplang.compiler.diagnostics import error
 from pplang.files import folder_for, new_folder, save_figure
 from pplang.runtime.archives import load_npz
-from pplang.summary import display_order
+from pplang.summary import QUANTILES, SiteRows, check_hdi, check_quantiles, display_order, format_table, site_rows
 
 FILES = ("params.npz", "values.npy", "info.json")  # what every saved result has (a fit adds draws.npz)
 MARGINAL_PANELS = 16  # at most this many histograms in marginals.png
@@ -55,9 +56,16 @@ class FitResult:
         facts = ", ".join(f"{k}={self.info[k]!r}" for k in ("model", "guide", "objective", "status") if k in self.info)
         return f"FitResult({facts}{', ' if facts else ''}steps={len(self.values)}, draws={n} x {len(self.draws)})"
 
-    def summary(self, quantiles: Sequence[float] = (0.05, 0.5, 0.95), max_rows: int = 40) -> str:
+    def rows(self, quantiles: Sequence[float] = QUANTILES, hdi_prob: float | None = None) -> list[SiteRows]:
+        """The summary's row data (pplang.summary.site_rows) of the draws from the fitted guide."""
+        return site_rows(self.draws, order=self.info.get("order", ()), computed=self.info.get("computed", ()),
+                         quantiles=check_quantiles(quantiles), hdi_prob=check_hdi(hdi_prob))
+
+    def summary(self, quantiles: Sequence[float] = QUANTILES, max_rows: int | None = 40,
+                hdi_prob: float | None = None) -> str:
         """A header (what was fitted, how it ended, the final objective) and a table of the draws:
-        mean, sd and the given quantiles of every scalar element (array choices as `name[i]`)."""
+        mean, sd and the given quantiles (and HDI) of every continuous element, in model order (array
+        choices' entries under their name), value probabilities of every discrete one."""
         head = [f"{k}: {self.info[k]}" for k in ("model", "guide", "objective") if k in self.info]
         if "status" in self.info:
             head.append(f"status: {self.info['status']} after {len(self.values)} steps")
@@ -66,7 +74,7 @@ class FitResult:
             head.append(f"objective (mean of the last {len(tail)} steps): {np.nanmean(tail):.6g}")
         n = next(iter(self.draws.values())).shape[0] if self.draws else 0
         head.append(f"{n} draws from the fitted guide")
-        return "\n".join(head) + "\n\n" + table(self.draws, quantiles, max_rows, self.info.get("computed", ()))
+        return "\n".join(head) + "\n\n" + format_table(self.rows(quantiles, hdi_prob), max_rows)
 
     def sample(self, n: int | None = None, seed: int = 0) -> dict[str, np.ndarray]:
         """The draws (copies). With `n`, n of them chosen at random (seeded): without replacement
@@ -151,7 +159,7 @@ def write_files(folder: Path, params: Mapping[str, Mapping[str, Any]], values: A
             raise error(f"cannot save parameters of a program named {program!r}: the name contains '/'")
     np.savez(folder / "params.npz", **{f"{p}/{a}": np.asarray(v) for p, ps in params.items() for a, v in ps.items()})
     np.save(folder / "values.npy", np.asarray(values))
-    (folder / "info.json").write_text(json.dumps(info, indent=2, default=jsonable) + "\n")
+    (folder / "info.json").write_text(json_text(info, indent=2) + "\n")
     return folder
 
 
@@ -205,25 +213,6 @@ def columns(draws: Mapping[str, np.ndarray], per_array: int | None = None,
             yield (address + (f"[{', '.join(str(int(i)) for i in index)}]" if index else "")), flat[:, j]
 
 
-def table(draws: Mapping[str, np.ndarray], quantiles: Sequence[float], max_rows: int,
-          last: Collection[str] = ()) -> str:
-    """Mean, sd and quantiles per scalar element, one row each (NaN draws left out)."""
-    rows = []
-    for name, column in columns(draws, last=last):
-        x = column[np.isfinite(column)]
-        stats = [x.mean(), x.std(), *np.quantile(x, quantiles)] if x.size else [np.nan] * (2 + len(quantiles))
-        rows.append((name, *stats))
-    if not rows:
-        return "(no latent random choices)"
-    width = max(8, *(len(r[0]) for r in rows))
-    labels = ["mean", "sd", *(f"{100 * q:g}%" for q in quantiles)]
-    lines = [f"{'':<{width}} " + " ".join(f"{label:>10}" for label in labels)]
-    lines += [f"{r[0]:<{width}} " + " ".join(f"{x:>10.4g}" for x in r[1:]) for r in rows[:max_rows]]
-    if len(rows) > max_rows:
-        lines.append(f"... {len(rows) - max_rows} more rows")
-    return "\n".join(lines)
-
-
 def bins(x: np.ndarray) -> Any:
     """One bin per value for integer draws over a short range (discrete choices), else numpy's 'auto'."""
     if x.size and np.array_equal(x, np.round(x)) and x.max() - x.min() <= 50:
@@ -270,6 +259,25 @@ def moving_average(values: np.ndarray, window: int) -> np.ndarray:
     n = counts[1:] - counts[lo]
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(n > 0, (sums[1:] - sums[lo]) / np.maximum(n, 1), np.nan)
+
+
+def json_text(obj: Any, indent: int | None = None) -> str:
+    """`obj` as valid JSON: NaN and infinities (which JSON has no words for) as null."""
+    return json.dumps(finite(obj), indent=indent, allow_nan=False)
+
+
+def finite(x: Any) -> Any:
+    """`x` with numpy values, paths and dataclasses as JSON's types (see `jsonable`) and every
+    non-finite number as None."""
+    if isinstance(x, bool | int | str) or x is None:
+        return x
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, Mapping):
+        return {str(k): finite(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [finite(v) for v in x]
+    return finite(jsonable(x))
 
 
 def jsonable(x: Any) -> Any:

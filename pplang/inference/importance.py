@@ -17,12 +17,13 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import logsumexp
 
+from pplang import pareto
 from pplang.compiler.diagnostics import error
 from pplang.models import Model, as_key
 from pplang.pareto import pareto_k, verdict
-from pplang.summary import summarize
+from pplang.summary import QUANTILES, SiteRows, check_hdi, check_quantiles, format_table, site_rows
 
-QUANTILES = (0.05, 0.5, 0.95)
+MIN_ESS = 100  # fewer effective draws than this: the estimates are unreliable
 
 
 @dataclass
@@ -34,6 +35,7 @@ class ImportanceResult:
     log_weights: np.ndarray
     observed: list[str]
     computed: tuple[str, ...] = ()  # which names of `samples` the model computes (shown after the choices)
+    order: tuple[str, ...] = ()  # the model's order of its addresses (the summary's row order)
 
     @property
     def num_samples(self) -> int:
@@ -76,7 +78,39 @@ class ImportanceResult:
         idx = np.asarray(jax.random.choice(jax.random.key(seed), self.num_samples, (num,), p=self.weights))
         return {a: v[idx] for a, v in self.samples.items()}
 
-    def summary(self) -> str:
+    def rows(self, quantiles: Sequence[float] = QUANTILES, hdi_prob: float | None = None) -> list[SiteRows]:
+        """The summary's row data (pplang.summary.site_rows): weighted mean, sd, quantiles (and an HDI)
+        of every continuous element, value probabilities of every discrete one, and the weights' ESS
+        with each mean's MCSE, sd / sqrt(ESS)."""
+        return site_rows(self.samples, self.weights, order=self.order, computed=self.computed,
+                         quantiles=check_quantiles(quantiles), hdi_prob=check_hdi(hdi_prob), ess=self.ess)
+
+    def problems(self) -> list[str]:
+        """What makes these estimates unreliable (empty when nothing does): a Pareto k above 0.7,
+        or fewer than 100 effective draws."""
+        out = []
+        if self.pareto_k > pareto.BAD:
+            out.append(f"Pareto k {self.pareto_k:.2f} > {pareto.BAD}")
+        if self.ess < MIN_ESS:
+            out.append(f"effective sample size {self.ess:.1f} < {MIN_ESS}")
+        return out
+
+    def warnings(self, sample: str | None = None, remedy: str | None = None) -> list[str]:
+        """One line of advice per problem of the weights. `sample`: the command or call that samples
+        the posterior with NUTS instead; `remedy`: what to do when the Pareto k is above 0.7
+        (default: a better proposal, or NUTS)."""
+        nuts = sample or "pp.sample(model, data)"
+        out = []
+        if self.ess < MIN_ESS:
+            out.append(f"warning: effective sample size {self.ess:.1f} is small; the estimates are unreliable. "
+                       "Draw more samples or use a better proposal.")
+        k = pareto.warning(self.pareto_k, remedy or "use a proposal (guide) closer to the posterior, or sample it "
+                           f"with NUTS: {nuts}", sample)
+        return out + ([k] if k else [])
+
+    def summary(self, quantiles: Sequence[float] = QUANTILES, hdi_prob: float | None = None,
+                max_rows: int | None = 40, sample: str | None = None, remedy: str | None = None) -> str:
+        """What was run, the warnings (what to do; see `warnings`), then the table (see `rows`)."""
         head = (f"importance sampling: {self.num_samples} draws, effective sample size {self.ess:.1f}, "
                 f"log marginal likelihood {self.log_marginal_likelihood:.3f} "
                 f"(se {self.log_marginal_likelihood_se:.3f})")
@@ -84,7 +118,8 @@ class ImportanceResult:
         head += f"\nPareto k {k:.2f} ({verdict(k)})"
         if self.observed:
             head += f"\nobserved: {', '.join(self.observed)}"
-        return head + "\n" + summarize(self.samples, self.weights, last=self.computed)
+        warn = "".join(f"{w}\n" for w in self.warnings(sample, remedy))
+        return head + "\n" + warn + format_table(self.rows(quantiles, hdi_prob), max_rows)
 
 
 def importance_sampling(model: Model, data: Mapping[str, Any] | None = None, *, num_samples: int = 1000,
@@ -133,7 +168,8 @@ def importance_sampling(model: Model, data: Mapping[str, Any] | None = None, *, 
             "posterior",
         )
     samples = model.with_computed(latents, data, computed, params)
-    return ImportanceResult(samples, log_w, observed, tuple(n for n in samples if n not in latents))
+    return ImportanceResult(samples, log_w, observed, tuple(n for n in samples if n not in latents),
+                            tuple(model.fn.sites) + tuple(model.computed_names))
 
 
 def check_weights(model: Model, proposal: Model | None, log_p: np.ndarray, log_q: np.ndarray,
