@@ -200,10 +200,7 @@ def format_table(sites: Sequence[SiteRows], max_rows: int | None = 40, columns: 
                 break
             label = f"  [{', '.join(str(i) for i in r.index)}]" if s.shape else r.site
             if r.probabilities is not None:
-                extra = [c for c in columns if c in DIAGNOSTIC_COLUMNS and c in r.stats and c != "mcse_mean"]
-                diag = "  (" + ", ".join(f"{c} {r.stats[c]:.0f}" if c.startswith("ess")
-                                         else f"{c} {r.stats[c]:.3f}" for c in extra) + ")" if extra else ""
-                lines.append(f"{label:<{width}} P  {probability_text(r.probabilities)}{diag}")
+                lines.append(f"{label:<{width}} P  {probability_text(r.probabilities)}")
             else:
                 lines.append(f"{label:<{width}} " + " ".join(cell(c, r.stats.get(c, math.nan)) for c in columns))
             shown += 1

@@ -120,6 +120,9 @@ def cmd_posterior(args: argparse.Namespace) -> int:
     import pplang as pp
 
 
+    if args.strict and not args.correct:
+        raise error("--strict judges an amortized answer by importance sampling with the guide",
+                    hint="add --correct N, e.g. --correct 1000")
     common.check_file(args.output, args)
     result = pp.AmortizedPosterior.load(args.results)
     data = common.read_data(args.data)
@@ -140,8 +143,6 @@ def cmd_posterior(args: argparse.Namespace) -> int:
                                 "data set's posterior for importance sampling to correct it; fit this data set "
                                 "(pplang fit)"))
         problems = corrected.problems()
-    elif args.strict:
-        problems = ["--strict judges the answer by importance sampling with the guide: pass --correct N"]
     if args.compare:
         if post.batched:
             raise error("--compare takes one data set, not a batch", hint="pass a single data set with --data")

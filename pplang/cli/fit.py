@@ -77,6 +77,10 @@ def register(sub: Any) -> None:
 def cmd_fit(args: argparse.Namespace) -> int:
     import pplang as pp
 
+    if args.strict and not args.correct:
+        raise error("--strict judges a fit by importance resampling with the fitted guide",
+                    hint="add --correct N, e.g. --correct 1000")
+
     module = pp.load(args.file)
     model = pick_model(module, args.model)
     data = read_data(args.data)
@@ -105,8 +109,6 @@ def cmd_fit(args: argparse.Namespace) -> int:
         print(post.summary(**summary_options(args), sample=sample, remedy="the guide is too far from the posterior "
                            f"for importance resampling to correct it; {next_step(args.guide, sample)}"))
         problems = post.problems()
-    elif args.strict:
-        problems = ["--strict judges the fit by importance resampling with it: pass --correct N"]
     if args.results:
         print(f"\nresults saved to {args.results} (load with pp.FitResult.load)")
     kept = [f"{folder} ({what})" for folder, what in ((args.results, "results"), (checkpoint, "checkpoint")) if folder]
