@@ -92,7 +92,8 @@ class FitResult:
         draws, marginals.png (a histogram per scalar variable and per leading array element).
         Existing plots of those names are replaced only with `overwrite`."""
         Figure, FigureCanvasAgg = matplotlib_figure()
-        panels = list(itertools.islice(columns(self.draws, ARRAY_PANELS, self.info.get("computed", ())),
+        panels = list(itertools.islice(columns(self.draws, ARRAY_PANELS, self.info.get("computed", ()),
+                                               self.info.get("order", ())),
                                        MARGINAL_PANELS))
         folder = folder_for(folder, ["objective.png", *(["marginals.png"] if panels else [])], overwrite)
         written = [plot_objective(self.values, str(self.info.get("objective", "objective")), folder, overwrite)]
@@ -200,11 +201,11 @@ def load_folder(folder: str | Path, what: str, command: str,
 
 
 def columns(draws: Mapping[str, np.ndarray], per_array: int | None = None,
-            last: Collection[str] = ()) -> Iterator[tuple[str, np.ndarray]]:
+            last: Collection[str] = (), order: Sequence[str] = ()) -> Iterator[tuple[str, np.ndarray]]:
     """(`name` or `name[i, j]`, draws of that element) for each scalar element of each address, in
-    address order and the computed values (`last`) after; with `per_array`, only the first that many
-    elements of each."""
-    for address in display_order(draws, last):
+    model order (`order`; see pplang.summary.display_order) with the computed values (`last`) after;
+    with `per_array`, only the first that many elements of each."""
+    for address in display_order(draws, last, order):
         v = np.asarray(draws[address], dtype=float)
         flat = v.reshape(v.shape[0], -1)
         count = flat.shape[1] if per_array is None else min(per_array, flat.shape[1])
