@@ -11,10 +11,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-import networkx as nx
 from pplang.compiler import ir
 from pplang.compiler.names import address_var, py_name
+
+if TYPE_CHECKING:  # networkx is imported where a graph is built, so that checking a file does not load it
+    import networkx as nx
 
 IndexKey = tuple | None  # structural form of an index tuple; None for a whole-array read
 
@@ -227,6 +230,8 @@ def crosses_iterations(rkey: IndexKey, wkey: tuple, depth: int) -> bool:
 def dependency_graph(fn: ir.Function) -> nx.DiGraph:
     """Nodes: arguments, parameters, random choices (by address), values and factors; an edge
     a -> b when computing b reads a."""
+    import networkx as nx
+
     g = nx.DiGraph()
     for a, ty in fn.args:
         g.add_node(a, kind="arg", label=f"{a}: {ty}")

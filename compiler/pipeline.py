@@ -1,5 +1,8 @@
 """The compile pipeline: source -> AST -> check -> IR -> analyses -> JAX source -> Python functions.
 
+`check_program` stops after the analyses (what `pplang check`, `info`, `graph` and `compile --emit
+ast|ir` need) and imports neither the code generator nor JAX; `compile_program` goes on to the code.
+
 Generated modules are cached by a hash of their text, so loading the same program twice reuses
 the functions (and with them JAX's traces); JAX's persistent compilation cache keeps compiled
 executables across processes.
@@ -14,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pplang.compiler import analysis, codegen, ir
+from pplang.compiler import analysis, ir
 from pplang.compiler.check import Checker
 from pplang.compiler.diagnostics import error
 from pplang.compiler.frontend import syntax as S
@@ -39,12 +42,18 @@ def enable_compilation_cache() -> None:
 
 
 @dataclass
-class Compiled:
-    """One checked program: its syntax, the IR of each model and guide, and generated code."""
+class Checked:
+    """One checked program: its syntax, the IR of each declaration and the hosts it may call."""
 
     program: S.Program
     functions: dict[str, ir.Function]
     hosts: dict[str, Any]
+
+
+@dataclass
+class Compiled(Checked):
+    """A checked program with its generated code, run into `namespace`."""
+
     source_code: str
     namespace: dict[str, Any]
 
@@ -52,10 +61,10 @@ class Compiled:
         return self.namespace[py_name(name)]
 
 
-def compile_program(program: S.Program, hosts: dict[str, Any] | None = None,
-                    only: list[str] | None = None) -> Compiled:
-    hosts = dict(hosts or {})
-    checker = Checker(program, hosts)
+def check_program(program: S.Program, hosts: dict[str, Any] | None = None,
+                  only: list[str] | None = None) -> Checked:
+    """Check `program` (or the declarations `only`) and lower it to IR with its loops classified."""
+    checker = Checker(program, dict(hosts or {}))
     if only is None:
         functions = checker.check_all()
     else:
@@ -63,8 +72,16 @@ def compile_program(program: S.Program, hosts: dict[str, Any] | None = None,
                      for n in only}
     for fn in functions.values():
         analysis.classify_loops(fn)
-    code = codegen.generate_module(list(functions.values()), program.file, program.source)
-    return Compiled(program, functions, checker.hosts, code, exec_module(code))
+    return Checked(program, functions, checker.hosts)
+
+
+def compile_program(program: S.Program, hosts: dict[str, Any] | None = None,
+                    only: list[str] | None = None) -> Compiled:
+    from pplang.compiler import codegen
+
+    checked = check_program(program, hosts, only)
+    code = codegen.generate_module(list(checked.functions.values()), program.file, program.source)
+    return Compiled(checked.program, checked.functions, checked.hosts, code, exec_module(code))
 
 
 def exec_module(code: str) -> dict[str, Any]:

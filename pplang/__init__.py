@@ -54,12 +54,18 @@ __all__ = sorted(_EXPORTS)
 
 if _precision.requested_by_environment():  # PPLANG_X64=1: float64 before the first array is made
     _precision.enable_x64()
-__version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
         return getattr(import_module(_EXPORTS[name]), name)
+    if name == "__version__":  # the installed distribution's version, read on first use
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("pplang")
+        except PackageNotFoundError:  # run from a source tree that was not installed
+            return "unknown"
     raise AttributeError(f"module 'pplang' has no attribute {name!r}")
 
 

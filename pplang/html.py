@@ -31,3 +31,19 @@ def table(title: str, notes: Sequence[str], labels: Sequence[str], rows: Sequenc
         parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
     parts.append("</div>")
     return "".join(parts)
+
+
+def sites_table(title: str, notes: Sequence[str], sites: Sequence[Any], max_rows: int = 40) -> str:
+    """`table` of a result's summary rows (pplang.summary.site_rows), the columns its text table
+    has; a discrete element's probabilities (`value: probability`) in its first column."""
+    from pplang.summary import columns_of, probability_text
+
+    columns = columns_of(sites)
+    rows = []
+    for s in sites:
+        for r in s.rows:
+            if r.probabilities is not None:
+                rows.append([r.name, f"P {probability_text(r.probabilities)}", *[""] * (len(columns) - 1)])
+            else:
+                rows.append([r.name, *(r.stats.get(c, float("nan")) for c in columns)])
+    return table(title, notes, ["", *columns], rows, max_rows)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,11 +18,9 @@ from pplang.compiler.diagnostics import error
 from pplang.files import new_folder
 from pplang.inference import predictive
 from pplang.runtime.archives import load_npz
-from pplang.summary import display_order
+from pplang.summary import QUANTILES, SiteRows, check_hdi, check_quantiles, display_order, format_table, site_rows
 
 FILES = ("params.npz", "values.npy", "info.json")  # what every saved result has (a fit adds draws.npz)
-QUANTILES = (0.05, 0.5, 0.95)
-LABELS = ("mean", "sd", *(f"{100 * q:g}%" for q in QUANTILES))
 
 
 @dataclass
@@ -56,11 +55,17 @@ class FitResult:
         facts = ", ".join(f"{k}={self.info[k]!r}" for k in ("model", "guide", "objective", "status") if k in self.info)
         return f"FitResult({facts}{', ' if facts else ''}steps={len(self.values)}, draws={n} x {len(self.draws)})"
 
-    def summary(self, quantiles: Sequence[float] = QUANTILES, max_rows: int = 40) -> str:
-        """A header (what was fitted, how it ended, the final objective) and a table of the draws:
-        mean, sd and the given quantiles of every scalar element (array choices as `name[i]`)."""
-        return "\n".join(self.facts()) + "\n\n" + table(self.draws, quantiles, max_rows,
-                                                           self.info.get("computed", ()))
+    def rows(self, quantiles: Sequence[float] = QUANTILES, hdi_prob: float | None = None) -> list[SiteRows]:
+        """The summary's row data (pplang.summary.site_rows) of the draws from the fitted guide."""
+        return site_rows(self.draws, order=self.info.get("order", ()), computed=self.info.get("computed", ()),
+                         quantiles=check_quantiles(quantiles), hdi_prob=check_hdi(hdi_prob))
+
+    def summary(self, quantiles: Sequence[float] = QUANTILES, max_rows: int | None = 40,
+                hdi_prob: float | None = None) -> str:
+        """A header (what was fitted, how it ended, the final objective; see `facts`) and a table of
+        the draws: mean, sd and the given quantiles (and HDI) of every continuous element, in model
+        order (array choices' entries under their name), value probabilities of every discrete one."""
+        return "\n".join(self.facts()) + "\n\n" + format_table(self.rows(quantiles, hdi_prob), max_rows)
 
     def facts(self) -> list[str]:
         """The summary's header lines: what was fitted, how it ended, the final objective."""
@@ -87,8 +92,7 @@ class FitResult:
 
     def _repr_html_(self) -> str:
         title = f"fit of {self.info['model']}" if "model" in self.info else "fit"
-        return html.table(title, self.facts(), ["", *LABELS],
-                          stat_rows(self.draws, QUANTILES, self.info.get("computed", ())))
+        return html.sites_table(title, self.facts(), self.rows())
 
     def posterior_predictive(self, seed: int = 0) -> dict[str, np.ndarray]:
         """Replicated observations: each observed choice drawn anew given each draw (a leading draw
@@ -175,7 +179,7 @@ def write_files(folder: Path, params: Mapping[str, Mapping[str, Any]], values: A
             raise error(f"cannot save parameters of a program named {program!r}: the name contains '/'")
     np.savez(folder / "params.npz", **{f"{p}/{a}": np.asarray(v) for p, ps in params.items() for a, v in ps.items()})
     np.save(folder / "values.npy", np.asarray(values))
-    (folder / "info.json").write_text(json.dumps(info, indent=2, default=jsonable) + "\n")
+    (folder / "info.json").write_text(json_text(info, indent=2) + "\n")
     return folder
 
 
@@ -216,11 +220,11 @@ def load_folder(folder: str | Path, what: str, command: str,
 
 
 def columns(draws: Mapping[str, np.ndarray], per_array: int | None = None,
-            last: Collection[str] = ()) -> Iterator[tuple[str, np.ndarray]]:
+            last: Collection[str] = (), order: Sequence[str] = ()) -> Iterator[tuple[str, np.ndarray]]:
     """(`name` or `name[i, j]`, draws of that element) for each scalar element of each address, in
-    address order and the computed values (`last`) after; with `per_array`, only the first that many
-    elements of each."""
-    for address in display_order(draws, last):
+    model order (`order`; see pplang.summary.display_order) with the computed values (`last`) after;
+    with `per_array`, only the first that many elements of each."""
+    for address in display_order(draws, last, order):
         v = np.asarray(draws[address], dtype=float)
         flat = v.reshape(v.shape[0], -1)
         count = flat.shape[1] if per_array is None else min(per_array, flat.shape[1])
@@ -229,30 +233,23 @@ def columns(draws: Mapping[str, np.ndarray], per_array: int | None = None,
             yield (address + (f"[{', '.join(str(int(i)) for i in index)}]" if index else "")), flat[:, j]
 
 
-def stat_rows(draws: Mapping[str, np.ndarray], quantiles: Sequence[float],
-              last: Collection[str] = ()) -> list[tuple]:
-    """(name, mean, sd, *quantiles) per scalar element (NaN draws left out): the summary's rows."""
-    rows = []
-    for name, column in columns(draws, last=last):
-        x = column[np.isfinite(column)]
-        stats = [x.mean(), x.std(), *np.quantile(x, quantiles)] if x.size else [np.nan] * (2 + len(quantiles))
-        rows.append((name, *(float(v) for v in stats)))
-    return rows
+def json_text(obj: Any, indent: int | None = None) -> str:
+    """`obj` as valid JSON: NaN and infinities (which JSON has no words for) as null."""
+    return json.dumps(finite(obj), indent=indent, allow_nan=False)
 
 
-def table(draws: Mapping[str, np.ndarray], quantiles: Sequence[float], max_rows: int,
-          last: Collection[str] = ()) -> str:
-    """Mean, sd and quantiles per scalar element, one row each (NaN draws left out)."""
-    rows = stat_rows(draws, quantiles, last)
-    if not rows:
-        return "(no latent random choices)"
-    width = max(8, *(len(r[0]) for r in rows))
-    labels = ["mean", "sd", *(f"{100 * q:g}%" for q in quantiles)]
-    lines = [f"{'':<{width}} " + " ".join(f"{label:>10}" for label in labels)]
-    lines += [f"{r[0]:<{width}} " + " ".join(f"{x:>10.4g}" for x in r[1:]) for r in rows[:max_rows]]
-    if len(rows) > max_rows:
-        lines.append(f"... {len(rows) - max_rows} more rows")
-    return "\n".join(lines)
+def finite(x: Any) -> Any:
+    """`x` with numpy values, paths and dataclasses as JSON's types (see `jsonable`) and every
+    non-finite number as None."""
+    if isinstance(x, bool | int | str) or x is None:
+        return x
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, Mapping):
+        return {str(k): finite(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [finite(v) for v in x]
+    return finite(jsonable(x))
 
 
 def jsonable(x: Any) -> Any:

@@ -11,15 +11,14 @@ Mnih 2020, "Monte Carlo Gradient Estimation in Machine Learning", section 6): fo
 parameter theta_k of `mvd_params()`, a constant c_k and two distributions with
 d/dtheta_k E_p[f(x)] = c_k (E[f(x+_k)] - E[f(x-_k)]) for every f. `mvd` draws x+_k and x-_k.
 
-`SIGNATURES` describes every constructor for the type checker; `describe` renders
-them for error messages.
+`DISTRIBUTIONS` maps each name to its class; the type checker's view of them (`SIGNATURES`,
+`describe`) is in pplang.stdlib.signatures, which does not import JAX.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -30,6 +29,7 @@ from jax.scipy import special, stats
 
 from . import constraints
 from .constraints import Constraint
+from .signatures import SIGNATURES, ParamSpec, Signature, describe  # noqa: F401 - re-exported
 
 Array = Any
 
@@ -1025,55 +1025,7 @@ restricted = Restricted  # generated code's name for a declared support; not cal
 unscored = Unscored  # generated code's name for a choice scored by the marginalize transformation
 
 
-# ---------------------------------------------------------------- registry for the type checker
-
-
-@dataclass(frozen=True)
-class ParamSpec:
-    """One parameter. `kind` is the element constraint ("real", "positive", "unit", "int")
-    or the shape kind ("vector", "matrix", "simplex"); `event_rank` is how many trailing
-    dims belong to one distribution (more leading dims batch it). `default` None means
-    required."""
-
-    name: str
-    kind: str
-    event_rank: int = 0
-    default: float | None = None
-    keyword_only: bool = False
-
-    def __str__(self) -> str:
-        kind = self.kind
-        if self.event_rank == 1 and kind not in ("vector", "simplex"):
-            kind = f"{kind} vector"
-        text = f"{self.name}: {kind}"
-        return text if self.default is None else f"{text} = {self.default:g}"
-
-
-@dataclass(frozen=True)
-class Signature:
-    """One way to call a distribution: its parameters, what its values are
-    (`value_kind` "real" | "int" | "bool", `event_rank`) and the name of its support
-    constraint (see constraints; "interval", "int_interval" depend on parameters)."""
-
-    name: str
-    params: list[ParamSpec]
-    value_kind: str
-    event_rank: int
-    constructor: Callable[..., Distribution] = field(compare=False)
-    support: str
-
-    def __str__(self) -> str:
-        parts = []
-        for i, p in enumerate(self.params):
-            if p.keyword_only and (i == 0 or not self.params[i - 1].keyword_only):
-                parts.append("*")
-            parts.append(str(p))
-        return f"{self.name}({', '.join(parts)})"
-
-
-def _sig(name: str, params: list[ParamSpec], value_kind: str, support: str, event_rank: int = 0) -> Signature:
-    return Signature(name, params, value_kind, event_rank, DISTRIBUTIONS[name], support)
-
+# ---------------------------------------------------------------- the constructors by name
 
 DISTRIBUTIONS: dict[str, type] = {
     "normal": Normal,
@@ -1103,59 +1055,3 @@ DISTRIBUTIONS: dict[str, type] = {
     "lkj_cholesky": LKJCholesky,
     "flat": Flat,
 }
-
-_P = ParamSpec
-_LOC, _SCALE = _P("loc", "real"), _P("scale", "positive")
-
-SIGNATURES: dict[str, list[Signature]] = {
-    "normal": [_sig("normal", [_LOC, _SCALE], "real", "real")],
-    "half_normal": [_sig("half_normal", [_SCALE], "real", "positive")],
-    "lognormal": [_sig("lognormal", [_LOC, _SCALE], "real", "positive")],
-    "student_t": [_sig("student_t", [_P("df", "positive"), _P("loc", "real", default=0.0),
-                                     _P("scale", "positive", default=1.0)], "real", "real")],
-    "cauchy": [_sig("cauchy", [_LOC, _SCALE], "real", "real")],
-    "half_cauchy": [_sig("half_cauchy", [_SCALE], "real", "positive")],
-    "half_student_t": [_sig("half_student_t", [_P("df", "positive"), _P("scale", "positive", default=1.0)],
-                            "real", "positive")],
-    "laplace": [_sig("laplace", [_LOC, _SCALE], "real", "real")],
-    "uniform": [_sig("uniform", [_P("low", "real"), _P("high", "real")], "real", "interval")],
-    "exponential": [_sig("exponential", [_P("rate", "positive")], "real", "positive")],
-    "gamma": [_sig("gamma", [_P("concentration", "positive"), _P("rate", "positive")], "real", "positive")],
-    "inverse_gamma": [_sig("inverse_gamma", [_P("concentration", "positive"), _P("scale", "positive")],
-                           "real", "positive")],
-    "beta": [_sig("beta", [_P("a", "positive"), _P("b", "positive")], "real", "unit")],
-    "bernoulli": [
-        _sig("bernoulli", [_P("probs", "unit")], "bool", "bool"),
-        _sig("bernoulli", [_P("logits", "real", keyword_only=True)], "bool", "bool"),
-    ],
-    "bernoulli_logit": [_sig("bernoulli_logit", [_P("logits", "real")], "bool", "bool")],
-    "binomial": [
-        _sig("binomial", [_P("total_count", "int"), _P("probs", "unit")], "int", "int_interval"),
-        _sig("binomial", [_P("total_count", "int"), _P("logits", "real", keyword_only=True)], "int", "int_interval"),
-    ],
-    "categorical": [
-        _sig("categorical", [_P("probs", "simplex", 1)], "int", "int_interval"),
-        _sig("categorical", [_P("logits", "vector", 1, keyword_only=True)], "int", "int_interval"),
-    ],
-    "categorical_logit": [_sig("categorical_logit", [_P("logits", "vector", 1)], "int", "int_interval")],
-    "poisson": [_sig("poisson", [_P("rate", "positive")], "int", "nonnegative_int")],
-    "geometric": [_sig("geometric", [_P("probs", "unit")], "int", "nonnegative_int")],
-    "negative_binomial": [_sig("negative_binomial", [_P("total_count", "positive"), _P("probs", "unit")],
-                               "int", "nonnegative_int")],
-    "negative_binomial_2": [_sig("negative_binomial_2", [_P("mu", "positive"), _P("phi", "positive")],
-                                 "int", "nonnegative_int")],
-    "dirichlet": [_sig("dirichlet", [_P("concentration", "positive", 1)], "real", "simplex", 1)],
-    "multivariate_normal": [
-        _sig("multivariate_normal", [_P("loc", "vector", 1), _P("covariance_matrix", "matrix", 2)], "real", "real", 1),
-        _sig("multivariate_normal", [_P("loc", "vector", 1), _P("scale_tril", "matrix", 2, keyword_only=True)],
-             "real", "real", 1),
-    ],
-    "lkj_cholesky": [_sig("lkj_cholesky", [_P("dim", "int"), _P("concentration", "positive", default=1.0)],
-                          "real", "cholesky_corr", 2)],
-    "flat": [_sig("flat", [], "real", "real")],
-}
-
-
-def describe(name: str) -> str:
-    """The signatures of distribution `name`, one per line, for error messages."""
-    return "\n".join(str(s) for s in SIGNATURES[name])

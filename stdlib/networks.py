@@ -6,33 +6,35 @@ weights are ordinary parameters of the program that calls it, one per array leaf
 `name.path` (`enc.layers[0].weight`), so optimizers, checkpoints and saved results treat them
 like any `param`. A network maps one example (an input of `input_rank` dimensions) to its output;
 inputs with more leading dimensions are mapped over them (a batch, or an array of examples).
+
+JAX and equinox are imported where a network is built or run, not here: the type checker reads
+`BLOCKS` and `ACTIVATIONS` and builds the `MLP` a declaration describes without them.
 """
 
 from __future__ import annotations
 
 import abc
+import sys
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import equinox as eqx
-import jax
-import jax.numpy as jnp
+if TYPE_CHECKING:
+    import equinox as eqx
 
 Array = Any
 
-ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
-    "identity": lambda x: x,
-    "relu": jax.nn.relu,
-    "tanh": jnp.tanh,
-    "sigmoid": jax.nn.sigmoid,
-    "softplus": jax.nn.softplus,
-    "elu": jax.nn.elu,
-    "gelu": jax.nn.gelu,
-    "silu": jax.nn.silu,
-    "leaky_relu": jax.nn.leaky_relu,
-}
+# activation name -> the jax.nn function (`identity`: none)
+ACTIVATIONS: dict[str, str] = {name: name for name in (
+    "identity", "relu", "tanh", "sigmoid", "softplus", "elu", "gelu", "silu", "leaky_relu")}
+
+
+def activation(name: str) -> Callable[[Array], Array]:
+    """The function an activation name stands for."""
+    import jax
+
+    return (lambda x: x) if name == "identity" else getattr(jax.nn, ACTIVATIONS[name])
 
 
 class Network(abc.ABC):
@@ -46,6 +48,9 @@ class Network(abc.ABC):
         """The module before training, for input `x` (whose shape may size the first layer)."""
 
     def apply(self, module: eqx.Module, x: Array) -> Array:
+        import jax
+        import jax.numpy as jnp
+
         x = jnp.asarray(x)
         rank = self.input_rank
         if rank is None or x.ndim == rank:
@@ -74,6 +79,10 @@ class MLP(Network):
     _built: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     def initial(self, name: str, x: Array) -> eqx.Module:
+        import equinox as eqx
+        import jax
+        import jax.numpy as jnp
+
         in_size = self.in_size or jnp.shape(x)[-1]
         dtype = jnp.result_type(float)
         cache_key = (name, in_size, str(dtype))
@@ -85,9 +94,9 @@ class MLP(Network):
                 for k, (a, b) in enumerate(zip(sizes, sizes[1:], strict=False)):
                     layers.append(eqx.nn.Linear(a, b, key=keys[k], dtype=dtype))
                     if k < len(sizes) - 2:
-                        layers.append(eqx.nn.Lambda(ACTIVATIONS[self.activation]))
+                        layers.append(eqx.nn.Lambda(activation(self.activation)))
                 if self.final != "identity":
-                    layers.append(eqx.nn.Lambda(ACTIVATIONS[self.final]))
+                    layers.append(eqx.nn.Lambda(activation(self.final)))
             self._built[cache_key] = eqx.nn.Sequential(layers)
         return self._built[cache_key]
 
@@ -115,24 +124,37 @@ def network(module: eqx.Module, input_rank: int | None = None) -> Bound:
 
 
 def as_network(value: Any) -> Any:
-    """A caller-bound value as a network when it is an equinox module with weights; else unchanged."""
+    """A caller-bound value as a network when it is an equinox module with weights; else unchanged.
+    (No value is an equinox module before equinox is imported, so checking a file does not import it.)"""
+    if "equinox" not in sys.modules:
+        return value
+    import equinox as eqx
+    import jax
+
     if isinstance(value, eqx.Module) and not isinstance(value, Network) and jax.tree.leaves(trainable(value)):
         return network(value)
     return value
 
 
 def trainable(module: eqx.Module) -> Any:
+    import equinox as eqx
+
     return eqx.filter(module, eqx.is_inexact_array)
 
 
 def weights(name: str, module: eqx.Module) -> dict[str, Array]:
     """The module's trainable arrays by parameter address (`name` + the leaf's path)."""
+    import jax
+
     leaves = jax.tree_util.tree_flatten_with_path(trainable(module))[0]
     return {name + jax.tree_util.keystr(path): leaf for path, leaf in leaves}
 
 
 def with_weights(name: str, module: eqx.Module, params: Mapping[str, Array]) -> eqx.Module:
     """The module with its trainable arrays replaced by `params[address]`."""
+    import equinox as eqx
+    import jax
+
     arrays, static = eqx.partition(module, eqx.is_inexact_array)
     paths, treedef = jax.tree_util.tree_flatten_with_path(arrays)
     new = [params[name + jax.tree_util.keystr(path)] for path, _ in paths]

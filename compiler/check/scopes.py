@@ -10,7 +10,7 @@ from pplang.compiler.diagnostics import did_you_mean
 from pplang.compiler.frontend import syntax as S
 from pplang.compiler.ir import Ty
 from pplang.compiler.names import RESERVED, address_var, py_name
-from pplang.stdlib import distributions as dists
+from pplang.stdlib import signatures as dists
 from pplang.stdlib.mathfns import FUNCTIONS
 
 SCALAR_TYPES = {"int": "int", "real": "real", "bool": "bool", "positive": "real", "unit": "real"}

@@ -11,8 +11,8 @@ from pplang.compiler.diagnostics import did_you_mean
 from pplang.compiler.frontend import syntax as S
 from pplang.compiler.ir import UNKNOWN, Ty
 from pplang.compiler.names import py_name
-from pplang.stdlib import distributions as dists
 from pplang.stdlib import networks as nets
+from pplang.stdlib import signatures as dists
 from pplang.stdlib.mathfns import FUNCTIONS
 
 SYNONYMS = {"len": "size", "length": "size", "num_elements": "size", "std": "sd", "var": "variance",
@@ -327,7 +327,8 @@ def same_shape(a: ir.Shape, b: ir.Shape) -> bool:
 
 
 def dist_flag(sig: object, flag: str) -> bool:
-    return bool(getattr(sig.constructor, flag, getattr(sig, flag, False)))
+    """A gradient-strategy flag (`reparameterized`, `enumerable`, `has_mvd`) of a signature."""
+    return bool(getattr(sig, flag, False))
 
 
 def bind_signature(sig: object, args: list, kwargs: dict) -> dict | None:

@@ -9,8 +9,8 @@ from pplang.compiler.check.signatures import dist_flag
 from pplang.compiler.diagnostics import did_you_mean
 from pplang.compiler.frontend import syntax as S
 from pplang.compiler.ir import INT, Ty
-from pplang.stdlib import distributions as dists
 from pplang.stdlib import networks as nets
+from pplang.stdlib import signatures as dists
 
 
 class Statements:

@@ -202,10 +202,28 @@ class _Indenter(Indenter):
 @lru_cache(maxsize=1)
 def _lark() -> Lark:
     """The LALR parser, built once per process. The basic lexer keeps keywords reserved everywhere
-    (the contextual one would lex `model` as a name where the keyword cannot appear)."""
+    (the contextual one would lex `model` as a name where the keyword cannot appear). Building its
+    tables takes most of a short command's time, so lark keeps them in the user's pplang cache
+    (checked against the grammar's hash; rebuilt when missing, stale, damaged or unwritable)."""
     grammar = (Path(__file__).parent / "grammar.lark").read_text()
     return Lark(grammar, parser="lalr", lexer="basic", postlex=_Indenter(), propagate_positions=True,
-                maybe_placeholders=True, start=["start", "type_only"], lexer_callbacks={"NAME": _normalize_name})
+                maybe_placeholders=True, start=["start", "type_only"], lexer_callbacks={"NAME": _normalize_name},
+                cache=_grammar_cache())
+
+
+def _grammar_cache() -> str | bool:
+    """Where lark keeps the parser tables: $PPLANG_CACHE_DIR or ~/.cache/pplang (the folder JAX's
+    compilation cache is in), never a shared temporary folder, since lark reads it with pickle."""
+    import sys
+
+    import lark
+
+    try:
+        folder = Path(os.environ.get("PPLANG_CACHE_DIR") or Path.home() / ".cache" / "pplang")
+        folder.mkdir(parents=True, exist_ok=True)
+    except (OSError, RuntimeError):  # no home, or not writable: build the tables every time
+        return False
+    return str(folder / f"grammar-lark{lark.__version__}-py{sys.version_info[0]}{sys.version_info[1]}.cache")
 
 
 # ---------------------------------------------------------------- public API

@@ -3,9 +3,12 @@
 
 Exit codes: 0 success, 1 a user error (printed as a located diagnostic; an output that would
 replace existing files without --force is one), 2 an internal error (printed with a request to
-report it), 3 a fit or training stopped at a non-finite value (status "nan"), 130 stopped by
-Ctrl-C (status "interrupted"). A run that stops early keeps its last good state (results,
-checkpoint) and says on stderr where. No user error is shown as a Python traceback.
+report it), 3 a fit or training stopped at a non-finite value (status "nan"), 4 a result that
+--strict refuses as unreliable (its outputs are written first), 130 stopped by Ctrl-C (status
+"interrupted"). A run that stops early keeps its last good state (results, checkpoint) and says on
+stderr where. No user error is shown as a Python traceback.
+
+Building the parser imports none of JAX, equinox or networkx; the verbs import what they run.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import argparse
 import sys
 import traceback
 import warnings
+from typing import Any
 
 from pplang.cli import amortize, fit, graph, importance, program, sample, smc
 from pplang.cli.common import EPILOG, Parser, add_precision_arg
@@ -23,8 +27,23 @@ from pplang.compiler.diagnostics import PplError, show_notes
 VERBS = (program, importance, sample, fit, smc, amortize, graph)
 
 
+class Version(argparse.Action):
+    """`--version`: the installed package's version (read only when asked for)."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS,
+                         help="print pplang's version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
+        import pplang
+
+        print(f"pplang {pplang.__version__}")
+        parser.exit()
+
+
 def parser() -> argparse.ArgumentParser:
     p = Parser(prog="pplang", description="Compile and run pplang model files.", epilog=EPILOG)
+    p.add_argument("--version", action=Version)
     add_precision_arg(p, top=True)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
     for verb in VERBS:

@@ -13,11 +13,9 @@ more leading axis) in the same form the guide takes and prints the amortized pos
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
-from pplang import pareto
 from pplang.cli import common
 from pplang.compiler.diagnostics import error
 
@@ -27,7 +25,7 @@ def register(sub: Any) -> None:
 
     c = sub.add_parser("amortize", help="train a guide driven by a neural network on many data sets or on "
                                         "simulations, to answer for new data in one pass")
-    c.add_argument("file")
+    common.add_file_arg(c)
     c.add_argument("--model", help="model to train on (default: the first model in the file)")
     c.add_argument("--guide", required=True, help="the amortized guide, in the file or OTHER.ppl:NAME (its "
                                                   "arguments are named after the model's observations)")
@@ -42,35 +40,41 @@ def register(sub: Any) -> None:
     c.add_argument("--objective", default="elbo", help="objective when training on data (default: elbo)")
     c.add_argument("--arg", action="append", default=[], metavar="NAME=VALUE",
                    help="an objective argument, e.g. --arg k=8")
-    c.add_argument("--epochs", type=common.positive_int, default=10)
+    c.add_argument("--epochs", type=common.positive_int, default=10, help="passes over the data sets or simulations")
     c.add_argument("--batch-size", type=common.positive_int, default=64, help="data sets per step (default 64)")
     common.add_optimizer_args(c, lr=1e-3)
     c.add_argument("--particles", type=common.positive_int, default=1, help="estimates per data set and step")
     c.add_argument("--strategy", action="append", default=[], metavar="ADDRESS=STRATEGY",
                    help="gradient strategy of a guide choice (reparam, reinforce, mvd, enum)")
-    c.add_argument("--on-nan", choices=["stop", "skip"], default="stop")
-    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--on-nan", choices=["stop", "skip"], default="stop",
+                   help="at a non-finite objective or gradient: stop (keeping the last good parameters, exit code 3) "
+                   "or skip the step")
+    common.add_seed_arg(c)
     c.add_argument("--checkpoint", help="folder for periodic checkpoints (default: RESULTS/checkpoint)")
-    c.add_argument("--checkpoint-every", type=common.positive_int, default=1000, metavar="STEPS")
+    c.add_argument("--checkpoint-every", type=common.positive_int, default=1000, metavar="STEPS",
+                   help="steps between checkpoints")
     c.add_argument("--resume", action="store_true", help="continue from the checkpoint")
     c.add_argument("--results", help="folder to save the trained guide to (load with pp.AmortizedPosterior.load; "
                    "an existing one is refused without --force, unless --resume continues the checkpoint it holds)")
     c.add_argument("--query", metavar="JSON", help="after training, print the posterior for this data set")
-    c.add_argument("--no-progress", action="store_true")
+    c.add_argument("--no-progress", action="store_true", help="no progress bar")
+    common.add_summary_args(c)
     common.add_force_arg(c)
     c.set_defaults(func=cmd_amortize)
 
     c = sub.add_parser("posterior", help="the posterior of a saved amortized guide for new data (no training)")
     c.add_argument("results", help="folder written by `pplang amortize --results`")
     c.add_argument("--data", required=True, help="JSON data set (the guide's inputs), or a batch of them")
-    c.add_argument("--draws", type=common.positive_int, default=1000)
+    c.add_argument("--draws", type=common.positive_int, default=1000, help="draws from the amortized guide")
     c.add_argument("--correct", type=int, default=0, metavar="N",
                    help="importance-sample N draws with the amortized guide as proposal (Pareto-k diagnostic)")
     c.add_argument("--compare", type=int, default=0, metavar="STEPS",
                    help="also fit a full-rank guide to this data set alone for STEPS steps and report the "
                    "amortization gap and the time each answer took")
     c.add_argument("--output", help="write the draws to this JSON file")
-    c.add_argument("--seed", type=int, default=0)
+    common.add_seed_arg(c)
+    common.add_summary_args(c)
+    common.add_strict_arg(c)
     common.add_force_arg(c)
     c.set_defaults(func=cmd_posterior)
 
@@ -104,7 +108,7 @@ def cmd_amortize(args: argparse.Namespace) -> int:
     print(result.summary())
     if args.query:
         print(f"\nposterior for {args.query}:")
-        print(result.posterior(common.read_data(args.query), seed=args.seed).summary())
+        print(result.posterior(common.read_data(args.query), seed=args.seed).summary(**common.summary_options(args)))
     if args.results:
         print(f"\nsaved to {args.results}: answer new data with `pplang posterior {args.results} --data NEW.json`")
     kept = [f"{folder} ({what})" for folder, what in ((args.results, "results"), (checkpoint, "checkpoint")) if folder]
@@ -112,10 +116,13 @@ def cmd_amortize(args: argparse.Namespace) -> int:
                                 "--results DIR or --checkpoint DIR")
 
 
-def cmd_posterior(args: argparse.Namespace) -> None:
+def cmd_posterior(args: argparse.Namespace) -> int:
     import pplang as pp
 
 
+    if args.strict and not args.correct:
+        raise error("--strict judges an amortized answer by importance sampling with the guide",
+                    hint="add --correct N, e.g. --correct 1000")
     common.check_file(args.output, args)
     result = pp.AmortizedPosterior.load(args.results)
     data = common.read_data(args.data)
@@ -123,19 +130,19 @@ def cmd_posterior(args: argparse.Namespace) -> None:
     if post.batched:
         n = next(iter(post.draws.values())).shape[0] if post.draws else 0
         for i in range(n):
-            print(f"data set {i}:\n{post.summary(i)}\n")
+            print(f"data set {i}:\n{post.summary(i, **common.summary_options(args))}\n")
     else:
-        print(post.summary())
+        print(post.summary(**common.summary_options(args)))
+    problems = []
     if args.correct:
         if post.batched:
             raise error("--correct takes one data set, not a batch", hint="pass a single data set with --data")
         corrected = result.importance_sampling(data, num_samples=args.correct, seed=args.seed)
         print(f"\nimportance sampling with the amortized guide as proposal ({args.correct} draws)")
-        print(corrected.summary())
-        warn = pareto.warning(corrected.pareto_k, "the amortized guide is too far from this data set's posterior "
-                              "for importance sampling to correct it; fit this data set (pplang fit)")
-        if warn:
-            print(warn, file=sys.stderr)
+        print(corrected.summary(**common.summary_options(args), remedy="the amortized guide is too far from this "
+                                "data set's posterior for importance sampling to correct it; fit this data set "
+                                "(pplang fit)"))
+        problems = corrected.problems()
     if args.compare:
         if post.batched:
             raise error("--compare takes one data set, not a batch", hint="pass a single data set with --data")
@@ -143,3 +150,4 @@ def cmd_posterior(args: argparse.Namespace) -> None:
         print(result.compare(data, steps=args.compare, seed=args.seed).summary())
     if args.output:
         common.write_json(args.output, {a: v.tolist() for a, v in post.draws.items()}, args.force)
+    return common.strict_exit(args, problems)

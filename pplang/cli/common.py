@@ -4,7 +4,6 @@ or guide of a file, reading data and writing outputs."""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -18,8 +17,25 @@ OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adagrad")
 LR_SCHEDULES = ("constant", "cosine", "exponential", "linear", "warmup_cosine")
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's help ends with its default, unless it says it already or has none to say
+    (a flag, an optional value left out, a repeatable option)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        nothing = action.default is None or action.default is False or action.default is argparse.SUPPRESS
+        if "default" in text or nothing or action.default == [] or not action.option_strings:
+            return text
+        return super()._get_help_string(action)
+
+
 class Parser(argparse.ArgumentParser):
-    """Command-line mistakes are user errors: exit code 1, not argparse's 2 (ours means internal)."""
+    """Command-line mistakes are user errors: exit code 1, not argparse's 2 (ours means internal).
+    Help shows each option's default."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.print_usage(sys.stderr)
@@ -67,11 +83,66 @@ def add_precision_arg(c: argparse.ArgumentParser, top: bool = False) -> None:
                    help="compute in float64 (also: PPLANG_X64=1); see docs/precision.md")
 
 
+def add_file_arg(c: argparse.ArgumentParser) -> None:
+    c.add_argument("file", help="model file (.ppl)")
+
+
 def add_run_args(c: argparse.ArgumentParser) -> None:
-    c.add_argument("file")
+    add_file_arg(c)
     c.add_argument("--model", help="model to run (default: the first model in the file)")
     c.add_argument("--data", help="JSON data file (arguments and observations)")
-    c.add_argument("--seed", type=int, default=0)
+    add_seed_arg(c)
+
+
+def add_seed_arg(c: argparse.ArgumentParser) -> None:
+    c.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same draws")
+
+
+def quantile_list(text: str) -> tuple[float, ...]:
+    """An argparse type for `--quantiles`: numbers in [0, 1] separated by commas."""
+    try:
+        qs = tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of numbers separated by commas") from None
+    if not qs or any(not 0.0 <= q <= 1.0 for q in qs):
+        raise argparse.ArgumentTypeError(f"quantiles are numbers in [0, 1], e.g. 0.025,0.5,0.975; got {text!r}")
+    return qs
+
+
+def add_summary_args(c: argparse.ArgumentParser) -> None:
+    """--quantiles, --hdi and --max-rows: what the summary table shows."""
+    c.add_argument("--quantiles", type=quantile_list, default=(0.05, 0.5, 0.95), metavar="Q,Q,...",
+                   help="quantiles the table shows, separated by commas (default: 0.05,0.5,0.95)")
+    c.add_argument("--hdi", type=fraction(True), metavar="PROB",
+                   help="also show the highest-density interval of this probability (e.g. 0.9; ArviZ's hdi)")
+    c.add_argument("--max-rows", type=at_least(0), default=40, metavar="N",
+                   help="show at most N rows of the table (0: all)")
+
+
+def summary_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of a result's summary() that --quantiles, --hdi and --max-rows give."""
+    return {"quantiles": args.quantiles, "hdi_prob": args.hdi, "max_rows": args.max_rows or None}
+
+
+def add_devices_arg(c: argparse.ArgumentParser, what: str) -> None:
+    c.add_argument("--devices", type=positive_int, metavar="N",
+                   help=f"{what} (default: one device; at most the number JAX sees, e.g. GPUs)")
+
+
+def add_strict_arg(c: argparse.ArgumentParser) -> None:
+    c.add_argument("--strict", action="store_true",
+                   help=f"exit with code {EXIT_UNRELIABLE} when the diagnostics say the result is unreliable "
+                   "(Pareto k > 0.7, R-hat > 1.01, too few effective draws, divergences), after writing its outputs")
+
+
+def strict_exit(args: argparse.Namespace, problems: list[str]) -> int:
+    """With --strict, the exit code of a result with these reliability `problems` (after saying
+    them on stderr); 0 without --strict or without problems."""
+    if not getattr(args, "strict", False) or not problems:
+        return 0
+    print(f"error: --strict: the result is unreliable ({'; '.join(problems)}); exit code {EXIT_UNRELIABLE}",
+          file=sys.stderr)
+    return EXIT_UNRELIABLE
 
 
 def add_optimizer_args(c: argparse.ArgumentParser, lr: float) -> None:
@@ -92,7 +163,8 @@ def optimizer_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def add_host_arg(c: argparse.ArgumentParser) -> None:
     c.add_argument("--host", action="append", default=[], metavar="NAME",
-                   help="declare NAME as a host function the file calls (bound from Python when it runs)")
+                   help="declare NAME as a host function the file calls (bound from Python when it runs); "
+                   "repeat for several")
 
 
 class UnboundHost:
@@ -139,21 +211,39 @@ def objective_of(module: Any, name: str, args: list[str]) -> Any:
     return (target, values) if values else target
 
 
-def pick_model(module: Any, name: str | None) -> Any:
-    if name is None:  # the first model that is not another's ODE right-hand side
+def checked_file(args: argparse.Namespace) -> Any:
+    """`args.file` parsed and checked, without generating code: what check, info, graph and
+    compile --emit ast|ir need, so that they do not import JAX."""
+    from pplang.compiler.pipeline import check_program, parse_file
+
+    return check_program(parse_file(args.file), declared_hosts(args))
+
+
+def pick_function(checked: Any, name: str | None) -> Any:
+    """The IR of the model or guide `name` of a checked (or compiled) program; by default the first
+    model that is not another's ODE right-hand side."""
+    if name is None:
         from pplang.compiler.analysis import called_declarations
         from pplang.compiler.names import py_name
 
-        called = {v for fn in module.compiled.functions.values() for v in called_declarations(fn)}
-        models = [d.name for d in module.compiled.program.decls if d.kind == "model" and py_name(d.name) not in called]
+        called = {v for fn in checked.functions.values() for v in called_declarations(fn)}
+        models = [d.name for d in checked.program.decls if d.kind == "model" and py_name(d.name) not in called]
         if not models:
-            raise error(f"{module.compiled.program.file} declares no model")
+            raise error(f"{checked.program.file} declares no model")
         name = models[0]
-    got = module[name]
-    if got.fn.kind == "objective":
+    names = list(checked.functions)
+    if name not in checked.functions:
+        raise error(f"no model, guide or objective named `{name}` in {checked.program.file}",
+                    hint=did_you_mean(name, names) or f"declared: {', '.join(names) or 'nothing'}")
+    fn = checked.functions[name]
+    if fn.kind == "objective":
         raise error(f"`{name}` is an objective; objectives are used by `pplang fit --objective {name}`",
-                    got.fn.span, got.source, hint="name a model or guide here")
-    return got
+                    fn.span, checked.program.source, hint="name a model or guide here")
+    return fn
+
+
+def pick_model(module: Any, name: str | None) -> Any:
+    return module[pick_function(module.compiled, name).name]
 
 
 def pick_guide(module: Any, spec: str) -> Any:
@@ -208,7 +298,10 @@ def check_folder(path: str | None, args: argparse.Namespace, names: tuple[str, .
 
 
 def write_json(path: str, obj: Any, overwrite: bool = False) -> None:
-    write_text(path, json.dumps(obj), overwrite)
+    """Write `obj` as JSON (NaN and infinities as null, so that any JSON reader takes the file)."""
+    from pplang.results import json_text
+
+    write_text(path, json_text(obj), overwrite)
 
 
 def write_text(path: str, text: str, overwrite: bool = False) -> None:
@@ -220,9 +313,10 @@ def write_text(path: str, text: str, overwrite: bool = False) -> None:
     print(f"wrote {path}")
 
 
-# Exit codes of a run that stopped early, keeping its last good state (documented in
-# pplang/cli/__init__.py and docs/getting-started.md).
+# Exit codes (documented in pplang/cli/__init__.py and docs/getting-started.md): a run that stopped
+# early, keeping its last good state; a result --strict refuses.
 EXIT_NOT_FINITE = 3
+EXIT_UNRELIABLE = 4
 EXIT_INTERRUPTED = 130
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,8 @@ from pplang.cli.common import (
     add_force_arg,
     add_optimizer_args,
     add_run_args,
+    add_strict_arg,
+    add_summary_args,
     computed_choice,
     number,
     objective_of,
@@ -23,6 +24,8 @@ from pplang.cli.common import (
     positive_int,
     read_data,
     stopped_early,
+    strict_exit,
+    summary_options,
 )
 from pplang.compiler.diagnostics import error
 
@@ -43,16 +46,19 @@ def register(sub: Any) -> None:
     c.add_argument("--strategy", action="append", default=[], metavar="ADDRESS=STRATEGY",
                    help="gradient strategy of a guide choice (reparam, reinforce, mvd, enum)")
     c.add_argument("--baseline", help="reinforce baseline: ema, learned or a number")
-    c.add_argument("--steps", type=positive_int, default=2000)
+    c.add_argument("--steps", type=positive_int, default=2000, help="optimizer steps")
     add_optimizer_args(c, lr=0.01)
     c.add_argument("--particles", type=positive_int, default=1, help="estimates averaged per step")
-    c.add_argument("--on-nan", choices=["stop", "skip"], default="stop")
+    c.add_argument("--on-nan", choices=["stop", "skip"], default="stop",
+                   help="at a non-finite objective or gradient: stop (keeping the last good parameters, exit code 3) "
+                   "or skip the step")
     c.add_argument("--tol", type=float, help="stop when the objective, averaged over --tol-window steps, changes by "
                    "less than this (relative) from the window before")
     c.add_argument("--tol-window", type=positive_int, metavar="STEPS",
                    help="steps averaged for --tol (default a tenth of --steps)")
     c.add_argument("--checkpoint", help="folder for periodic checkpoints (default: RESULTS/checkpoint)")
-    c.add_argument("--checkpoint-every", type=positive_int, default=1000)
+    c.add_argument("--checkpoint-every", type=positive_int, default=1000, metavar="STEPS",
+                   help="steps between checkpoints")
     c.add_argument("--resume", action="store_true", help="continue from the checkpoint")
     c.add_argument("--results", help="folder to save parameters, draws, objective trace and plots to (written "
                    "whole at the end; an existing one is refused without --force, unless --resume continues the "
@@ -60,14 +66,20 @@ def register(sub: Any) -> None:
     c.add_argument("--draws", type=positive_int, default=1000, help="posterior draws from the fitted guide")
     c.add_argument("--correct", type=int, default=0, metavar="N",
                    help="importance-resample N draws with the fitted guide as proposal (Pareto-k diagnostic)")
-    c.add_argument("--no-progress", action="store_true")
+    c.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_computed_arg(c)
+    add_summary_args(c)
+    add_strict_arg(c)
     add_force_arg(c)
     c.set_defaults(func=cmd_fit)
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
     import pplang as pp
+
+    if args.strict and not args.correct:
+        raise error("--strict judges a fit by importance resampling with the fitted guide",
+                    hint="add --correct N, e.g. --correct 1000")
 
     module = pp.load(args.file)
     model = pick_model(module, args.model)
@@ -88,21 +100,20 @@ def cmd_fit(args: argparse.Namespace) -> int:
                     checkpoint_every=args.checkpoint_every, resume=args.resume, progress=not args.no_progress,
                     num_draws=args.draws, results=args.results, overwrite=args.force,
                     computed=computed_choice(args.computed))
-    print(result.summary())
+    print(result.summary(**summary_options(args)))
+    problems = []
     if args.correct:
         post = result.importance_resample(args.correct, seed=args.seed)
         print(f"\nimportance-resampled with the fitted guide as proposal ({args.correct} draws)")
-        print(post.summary())
         sample = pareto.sample_command(args.file, model.name, args.data)
-        warn = pareto.warning(post.pareto_k, "the guide is too far from the posterior for importance resampling to "
-                              f"correct it; {next_step(args.guide, sample)}", sample)
-        if warn:
-            print(warn, file=sys.stderr)
+        print(post.summary(**summary_options(args), sample=sample, remedy="the guide is too far from the posterior "
+                           f"for importance resampling to correct it; {next_step(args.guide, sample)}"))
+        problems = post.problems()
     if args.results:
         print(f"\nresults saved to {args.results} (load with pp.FitResult.load)")
     kept = [f"{folder} ({what})" for folder, what in ((args.results, "results"), (checkpoint, "checkpoint")) if folder]
     return stopped_early(result.info.get("status"), "the fit", result.info.get("message", ""), kept,
-                         "--results DIR or --checkpoint DIR")
+                         "--results DIR or --checkpoint DIR") or strict_exit(args, problems)
 
 
 def next_step(guide: str, sample: str) -> str:

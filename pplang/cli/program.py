@@ -10,6 +10,7 @@ from pplang.cli.common import (
     add_force_arg,
     add_host_arg,
     check_file,
+    checked_file,
     declared_hosts,
     objective_of,
     pairs,
@@ -25,12 +26,12 @@ from pplang.compiler.names import py_name
 def register(sub: Any) -> None:
     """Add the `check` and `compile` subcommands."""
     c = sub.add_parser("check", help="parse and check a model file (names, types, shapes)")
-    c.add_argument("file")
+    c.add_argument("file", help="model file (.ppl)")
     add_host_arg(c)
     c.set_defaults(func=cmd_check)
 
     c = sub.add_parser("compile", help="show a compilation stage or write the generated module")
-    c.add_argument("file")
+    c.add_argument("file", help="model file (.ppl)")
     c.add_argument("--emit", choices=["ast", "ir", "jax", "adev", "marginal"], default="jax",
                    help="stage to print (default: jax); adev: the gradient estimator of --objective for --model "
                    "and --guide; marginal: --model with its discrete latent choices summed out (given --data)")
@@ -50,30 +51,27 @@ def register(sub: Any) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> None:
-    import pplang as pp
-
-    module = pp.load(args.file, hosts=declared_hosts(args))
-    decls = module.compiled.program.decls
+    decls = checked_file(args).program.decls
     print(f"{args.file}: ok ({len(decls)} declaration{'s' if len(decls) != 1 else ''}: "
           + ", ".join(f"{d.kind} {d.name}" for d in decls) + ")")
 
 
 def cmd_compile(args: argparse.Namespace) -> None:
     from pplang.compiler import printer
-    from pplang.compiler.pipeline import compile_program, parse_file
+    from pplang.compiler.pipeline import check_program, compile_program, parse_file
 
     check_file(args.output if args.emit == "jax" else None, args)
     program = parse_file(args.file)
     if args.emit == "ast":
         print(show_ast(program))
         return
-    compiled = compile_program(program, declared_hosts(args))
     if args.emit == "ir":
-        names = [args.model] if args.model else list(compiled.functions)
+        checked = check_program(program, declared_hosts(args))
+        names = [args.model] if args.model else list(checked.functions)
         for n in names:
-            if n not in compiled.functions:
-                raise error(f"no model or guide named `{n}`", hint=f"declared: {', '.join(compiled.functions)}")
-            print(printer.function(compiled.functions[n]) + "\n")
+            if n not in checked.functions:
+                raise error(f"no model or guide named `{n}`", hint=f"declared: {', '.join(checked.functions)}")
+            print(printer.function(checked.functions[n]) + "\n")
         return
     if args.emit == "adev":
         emit_adev(args)
@@ -81,6 +79,7 @@ def cmd_compile(args: argparse.Namespace) -> None:
     if args.emit == "marginal":
         emit_marginal(args)
         return
+    compiled = compile_program(program, declared_hosts(args))
     code = compiled.source_code
     if args.model:  # just this declaration's function, still a module that runs on its own
         from pplang.compiler import codegen

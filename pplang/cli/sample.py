@@ -22,7 +22,7 @@ def register(sub: Any) -> None:
     c = sub.add_parser("sample", help="MCMC (NUTS or HMC) with Stan's warmup: posterior draws, R-hat, ESS and "
                                       "divergence diagnostics")
     common.add_run_args(c)
-    c.add_argument("--method", choices=["nuts", "hmc"], default="nuts", help="sampler (default nuts)")
+    c.add_argument("--method", choices=["nuts", "hmc"], default="nuts", help="sampler")
     c.add_argument("--chains", type=common.positive_int, default=4, help="chains, run together (default 4)")
     c.add_argument("--warmup", type=common.at_least(0), default=1000,
                    help="adaptation steps per chain (default 1000; 0: none)")
@@ -33,10 +33,10 @@ def register(sub: Any) -> None:
                    help="NUTS maximum tree depth (default 10)")
     c.add_argument("--num-integration-steps", type=common.positive_int, default=16,
                    help="HMC leapfrog steps per draw (default 16)")
-    c.add_argument("--mass-matrix", choices=["diag", "dense"], default="diag", help="adapted mass matrix")
+    c.add_argument("--mass-matrix", choices=["diag", "dense"], default="diag", help="adapted (inverse) mass matrix")
     c.add_argument("--init", default=None, metavar="JSON",
                    help="initial values: uniform (default), prior, or a JSON object of values by choice")
-    c.add_argument("--thin", type=common.positive_int, default=1, help="keep every N-th draw")
+    c.add_argument("--thin", type=common.positive_int, default=1, metavar="N", help="keep every N-th draw")
     common.add_marginalize_arg(c)
     c.add_argument("--output", metavar="DIR", help="save draws, sample statistics and the summary to this folder "
                    "(written whole at the end; an existing one is refused without --force)")
@@ -45,6 +45,8 @@ def register(sub: Any) -> None:
     c.add_argument("--no-progress", action="store_true", help="no progress bar")
     c.add_argument("--checkpoint", metavar="DIR", help="save the state after each chunk; rerun to resume")
     common.add_computed_arg(c)
+    common.add_summary_args(c)
+    common.add_strict_arg(c)
     common.add_force_arg(c)
     c.set_defaults(func=cmd_sample)
 
@@ -82,10 +84,10 @@ def cmd_sample(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return common.stopped_early("interrupted", "sampling", "", [f"{args.checkpoint} (checkpoint: rerun the same "
                                                                     "command to resume)"] if args.checkpoint else [])
-    print(res.summary())  # the warnings, then the table
+    print(res.summary(**common.summary_options(args)))  # the warnings, then the table
     if args.output:
         print(f"saved to {res.save(args.output, overwrite=args.force)}")
     if args.plots:
         for path in res.plot(args.plots, args.force):
             print(f"wrote {path}")
-    return 0
+    return common.strict_exit(args, res.problems())

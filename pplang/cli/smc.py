@@ -2,13 +2,13 @@
 
 `register(sub)` adds the subcommand to the `pplang` parser's subparsers; the command prints the
 filter's summary (log marginal likelihood, effective sample sizes, filtering means), and can write
-the results as JSON (`--output`), plots (`--plots DIR`) or the generated filter (`--show-code`).
+the results as JSON (`--output`) and plots (`--plots DIR`), and print the generated filter before it
+runs (`--show-code`).
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 from pplang.cli import common
@@ -28,6 +28,7 @@ def register(sub: Any) -> None:
     c.add_argument("-n", "--particles", type=common.positive_int, default=1000,
                    help="number of particles (default 1000)")
     c.add_argument("--resample", choices=list(SCHEMES), default="systematic", help="resampling scheme")
+    common.add_devices_arg(c, "shard the particles over this many devices")
     c.add_argument("--ess-threshold", type=common.fraction(False), default=0.5, metavar="F",
                    help="resample when the effective sample size is below F * particles (1: every step, 0: never)")
     c.add_argument("--anneal", type=common.fraction(True), default=None, metavar="H",
@@ -38,33 +39,30 @@ def register(sub: Any) -> None:
                    "predictive check) to this folder")
     c.add_argument("--no-progress", action="store_true", help="no progress bar")
     common.add_computed_arg(c)
-    c.add_argument("--show-code", action="store_true", help="print the generated particle filter and exit")
+    c.add_argument("--show-code", action="store_true", help="print the generated particle filter, then run it")
+    common.add_strict_arg(c)
     common.add_force_arg(c)
     c.set_defaults(func=cmd_smc)
 
 
-def cmd_smc(args: argparse.Namespace) -> None:
+def cmd_smc(args: argparse.Namespace) -> int:
     import pplang as pp
     from pplang.inference.filtering import filter_code, smc
 
+    common.check_file(args.output, args)
+    common.check_folder(args.plots, args, PLOTS)
     module = pp.load(args.file)
     model = common.pick_model(module, args.model)
     proposal = module[args.proposal] if args.proposal else None
     if args.show_code:
         print(filter_code(model, proposal))
-        return
-    common.check_file(args.output, args)
-    common.check_folder(args.plots, args, PLOTS)
     res = smc(model, common.read_data(args.data), particles=args.particles, proposal=proposal, resample=args.resample,
               ess_threshold=args.ess_threshold, anneal=args.anneal, seed=args.seed, progress=not args.no_progress,
-              computed=common.computed_choice(args.computed))
-    print(res.summary())
-    low = float(res.ess.min())
-    if low < 0.01 * args.particles or low < 2:
-        print(f"warning: the effective sample size fell to {low:.1f} of {args.particles}: the estimates rest on very "
-              "few particles. Use more particles or a proposal (guide) closer to the data.", file=sys.stderr)
+              computed=common.computed_choice(args.computed), devices=args.devices)
+    print(res.summary())  # the warnings, then the tables
     if args.output:
         common.write_json(args.output, res.to_json(), args.force)
     if args.plots:
         for path in res.plot(args.plots, args.force):
             print(f"wrote {path}")
+    return common.strict_exit(args, res.problems())

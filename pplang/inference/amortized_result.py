@@ -21,7 +21,8 @@ from pplang.compiler.diagnostics import PplError, error
 from pplang.files import new_folder
 from pplang.inference import predictive as exports
 from pplang.models import Model, as_key
-from pplang.results import LABELS, QUANTILES, load_folder, stat_rows, table, write_files
+from pplang.results import load_folder, write_files
+from pplang.summary import QUANTILES, SiteRows, check_hdi, check_quantiles, format_table, site_rows
 
 
 def guide_inputs(model: Model, guide: Model) -> list[str]:
@@ -36,6 +37,8 @@ class Posterior:
 
     draws: dict[str, np.ndarray]
     batched: bool
+    order: tuple[str, ...] = ()  # the model's order of its addresses (the summary's row order)
+    computed: tuple[str, ...] = ()  # which names of `draws` the model computes
 
     def mean(self) -> dict[str, np.ndarray]:
         return {a: v.mean(axis=1 if self.batched else 0) for a, v in self.draws.items()}
@@ -50,13 +53,20 @@ class Posterior:
         """The draws of one data set (the `index`-th of a batch)."""
         return {a: v[index] for a, v in self.draws.items()} if self.batched else self.draws
 
-    def summary(self, index: int = 0, quantiles: Sequence[float] = QUANTILES) -> str:
+    def rows(self, index: int = 0, quantiles: Sequence[float] = QUANTILES,
+             hdi_prob: float | None = None) -> list[SiteRows]:
+        """The summary's row data (pplang.summary.site_rows) of one data set's draws (the `index`-th of a batch)."""
+        return site_rows(self.one(index), order=self.order, computed=self.computed,
+                         quantiles=check_quantiles(quantiles), hdi_prob=check_hdi(hdi_prob))
+
+    def summary(self, index: int = 0, quantiles: Sequence[float] = QUANTILES, hdi_prob: float | None = None,
+                max_rows: int | None = 40) -> str:
         """The table of one data set's draws (the `index`-th of a batch)."""
-        return table(self.one(index), quantiles, 40)
+        return format_table(self.rows(index, quantiles, hdi_prob), max_rows)
 
     def _repr_html_(self) -> str:
         note = [f"the first of a batch of {next(iter(self.draws.values())).shape[0]} data sets"] if self.batched else []
-        return html.table("amortized posterior", note, ["", *LABELS], stat_rows(self.one(), QUANTILES))
+        return html.sites_table("amortized posterior", note, self.rows())
 
     def plot(self, index: int = 0) -> Any:
         """A matplotlib Figure of the marginals of one data set's draws (discrete choices as probabilities)."""
@@ -158,17 +168,21 @@ class AmortizedPosterior:
         key = as_key(seed)
         draws = {a: np.asarray(v) for a, v in fn(self.params["guide"], values, key).items()}
         which = (not batched) if computed is None else computed
+        order = (*self.model.fn.sites, *self.model.computed_names)
+
+        def posterior(values: dict[str, np.ndarray]) -> Posterior:
+            return Posterior(values, batched, order, tuple(a for a in values if a not in self.model.fn.sites))
+
         if which is False:
-            return Posterior(draws, batched)
+            return posterior(draws)
         if not batched:
-            return Posterior(self.model.with_computed(draws, self.model_data(data), which, self.params["model"]), False)
+            return posterior(self.model.with_computed(draws, self.model_data(data), which, self.params["model"]))
         sets = []
         for i in range(np.shape(data[self.inputs[0]])[0]):
             one = {a: (np.asarray(v)[i] if a in self.inputs else v) for a, v in data.items()}
             sets.append(self.model.with_computed({a: v[i] for a, v in draws.items()}, self.model_data(one), which,
                                                  self.params["model"]))
-        draws = {a: np.stack([s[a] for s in sets]) for a in sets[0]}
-        return Posterior(draws, batched)
+        return posterior({a: np.stack([s[a] for s in sets]) for a in sets[0]})
 
     def guide_values(self, data: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
         """The guide's argument values for one data set or a batch, checked by binding the first."""

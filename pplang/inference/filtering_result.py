@@ -268,6 +268,29 @@ class SMCResult:
 
     # ---- reports
 
+    def problems(self) -> list[str]:
+        """What makes these estimates unreliable (empty when nothing does): every particle losing its
+        weight at some step, or the effective sample size falling below 1% of the particles (or 2)."""
+        out = []
+        if not np.isfinite(self.log_marginal_likelihood):
+            out.append("every particle got zero weight at some step")
+        low = float(self.ess.min()) if self.num_steps else float(self.num_particles)
+        if low < 0.01 * self.num_particles or low < 2:
+            out.append(f"effective sample size fell to {low:.1f} of {self.num_particles}")
+        return out
+
+    def warnings(self) -> list[str]:
+        """One line of advice per problem (see `problems`)."""
+        out = []
+        if not np.isfinite(self.log_marginal_likelihood):
+            out.append("warning: every particle got zero weight at some step: the data is impossible under "
+                       "these particles; use more particles or a proposal closer to the data")
+        low = float(self.ess.min()) if self.num_steps else float(self.num_particles)
+        if low < 0.01 * self.num_particles or low < 2:
+            out.append(f"warning: the effective sample size fell to {low:.1f} of {self.num_particles}: the estimates "
+                       "rest on very few particles. Use more particles or a proposal (guide) closer to the data.")
+        return out
+
     def facts(self) -> list[str]:
         """The summary's header lines: particles, steps, proposal, resampling, evidence, ESS."""
         eng = self.engine
@@ -284,10 +307,7 @@ class SMCResult:
                  f"effective sample size: min {ess.min():.1f}, mean {ess.mean():.1f} (of {n}); "
                  f"resampled after {int(self.resampled.sum())} of {steps}"
                  + (f", {int((self.anneal_beta < 1).sum())} tempered" if opts.anneal else "")]
-        if not np.isfinite(self.log_marginal_likelihood):
-            lines.append("warning: every particle got zero weight at some step: the data is impossible under "
-                         "these particles; use more particles or a proposal closer to the data")
-        return lines
+        return lines + self.warnings()
 
     def summary(self, rows: int = 6) -> str:
         eng, opts = self.engine, self.engine.opts

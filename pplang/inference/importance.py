@@ -18,16 +18,15 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import logsumexp
 
-from pplang import html, plots
+from pplang import html, pareto, plots
 from pplang.compiler.diagnostics import error
 from pplang.inference import predictive
 from pplang.models import Model, as_key
 from pplang.pareto import pareto_k, verdict
-from pplang.summary import QUANTILES as SUMMARY_QUANTILES
-from pplang.summary import rows, summarize
+from pplang.summary import QUANTILES, SiteRows, check_hdi, check_quantiles, format_table, site_rows
 
-QUANTILES = (0.05, 0.5, 0.95)
 PLOTS = ("marginals.png", "ppc.png")  # what `ImportanceResult.plot(folder)` writes
+MIN_ESS = 100  # fewer effective draws than this: the estimates are unreliable
 
 
 @dataclass
@@ -43,6 +42,7 @@ class ImportanceResult:
     model: Model | None = field(default=None, repr=False, compare=False)
     data: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
     params: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
+    order: tuple[str, ...] = ()  # the model's order of its addresses (the summary's row order)
 
     @property
     def num_samples(self) -> int:
@@ -100,13 +100,45 @@ class ImportanceResult:
             lines.append(f"observed: {', '.join(self.observed)}")
         return lines
 
-    def summary(self) -> str:
-        return "\n".join(self.facts()) + "\n" + summarize(self.samples, self.weights, last=self.computed)
+    def rows(self, quantiles: Sequence[float] = QUANTILES, hdi_prob: float | None = None) -> list[SiteRows]:
+        """The summary's row data (pplang.summary.site_rows): weighted mean, sd, quantiles (and an HDI)
+        of every continuous element, value probabilities of every discrete one, and the weights' ESS
+        with each mean's MCSE, sd / sqrt(ESS)."""
+        return site_rows(self.samples, self.weights, order=self.order, computed=self.computed,
+                         quantiles=check_quantiles(quantiles), hdi_prob=check_hdi(hdi_prob), ess=self.ess)
+
+    def problems(self) -> list[str]:
+        """What makes these estimates unreliable (empty when nothing does): a Pareto k above 0.7,
+        or fewer than 100 effective draws."""
+        out = []
+        if self.pareto_k > pareto.BAD:
+            out.append(f"Pareto k {self.pareto_k:.2f} > {pareto.BAD}")
+        if self.ess < MIN_ESS:
+            out.append(f"effective sample size {self.ess:.1f} < {MIN_ESS}")
+        return out
+
+    def warnings(self, sample: str | None = None, remedy: str | None = None) -> list[str]:
+        """One line of advice per problem of the weights. `sample`: the command or call that samples
+        the posterior with NUTS instead; `remedy`: what to do when the Pareto k is above 0.7
+        (default: a better proposal, or NUTS)."""
+        nuts = sample or "pp.sample(model, data)"
+        out = []
+        if self.ess < MIN_ESS:
+            out.append(f"warning: effective sample size {self.ess:.1f} is small; the estimates are unreliable. "
+                       "Draw more samples or use a better proposal.")
+        k = pareto.warning(self.pareto_k, remedy or "use a proposal (guide) closer to the posterior, or sample it "
+                           f"with NUTS: {nuts}", sample)
+        return out + ([k] if k else [])
+
+    def summary(self, quantiles: Sequence[float] = QUANTILES, hdi_prob: float | None = None,
+                max_rows: int | None = 40, sample: str | None = None, remedy: str | None = None) -> str:
+        """What was run (`facts`), the warnings (what to do; see `warnings`), then the table (see `rows`)."""
+        warn = "".join(f"{w}\n" for w in self.warnings(sample, remedy))
+        return "\n".join(self.facts()) + "\n" + warn + format_table(self.rows(quantiles, hdi_prob), max_rows)
 
     def _repr_html_(self) -> str:
-        labels = ["", "mean", "sd", *(f"{100 * q:g}%" for q in SUMMARY_QUANTILES)]
         title = f"importance sampling of {self.model.name}" if self.model is not None else "importance sampling"
-        return html.table(title, self.facts(), labels, rows(self.samples, self.weights, last=self.computed))
+        return html.sites_table(title, self.facts() + self.warnings(), self.rows())
 
     # ------------------------------------------------------------ replicated data, plots, ArviZ
 
@@ -216,7 +248,7 @@ def importance_sampling(model: Model, data: Mapping[str, Any] | None = None, *, 
         )
     samples = model.with_computed(latents, data, computed, params, jax.random.fold_in(key, 2))
     return ImportanceResult(samples, log_w, observed, tuple(n for n in samples if n not in latents), model, data,
-                            params)
+                            params, tuple((model.full or model).fn.sites) + tuple(model.computed_names))
 
 
 def check_weights(model: Model, proposal: Model | None, log_p: np.ndarray, log_q: np.ndarray,

@@ -454,6 +454,7 @@ def sample(model: Model, data: Mapping[str, Any] | None = None, *, method: str =
     result.unconstrained = positions
     result.draws = kept(model, data, result.constrained(positions), computed, params, jax.random.fold_in(key, 2))
     result.info["computed"] = [a for a in result.draws if a not in model.sites]
+    result.info["order"] = [*model.fn.sites, *model.computed_names]  # the summary's row order
     return result
 
 

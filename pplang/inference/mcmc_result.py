@@ -3,9 +3,8 @@ convergence diagnostics (computed by ArviZ) with warnings that say what to do ab
 
 from __future__ import annotations
 
-import json
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,12 +21,12 @@ from pplang.data import Bound
 from pplang.files import check_target, new_folder
 from pplang.inference import predictive as exports
 from pplang.models import Model
-from pplang.results import columns, jsonable, load_folder, write_files
+from pplang.results import columns, json_text, load_folder, write_files
 from pplang.runtime.archives import load_npz
+from pplang.summary import QUANTILES, SiteRows, check_hdi, check_quantiles, format_table, site_rows
 
-QUANTILES = (0.05, 0.5, 0.95)
 COLUMNS = ("mean", "sd", "5%", "50%", "95%", "mcse_mean", "mcse_sd", "ess_bulk", "ess_tail", "r_hat")
-PRINTED = tuple(c for c in COLUMNS if c != "mcse_sd")  # the summary's columns (table() has them all)
+DIAGNOSED = ("mcse_mean", "ess_bulk", "ess_tail", "r_hat")  # the per-row diagnostics the summary shows
 RHAT_LIMIT = 1.01
 ESS_PER_CHAIN = 100  # bulk and tail ESS below 100 per chain are too few to trust the estimates (Vehtari et al. 2021)
 BFMI_LIMIT = 0.3
@@ -237,22 +236,36 @@ class SampleResult:
             head.append(f"observed: {', '.join(self.observed)}")
         return head + [f"warning: {w}" for w in d["warnings"]]
 
-    def summary(self, max_rows: int = 40) -> str:
-        """What was run, the diagnostics warnings (what to do), then the table of every scalar."""
+    def rows(self, quantiles: Sequence[float] = QUANTILES, hdi_prob: float | None = None) -> list[SiteRows]:
+        """The summary's row data (pplang.summary.site_rows) over all chains' draws, in model order,
+        each continuous element with ArviZ's MCSE of the mean, bulk and tail ESS and R-hat."""
         frame = self.table()
-        width = max(8, *(len(str(k)) for k in frame.index))
-        lines = [f"{'':<{width}} " + " ".join(f"{c:>10}" for c in PRINTED)]
-        for name, row in list(frame.iterrows())[:max_rows]:
-            lines.append(f"{str(name):<{width}} " + " ".join(cell(c, row[c]) for c in PRINTED))
-        if len(frame) > max_rows:
-            lines.append(f"... {len(frame) - max_rows} more rows")
-        return "\n".join(self.facts()) + "\n\n" + "\n".join(lines)
+        diagnostics = {str(name): {c: float(row[c]) for c in DIAGNOSED} for name, row in frame.iterrows()}
+        flat = {a: v.reshape(-1, *v.shape[2:]) for a, v in self.draws.items()}
+        return site_rows(flat, order=self.info.get("order", ()), computed=self.info.get("computed", ()),
+                         quantiles=check_quantiles(quantiles), hdi_prob=check_hdi(hdi_prob), diagnostics=diagnostics)
+
+    def problems(self) -> list[str]:
+        """What makes these draws unreliable (empty when nothing does): R-hat above 1.01, too few
+        effective draws (bulk or tail ESS below 100 per chain), divergent transitions."""
+        d = self.diagnostics()
+        out = []
+        if d["high_rhat"]:
+            out.append(f"R-hat {d['max_rhat']:.3f} > {RHAT_LIMIT}")
+        if d["low_ess_bulk"] or d["low_ess_tail"]:
+            out.append(f"ESS {min(d['min_ess_bulk'], d['min_ess_tail']):.0f} < {ESS_PER_CHAIN * self.num_chains}")
+        if d["divergences"]:
+            out.append(f"{d['divergences']} divergent transitions")
+        return out
+
+    def summary(self, quantiles: Sequence[float] = QUANTILES, hdi_prob: float | None = None,
+                max_rows: int | None = 40) -> str:
+        """What was run, the diagnostics warnings (what to do), then the table of every scalar (see `rows`)."""
+        return "\n".join(self.facts()) + "\n\n" + format_table(self.rows(quantiles, hdi_prob), max_rows)
 
     def _repr_html_(self) -> str:
-        frame = self.table()
-        rows = [(str(name), *(float(row[c]) for c in PRINTED)) for name, row in frame.iterrows()]
-        return html.table(f"{self.info.get('method', 'nuts').upper()} on {self.info.get('model')}",
-                          self.facts(), ["", *PRINTED], rows)
+        return html.sites_table(f"{self.info.get('method', 'nuts').upper()} on {self.info.get('model')}",
+                                self.facts(), self.rows())
 
     def plotted(self) -> list[str]:
         """The choices drawn in trace and rank plots: in address order, those that fit in PANELS
@@ -341,7 +354,7 @@ class SampleResult:
         info.json, draws.npz, sample_stats.npz, observed.npz and summary.json (and the plots), all
         at once: into a temporary folder beside `folder` that then takes its place, so a failure
         leaves any previous folder whole. An existing folder is replaced only with `overwrite`."""
-        summary = json.dumps(self.to_json(), indent=2, default=jsonable) + "\n"
+        summary = json_text(self.to_json(), indent=2) + "\n"
         with new_folder(folder, overwrite) as tmp:
             write_files(tmp, {"adaptation": self.adapted}, self.stats["lp"], self.info)
             np.savez(tmp / "draws.npz", **self.draws)
@@ -365,12 +378,6 @@ class SampleResult:
             raise error(f"cannot read the saved MCMC result at {folder}: {exc}",
                         hint="save it again with `result.save(folder)`") from None
         return cls(loaded[0], loaded[1], info, loaded[2], params.get("adaptation", {}))
-
-
-def cell(column: str, value: float) -> str:
-    if column.startswith("ess") and np.isfinite(value):
-        return f"{value:>10.0f}"
-    return f"{value:>10.4g}" if column != "r_hat" else f"{value:>10.3f}"
 
 
 def divergent_parameters(draws: Mapping[str, np.ndarray], diverging: np.ndarray, top: int = 3) -> list[dict]:

@@ -126,7 +126,7 @@ def test_simulate(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
     out_path = tmp_path / "draws.json"
     out = ok(capsys, "simulate", COIN, "--data", COIN_DATA, "-n", "40", "--output", str(out_path))
     assert out.startswith("prior simulation of coin: 40 draws")
-    assert "flips[9]" in out and "\np " in out
+    assert "\np " in out and "\nflips (shape 10)\n" in out and "\n  [9] " in out  # entries under their site
     draws = json.loads(out_path.read_text())
     assert set(draws) == {"p", "flips"}
     assert len(draws["p"]) == 40
@@ -164,10 +164,11 @@ def test_infer_with_proposal(capsys: pytest.CaptureFixture, guide_file: Path) ->
     assert out.startswith("method: importance sampling (asked for)\nposterior of coin (proposal q)")
 
 
-def test_infer_warns_about_small_effective_sample_size(capsys: pytest.CaptureFixture) -> None:
+def test_infer_warns_about_small_effective_sample_size_before_the_table(capsys: pytest.CaptureFixture) -> None:
     code, out, err = run(capsys, "infer", "--method", "is", COIN, "--data", COIN_DATA, "-n", "20")
     assert code == 0
-    assert "effective sample size" in err and "warning" in err
+    warning = out.index("warning: effective sample size")
+    assert warning < out.index("\np ")
 
 
 def test_graph(capsys: pytest.CaptureFixture) -> None:

@@ -4,6 +4,7 @@ model file with its data, save and load results, and turn user mistakes into loc
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -93,7 +94,7 @@ def test_fit_with_each_strategy_runs(capsys: pytest.CaptureFixture, mixture: tup
         code, out, err = run(capsys, "fit", src, "--model", "mix", "--guide", "g", "--data", data, "--steps", "200",
                              "--strategy", f"z={strategy}", "--baseline", "ema", "--no-progress")
         assert code == 0, err
-        assert "z[2]" in out
+        assert "\nz (shape 3)\n" in out and re.search(r"\n  \[2\] +P  0: 0\.\d+  1: 0\.\d+", out)
 
 
 def test_discrete_choice_without_a_strategy_is_a_located_error(capsys: pytest.CaptureFixture,

@@ -21,6 +21,7 @@ import jax
 import numpy as np
 import pytest
 from scipy import special, stats
+from tables import parse_rows
 
 import pplang as pp
 from pplang.cli import main
@@ -74,14 +75,7 @@ def cli(capsys: pytest.CaptureFixture[str], *args: str, code: int = 0) -> tuple[
 
 def table(text: str) -> dict[str, tuple[float, float]]:
     """{row: (mean, sd)} of the first summary table in `text`."""
-    rows: dict[str, tuple[float, float]] = {}
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) == 6 and re.fullmatch(r"[A-Za-z_]\w*(\[\d+\])?", parts[0]):
-            rows.setdefault(parts[0], (float(parts[1]), float(parts[2])))
-        elif rows and not line.strip():
-            break
-    return rows
+    return next((rows for block in text.split("\n\n") if (rows := parse_rows(block))), {})
 
 
 def correction(text: str) -> tuple[float, float, float, dict[str, tuple[float, float]]]:

@@ -364,6 +364,18 @@ def test_registry_lists_every_distribution():
         assert all(sig.name == name and sig.constructor is constructor for sig in D.SIGNATURES[name])
 
 
+def test_the_checkers_flags_are_the_classes():
+    """pplang.stdlib.signatures names each distribution's gradient-strategy flags so that checking a
+    file does not import JAX; they must be the class attributes the code generator and adev use."""
+    from pplang.stdlib.signatures import FLAGS
+
+    assert set(FLAGS) == set(D.DISTRIBUTIONS)
+    for name, constructor in D.DISTRIBUTIONS.items():
+        for flag in ("reparameterized", "enumerable", "has_mvd"):
+            assert (flag in FLAGS[name]) == bool(getattr(constructor, flag)), (name, flag)
+            assert all(getattr(sig, flag) == bool(getattr(constructor, flag)) for sig in D.SIGNATURES[name])
+
+
 @pytest.mark.parametrize("name, i", SIGNATURE_CASES)
 def test_signature_matches_constructor(name, i):
     sig = D.SIGNATURES[name][i]

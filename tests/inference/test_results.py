@@ -31,8 +31,13 @@ def fit_result() -> FitResult:
     )
 
 
-def row(text: str, name: str) -> list[str]:
-    return next(line.split()[1:] for line in text.splitlines() if line.split()[:1] == [name])
+def row(text: str, name: str, index: int | None = None) -> list[str]:
+    """The cells of scalar `name`, or of entry `index` of array `name` (listed under it)."""
+    lines = text.splitlines()
+    if index is None:
+        return next(line.split()[1:] for line in lines if line.split()[:1] == [name])
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"{name} (shape"))
+    return next(line.split()[1:] for line in lines[start:] if line.split()[:1] == [f"[{index}]"])
 
 
 def test_summary_has_a_header_and_one_row_per_scalar():
@@ -44,8 +49,11 @@ def test_summary_has_a_header_and_one_row_per_scalar():
     mu = r.draws["mu"]
     assert row(text, "mu") == [f"{x:.4g}" for x in (mu.mean(), mu.std(), *np.quantile(mu, (0.1, 0.9)))]
     z2 = r.draws["z"][:, 2]
-    assert row(text, "z[2]") == [f"{x:.4g}" for x in (z2.mean(), z2.std(), *np.quantile(z2, (0.1, 0.9)))]
-    assert [line.split()[0] for line in text.splitlines()[-5:]] == ["k", "mu", "z[0]", "z[1]", "z[2]"]
+    assert row(text, "z", 2) == [f"{x:.4g}" for x in (z2.mean(), z2.std(), *np.quantile(z2, (0.1, 0.9)))]
+    # no model order to follow: names in alphabetical order, the integer draws of k as value probabilities
+    assert [line.split()[0] for line in text.splitlines()[-6:]] == ["k", "mu", "z", "[0]", "[1]", "[2]"]
+    k = r.draws["k"]
+    assert row(text, "k") == ["P", *[x for v in range(3) for x in (f"{v}:", f"{np.mean(k == v):.3f}")]]
     tail = r.values[-30:]
     assert f"objective (mean of the last 30 steps): {np.nanmean(tail):.6g}" in text
     assert "... 3 more rows" in r.summary(max_rows=2)
