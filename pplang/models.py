@@ -218,6 +218,12 @@ class Model:
                                          marginalized=dict(m.patterns), full=self)
         return self._marginals[key]
 
+    @property
+    def replicable(self) -> bool:
+        """Whether data can be simulated given posterior draws: every summed-out choice is recovered
+        per draw (a mixture's assignments drawn from a choice summed out too are not)."""
+        return self.full is None or all(a in self.computed_names for a in self.marginalized)
+
     def generative(self, draws: Mapping[str, Any], data: Mapping[str, Any] | None, params: Mapping | None = None,
                    seed: Any = 0) -> tuple[Model, dict[str, Any]]:
         """The model to simulate from given posterior draws (a leading draw axis), with the draws it
@@ -226,6 +232,11 @@ class Model:
         observations cannot be simulated: their densities are summed into one term."""
         if self.full is None:
             return self, dict(draws)
+        if not self.replicable:
+            lost = [a for a in self.marginalized if a not in self.computed_names]
+            raise error(f"cannot simulate data given these draws: {', '.join(f'`{a}`' for a in lost)}, summed out "
+                        "given another summed-out choice, are not recovered per draw", self.fn.span, self.source,
+                        hint="sample them instead (marginalize=[...] naming the others, or SMC / importance sampling)")
         missing = [a for a in self.marginalized if a not in draws]
         if missing:
             latents = {a: v for a, v in draws.items() if a in self.sites}

@@ -117,7 +117,7 @@ class FitResult:
                         plots.marginal_height(self.draws)))
         if self.model is not None and self.problem is not None and self.draws:
             observed = predictive.observed_data(self.model, self.problem.data)
-            if observed:
+            if observed and self.model.replicable:
                 out.append(("ppc.png", plots.ppc(observed, self.posterior_predictive()), 2.8))
         return out
 
@@ -139,7 +139,8 @@ class FitResult:
             n = next(iter(self.draws.values())).shape[0]
             data, params = self.problem.data, self.model_params()
             groups["observed_data"] = predictive.observed_data(self.model, data)
-            groups["posterior_predictive"] = predictive.one_chain(self.posterior_predictive())
+            if self.model.replicable:
+                groups["posterior_predictive"] = predictive.one_chain(self.posterior_predictive())
             before, implied = predictive.prior(self.model, self.model.bind(data), n, params, seed=1)
             groups["prior"], groups["prior_predictive"] = predictive.one_chain(before), predictive.one_chain(implied)
         return predictive.inference_data(self.info, **groups)

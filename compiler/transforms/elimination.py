@@ -240,34 +240,83 @@ class Elimination:
 
     def eliminate(self, tables: list[Table]) -> tuple[list[ir.Stmt], ir.Expr]:
         """The log factors summed over every assignment of the choices, one choice at a time in a
-        min-fill order: the statements computing the intermediate tables, and the total."""
+        min-fill order: the statements computing the intermediate tables, and the total; then the
+        statements that recover the choices (see `recovered`)."""
         graph = nx.Graph()
         graph.add_nodes_from(self.vars)
         for t in tables:
             graph.add_edges_from(itertools.combinations(t.scope, 2))
         rank = {v: i for i, v in enumerate(self.vars)}
-        lets: list[ir.Stmt] = list(self.loop_sums)
-        pool = list(tables)
         order = min_fill_order(graph, rank)
+        lets: list[ir.Stmt] = list(self.loop_sums)
+        summed, total_expr, conditionals = self.pass_(tables, order, "sum")
+        most, _, maximal = self.pass_(tables, order, "max")
+        return lets + summed + most + self.recovered(order, conditionals, maximal), total_expr
+
+    def pass_(self, tables: list[Table], order: list[str], mode: str
+              ) -> tuple[list[ir.Stmt], ir.Expr, dict[str, tuple[str, tuple[str, ...]]]]:
+        """One elimination pass: `sum` (log-sum-exp, the marginal) or `max` (max-product, for the most
+        probable assignment). Each step keeps the table of the eliminated choice `v` over the choices
+        its factors read and `v` itself (the conditional, up to a constant, of `v` given them), then
+        reduces it over `v`. Returns the statements, the total, and per choice its table and scope."""
+        lets: list[ir.Stmt] = []
+        conditionals: dict[str, tuple[str, tuple[str, ...]]] = {}
+        pool = list(tables)
         for n, v in enumerate(order):
             mine = [t for t in pool if v in t.scope]
             pool = [t for t in pool if v not in t.scope]
             scope = tuple(u for u in self.vars if u != v and any(u in t.scope for t in mine))
-            self.check_size((*scope, v), self.site[v].span)
+            span = self.site[v].span
+            if mode == "sum":
+                self.check_size((*scope, v), span)
             inner = self.enumerate((v,), total([self.read(t) for t in mine]))
             if n == len(order) - 1:  # the last choice: its log probabilities given everything else
-                joint = f"{self.tag}_lp"
-                probs = f"{self.tag}_p"
-                address = self.site[v].address
-                lets += [ir.Let(joint, inner, self.site[v].span), ir.Let(probs, softmax(ir.Var(joint, inner.ty)))]
-                self.values.append((probs, f"p({address})"))
-                pool.append(Table((), logsumexp(ir.Var(joint, inner.ty))))
+                joint = f"{self.tag}_{'lp' if mode == 'sum' else 'max_lp'}"
+                lets.append(ir.Let(joint, inner, span))
+                conditionals[v] = (joint, ())
+                if mode == "sum":
+                    probs = f"{self.tag}_p"
+                    lets.append(ir.Let(probs, softmax(ir.Var(joint, inner.ty))))
+                    self.values.append((probs, f"p({self.site[v].address})"))
+                reduce = logsumexp if mode == "sum" else (lambda x: ir.Call("max", (x,), REAL))
+                pool.append(Table((), reduce(ir.Var(joint, inner.ty))))
                 continue
-            name = f"{self.tag}_sum_{v}"  # what is left once `v` is summed out
-            table = self.enumerate(scope, logsumexp(inner))
-            lets.append(ir.Let(name, table, self.site[v].span))
+            cond = f"{self.tag}_{mode}_given_{v}"  # [scope..., v]: the factors that read v, before reducing
+            table = self.enumerate(scope, inner)
+            lets.append(ir.Let(cond, table, span))
+            conditionals[v] = (cond, scope)
+            name = f"{self.tag}_{mode}_{v}"  # what is left once `v` is summed (or maximized) out
+            axis = ir.Const(len(scope), ir.STATIC_INT)
+            reduced_ty = ir.Ty("real", table.ty.shape[:-1])
+            lets.append(ir.Let(name, ir.Call("logsumexp" if mode == "sum" else "max",
+                                             (ir.Var(cond, table.ty), axis), reduced_ty), span))
             pool.append(Table(scope, name=name))
-        return lets, total([self.read(t) for t in pool])
+        return lets, total([self.read(t) for t in pool]), conditionals
+
+    def recovered(self, order: list[str], conditionals: dict, maximal: dict) -> list[ir.Stmt]:
+        """A joint draw of the choices and their most probable assignment, each in the reverse of the
+        elimination order: a choice's table read at the values already chosen for the choices it
+        depends on gives its conditional (backward sampling), or the best value (max-product's
+        traceback). Kept as `a` and `map(a)` for every address `a`."""
+        out: list[ir.Stmt] = []
+        for what, tables, label in (("draw", conditionals, "{}"), ("most_probable", maximal, "map({})")):
+            chosen: dict[str, str] = {}
+            for v in reversed(order):
+                name, scope = tables[v]
+                ty = ir.Ty("real", None)
+                logits = ir.Var(name, ty) if not scope else ir.Index(
+                    ir.Var(name, ty), tuple(self.value_at(u, chosen[u]) for u in scope), ty)
+                var = f"{self.tag}_{what}_{v}"
+                kind = self.site[v].dist.value_ty.kind
+                out.append(ir.Let(var, ir.Recover(what, (softmax(logits),), ir.Ty(kind, ())), self.site[v].span))
+                chosen[v] = var
+            self.values += [(chosen[v], label.format(self.site[v].address)) for v in self.vars]
+        return out
+
+    def value_at(self, v: str, var: str) -> ir.Expr:
+        """The index of a recovered choice's value (booleans index as 0 and 1)."""
+        x = ir.Var(var, self.site[v].dist.value_ty)
+        return ir.Call("to_int", (x,), ir.INT) if self.site[v].dist.value_ty.kind == "bool" else x
 
     def read(self, t: Table) -> ir.Expr:
         """A factor's value at the choices' variables: its expression, or its table indexed by them."""

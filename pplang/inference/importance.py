@@ -157,7 +157,7 @@ class ImportanceResult:
     def sections(self) -> list[tuple[str, Any, float]]:
         out = [("marginals.png", plots.marginals(self.samples, self.weights, self.computed),
                 plots.marginal_height(self.samples))]
-        if self.model is not None and self.observed:
+        if self.model is not None and self.observed and self.model.replicable:
             model = self.model
             out.append(("ppc.png", plots.ppc(predictive.observed_data(model, self.data), self.posterior_predictive()),
                         2.8))
@@ -184,8 +184,9 @@ class ImportanceResult:
                                   "sample_stats": {"log_weight": self.log_weights[index][None]}}
         if self.model is not None:
             groups["observed_data"] = predictive.observed_data(self.model, self.data)
-            groups["posterior_predictive"] = predictive.one_chain(
-                predictive.replicate(self.model, self.data, draws, self.params, seed + 1))
+            if self.model.replicable:
+                groups["posterior_predictive"] = predictive.one_chain(
+                    predictive.replicate(self.model, self.data, draws, self.params, seed + 1))
             before, implied = predictive.prior(self.model, self.model.bind(self.data), n,
                                                self.params, seed + 2)
             groups["prior"], groups["prior_predictive"] = predictive.one_chain(before), predictive.one_chain(implied)

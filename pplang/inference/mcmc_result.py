@@ -177,7 +177,7 @@ class SampleResult:
         groups: dict[str, Any] = {"posterior": self.draws, "sample_stats": self.stats, "observed_data": self.observed}
         if self.model is not None:
             groups["log_likelihood"] = self.log_likelihood()
-            if predictive:
+            if predictive and self.model.replicable:
                 groups["posterior_predictive"] = self.posterior_predictive()
                 chains, n = self.num_chains, self.num_draws
                 before, implied = exports.prior(self.model, self.bound, chains * n, self.params, seed=1)
@@ -310,7 +310,7 @@ class SampleResult:
         count = sum(int(np.prod(self.draws[a].shape[2:])) for a in self.plotted())
         out = [("trace.png", self.trace_drawing(), 1.8 * rows + 0.4),
                ("rank.png", self.rank_drawing(), 2.2 * -(-count // 4))]
-        if self.model is not None and self.observed:
+        if self.model is not None and self.observed and self.model.replicable:
             out.append(("ppc.png", plots.ppc(self.observed, self.flat(self.posterior_predictive())), 2.8))
         return out
 
