@@ -235,7 +235,7 @@ def check_options(particles: Any, resample: Any, ess_threshold: Any, anneal: Any
                     hint="0.5 resamples when fewer than half the particles are effective; 1 every step; 0 never")
     if anneal is not None and (not isinstance(anneal, (int, float)) or not 0.0 < float(anneal) < 1.0):
         raise error(f"anneal must be a target normalized entropy in (0, 1), or None, got {anneal!r}",
-                    hint="for example anneal=0.5")
+                    hint="for example anneal=0.9")
     return rs.Options(str(resample), float(ess_threshold), None if anneal is None else float(anneal),
                       history=bool(history))
 
@@ -378,6 +378,9 @@ def smc(model: Model, data: Mapping[str, Any] | None = None, *, particles: int =
         k = inputs.steps
         if not progress and k > 0:
             carry, first, rec = eng.whole(key, inputs.arrays, inputs.observed, ps, inputs.first(), inputs.xs(0, k))
+            # JAX dispatches asynchronously: wait, so that a returned result is a finished run
+            # (timings, and errors surfacing here rather than at the first read)
+            jax.block_until_ready((carry, first, rec))
             return SMCResult(eng, inputs, key, ps, carry, first, (rec,), given, computed)
         carry, first = eng.start(key, inputs.arrays, inputs.observed, ps, inputs.first())
         chunks = []
@@ -394,6 +397,7 @@ def smc(model: Model, data: Mapping[str, Any] | None = None, *, particles: int =
             bar.close()
     except (TypeError, ValueError, IndexError, ZeroDivisionError) as e:
         raise model.located(e) from None
+    jax.block_until_ready((carry, first, chunks))
     return SMCResult(eng, inputs, key, ps, carry, first, tuple(chunks), given, computed)
 
 

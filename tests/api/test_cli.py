@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -424,22 +423,6 @@ def test_learning_rate_schedules_run_from_the_peak_to_the_end_rate(capsys: pytes
     code = main(["fit", COIN, "--data", COIN_DATA, "--lr-schedule", "warmup_cosine", "--steps", "100",
                  "--tol", "1e-3", "--tol-window", "20", "--no-progress"])
     assert code == 0, capsys.readouterr().err
-
-
-def test_the_precision_page_runs_as_written() -> None:
-    """docs/precision.md: each command runs, and the Python block prints the output shown after it."""
-    text = (ROOT / "docs" / "precision.md").read_text()
-    blocks = re.findall(r"```(\w*)\n(.*?)```", text, re.S)
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    commands = [b.strip() for lang, b in blocks if not lang and b.lstrip().split(" ")[0] in ("pplang", "PPLANG_X64=1")]
-    assert len(commands) == 2
-    for command in commands:
-        done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
-        assert done.returncode == 0, f"{command}\n{done.stderr}"
-    k = next(i for i, (lang, _) in enumerate(blocks) if lang == "python")
-    done = subprocess.run([sys.executable, "-c", blocks[k][1]], capture_output=True, text=True, timeout=300, cwd=ROOT)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout == blocks[k + 1][1]
 
 
 def test_an_optax_optimizer_keeps_its_own_schedule() -> None:

@@ -108,20 +108,6 @@ def test_the_cli_writes_them(tmp_path: Path, capsys: pytest.CaptureFixture) -> N
     np.testing.assert_allclose(np.array(saved["theta"]), theta, rtol=1e-5, atol=1e-5)
 
 
-def test_the_documented_example(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The code block of "Computed values are kept with the draws" in docs/language.md runs."""
-    import re
-
-    root = EXAMPLES.parent
-    text = (root / "docs" / "language.md").read_text()
-    section = text.split("### Computed values are kept with the draws", 1)[1].split("\n## ", 1)[0]
-    (block,) = re.findall(r"```python\n(.*?)```", section, re.S)
-    monkeypatch.chdir(root)
-    scope: dict = {}
-    exec(compile(block, "language.md", "exec"), scope)
-    assert scope["values"]["theta"].shape == (1, 8)
-
-
 def test_an_amortized_posterior_keeps_them() -> None:
     src = ("model level(N: int):\n    mu ~ normal(0.0, 2.0)\n    shifted = mu + 10.0\n"
            "    for i in range(N):\n        y[i] ~ normal(mu, 1.0)\n\n"

@@ -1,6 +1,6 @@
 """NUTS and HMC (pplang.inference.mcmc): posteriors against exact answers and posteriordb's reference, with
 tolerances from ArviZ's Monte Carlo standard errors; reproducibility, checkpoint/resume, sharding
-over devices, the errors, the divergence warnings, the command line and the documentation."""
+over devices, the errors, the divergence warnings and the command line (tests/docs runs docs/mcmc.md)."""
 
 from __future__ import annotations
 
@@ -327,23 +327,3 @@ def test_cli_sample(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
                                "--init", '{"p": 2.0}', "--no-progress"])
     with pytest.raises(PplError, match="initial value of `p` lies outside its support"):
         cmd_sample(bad)
-
-
-def test_docs_blocks_run(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
-                         tmp_path: Path) -> None:
-    """Every ```python block of docs/mcmc.md runs, and every shell block line that starts with
-    `pplang sample` runs through the subcommand (from the repository root)."""
-    text = (ROOT / "docs" / "mcmc.md").read_text()
-    monkeypatch.chdir(ROOT)
-    python = re.findall(r"```python\n(.*?)```", text, re.S)
-    assert python
-    scope: dict = {}
-    for block in python:
-        exec(compile(block, "docs/mcmc.md", "exec"), scope)  # noqa: S102 - the documentation's own code
-    shell = [line for block in re.findall(r"```(?:bash|sh|shell)\n(.*?)```", text, re.S)
-             for line in block.replace("\\\n", " ").splitlines() if line.startswith("pplang sample")]
-    assert shell
-    for line in shell:
-        args = parser().parse_args([*line.split()[1:], "--no-progress"])
-        args.func(args)
-    assert "mcse_mean" in capsys.readouterr().out

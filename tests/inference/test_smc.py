@@ -490,6 +490,15 @@ def test_cli(tmp_path: Path) -> None:
         p.parse_args(["smc", str(src), "--ess-threshold", "1.5"])
 
 
+def test_smc_returns_a_finished_run(mod: pp.Module) -> None:
+    """pp.smc waits for JAX's asynchronous dispatch: what it returns has been computed (so timings
+    measure the filter, and its errors surface in the call)."""
+    for progress in (False, True):
+        res = smc(mod["ssm"], DATA, particles=2000, seed=5, progress=progress)
+        leaves = [x for x in jax.tree_util.tree_leaves((res.carry, res.first)) if isinstance(x, jax.Array)]
+        assert leaves and all(x.is_ready() for x in leaves)
+
+
 SHARDED = textwrap.dedent("""
     import json, sys
     import jax
@@ -498,27 +507,32 @@ SHARDED = textwrap.dedent("""
     from pplang.inference.filtering import smc
     m = pp.loads(sys.argv[1], file="ssm.ppl")["ssm"]
     data = json.loads(sys.argv[2])
-    out = {"devices": jax.device_count()}
-    for name, kw in (("annealed", {"anneal": 0.8, "resample": "stratified"}),):
-        one = smc(m, data, particles=400, seed=3, **kw)
-        eight = smc(m, data, particles=400, seed=3, devices=8, **kw)
-        out[name] = [one.log_marginal_likelihood, eight.log_marginal_likelihood,
-                     float(np.abs(one.filtering_mean("x") - eight.filtering_mean("x")).max()),
-                     bool((one.resampled == eight.resampled).all()),
-                     str(eight.carry.state["x__b1"].sharding.spec)]
-    print(json.dumps(out))
+    kw = {"anneal": 0.8, "resample": "stratified", "particles": 200}
+    one = [smc(m, data, seed=s, **kw) for s in range(100)]
+    eight = [smc(m, data, seed=s, devices=8, **kw) for s in range(100)]
+    print(json.dumps({"devices": jax.device_count(), "spec": str(eight[0].carry.state["x__b1"].sharding.spec),
+                      "one": [r.log_marginal_likelihood for r in one],
+                      "eight": [r.log_marginal_likelihood for r in eight],
+                      "annealed": sum(bool((r.anneal_beta < 1).any()) for r in eight)}))
 """)
 
 
-def test_sharded_particles_match_one_device() -> None:
+def test_sharded_particles_equal_one_device_in_distribution() -> None:
+    """Sharded over 8 devices, the filter computes what it computes on one, but not bit for bit:
+    float sums in another order can flip a resampling ancestor, after which the particles differ.
+    So the claim tested is the one docs/smc.md makes: the sharded log Z_hat is as unbiased (Z_hat / Z
+    has mean 1) and as spread as the single-device one, over 100 seeds each."""
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAX_PLATFORMS": "cpu"}
     data = json.dumps({**DATA, "y": Y.tolist()})
     proc = subprocess.run([sys.executable, "-c", SHARDED, SOURCE, data], capture_output=True, text=True, env=env,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert out["devices"] == 8
-    for name in ("annealed",):
-        lz1, lz8, diff, same_resampling, spec = out[name]
-        assert lz1 == pytest.approx(lz8, abs=1e-4) and diff < 1e-4 and same_resampling
-        assert "particles" in spec
+    assert out["devices"] == 8 and "particles" in out["spec"]
+    assert out["annealed"] > 0  # the annealed resampling ran on the devices too
+    one, eight = np.array(out["one"]), np.array(out["eight"])
+    assert_unbiased(eight)
+    assert_unbiased(one)
+    se = np.hypot(one.std(ddof=1), eight.std(ddof=1)) / np.sqrt(len(one))
+    assert abs(one.mean() - eight.mean()) < Z_TOL * se
+    assert 0.5 < eight.std() / one.std() < 2.0
