@@ -2,7 +2,8 @@
 
     python examples/mixture.py
 
-First the prior as proposal, to see it fail; then the data-driven guide `soft_assign`. The result
+First the prior as proposal with the assignments drawn too, to see it fail, and with them summed
+out of the weights; then the data-driven guide `soft_assign`. The result
 lists, for every eruption, the posterior probability that it was a long one.
 """
 
@@ -51,9 +52,13 @@ def soft_assign(N: int, y: "vector[N]"):
 def main() -> None:
     data = pp.load_data(str(HERE / "mixture.data.json"))  # {"N": 24, "y": [...]}
 
-    bad = pp.importance_sampling(mixture, data, num_samples=20_000, seed=0)
+    # marginalize=False: the prior proposes the 24 assignments too (by default they are summed out)
+    bad = pp.importance_sampling(mixture, data, num_samples=20_000, seed=0, marginalize=False)
     print(f"prior proposal: ESS {bad.ess:.0f}, log p(y) {bad.log_marginal_likelihood:.2f}, "
           f"sigma {float(bad.mean('sigma')):.2f}  <- the prior never guesses all 24 assignments")
+    summed = pp.importance_sampling(mixture, data, num_samples=20_000, seed=0)
+    print(f"prior proposal, assignments summed out: ESS {summed.ess:.0f}, "
+          f"log p(y) {summed.log_marginal_likelihood:.2f}, sigma {float(summed.mean('sigma')):.2f}")
 
     post = pp.importance_sampling(mixture, data, num_samples=20_000, seed=0, proposal=soft_assign)
     print(f"guide proposal: ESS {post.ess:.0f}, log p(y) {post.log_marginal_likelihood:.2f} "
