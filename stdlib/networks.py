@@ -78,17 +78,10 @@ class MLP(Network):
         dtype = jnp.result_type(float)
         cache_key = (name, in_size, str(dtype))
         if cache_key not in self._built:
-            sizes = [in_size, *self.hidden, self.out_size]
-            layers: list[eqx.Module] = []
+            final = None if self.final == "identity" else ACTIVATIONS[self.final]
             with jax.ensure_compile_time_eval():  # concrete initial weights even while tracing
-                keys = jax.random.split(jax.random.key(zlib.crc32(name.encode())), len(sizes) - 1)
-                for k, (a, b) in enumerate(zip(sizes, sizes[1:], strict=False)):
-                    layers.append(eqx.nn.Linear(a, b, key=keys[k], dtype=dtype))
-                    if k < len(sizes) - 2:
-                        layers.append(eqx.nn.Lambda(ACTIVATIONS[self.activation]))
-                if self.final != "identity":
-                    layers.append(eqx.nn.Lambda(ACTIVATIONS[self.final]))
-            self._built[cache_key] = eqx.nn.Sequential(layers)
+                self._built[cache_key] = mlp_of(in_size, self.out_size, self.hidden, ACTIVATIONS[self.activation],
+                                                jax.random.key(zlib.crc32(name.encode())), dtype, final)
         return self._built[cache_key]
 
 
@@ -139,7 +132,212 @@ def with_weights(name: str, module: eqx.Module, params: Mapping[str, Array]) -> 
     return eqx.combine(jax.tree_util.tree_unflatten(treedef, new), static)
 
 
+
+
+# ------------------------------------------------------------------ set encoders
+
+POOLS = ("mean", "sum", "max")
+
+
+def points(x: Array, axis: int = 0) -> Array:
+    """A set as a (points, features) array: a vector is a set of scalars, a matrix has its set
+    axis moved first (`[x, y]` of two N-vectors is N points of 2 features)."""
+    x = jnp.asarray(x)
+    if x.ndim == 1:
+        return x[:, None]
+    if x.ndim != 2:
+        raise ValueError(f"a set network takes a vector or a matrix, got shape {x.shape}")
+    return jnp.moveaxis(x, axis, 0)
+
+
+def pool(h: Array, mask: Array | None, how: str) -> Array:
+    """Masked pooling over the points (axis 0), with log(count) appended: a posterior's width
+    depends on how many points there are, which a mean or a max forgets. Padded points are
+    replaced before the reduction, so they contribute exactly nothing."""
+    keep = jnp.ones(h.shape[0], bool) if mask is None else mask
+    count = jnp.sum(keep).astype(h.dtype)
+    if how == "max":
+        out = jnp.max(jnp.where(keep[:, None], h, -jnp.inf), axis=0)
+    else:
+        out = jnp.sum(jnp.where(keep[:, None], h, 0.0), axis=0)
+        out = out / count if how == "mean" else out
+    return jnp.concatenate([out, jnp.log(count)[None]])
+
+
+class DeepSetsModule(eqx.Module):
+    """rho(pool(phi(x_i))): a per-point MLP, masked pooling and an MLP of the pooled features."""
+
+    phi: eqx.Module
+    rho: eqx.Module
+    how: str = eqx.field(static=True)
+
+    def __call__(self, x: Array, mask: Array | None = None) -> Array:
+        return self.rho(pool(jax.vmap(self.phi)(x), mask, self.how))
+
+
+class AttentionBlock(eqx.Module):
+    """Self-attention over the points (a set attention block: attention, residual, layer norm,
+    feed-forward, residual, layer norm); masked keys get no attention weight."""
+
+    attention: eqx.nn.MultiheadAttention
+    norm1: eqx.nn.LayerNorm
+    ff: eqx.Module
+    norm2: eqx.nn.LayerNorm
+
+    def __call__(self, h: Array, mask: Array | None) -> Array:
+        att = None if mask is None else jnp.broadcast_to(mask[None, :], (h.shape[0], h.shape[0]))
+        h = jax.vmap(self.norm1)(h + self.attention(h, h, h, mask=att))
+        return jax.vmap(self.norm2)(h + jax.vmap(self.ff)(h))
+
+
+class SetTransformerModule(eqx.Module):
+    """A set transformer (Lee et al. 2019): points embedded, `blocks` set attention blocks, then
+    pooling by multi-head attention from a learned seed vector, and a linear map to the output."""
+
+    embed: eqx.nn.Linear
+    blocks: tuple[AttentionBlock, ...]
+    seed: Array
+    pooling: eqx.nn.MultiheadAttention
+    out: eqx.Module
+
+    def __call__(self, x: Array, mask: Array | None = None) -> Array:
+        h = jax.vmap(self.embed)(x)
+        for block in self.blocks:
+            h = block(h, mask)
+        att = None if mask is None else mask[None, :]
+        pooled = self.pooling(self.seed, h, h, mask=att)[0]
+        count = h.shape[0] if mask is None else jnp.sum(mask)
+        return self.out(jnp.concatenate([pooled, jnp.log(jnp.asarray(count, h.dtype))[None]]))
+
+
+class SetNetwork(Network):
+    """A permutation-invariant network: it maps a set of points (`points`), with a mask of the
+    real ones among padded ones, to one output vector."""
+
+    input_rank: int | None = 2
+
+    def apply_set(self, module: eqx.Module, x: Array, mask: Array | None) -> Array:
+        return module(x, mask)
+
+
+@dataclass(frozen=True)
+class DeepSets(SetNetwork):
+    """Deep sets (Zaheer et al. 2017): `phi` (hidden widths, then `width` outputs) on every point,
+    `pool` (mean, sum or max) over the points, then `rho` (hidden widths) to `out_size`."""
+
+    out_size: int
+    width: int = 64
+    phi: tuple[int, ...] = (64,)
+    rho: tuple[int, ...] = (64,)
+    pool: str = "mean"
+    activation: str = "relu"
+    _built: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
+
+    def initial(self, name: str, x: Array) -> eqx.Module:
+        d = jnp.shape(x)[-1]
+        dtype = jnp.result_type(float)
+        cache_key = (name, d, str(dtype))
+        if cache_key not in self._built:
+            act = ACTIVATIONS[self.activation]
+            with jax.ensure_compile_time_eval():
+                k1, k2 = jax.random.split(jax.random.key(zlib.crc32(name.encode())))
+                phi = mlp_of(d, self.width, self.phi, act, k1, dtype)
+                rho = mlp_of(self.width + 1, self.out_size, self.rho, act, k2, dtype)
+            self._built[cache_key] = DeepSetsModule(phi, rho, self.pool)
+        return self._built[cache_key]
+
+
+@dataclass(frozen=True)
+class SetTransformer(SetNetwork):
+    """A set transformer: points embedded to `dim`, `blocks` blocks of `heads`-head self-attention
+    (equinox's MultiheadAttention, with the padding mask), pooling by attention, `hidden` widths
+    of the output MLP."""
+
+    out_size: int
+    dim: int = 32
+    heads: int = 4
+    blocks: int = 2
+    hidden: tuple[int, ...] = (64,)
+    activation: str = "relu"
+    _built: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.dim % self.heads:
+            raise ValueError(f"dim={self.dim} must be a multiple of heads={self.heads} (each head gets dim / heads)")
+
+    def initial(self, name: str, x: Array) -> eqx.Module:
+        d = jnp.shape(x)[-1]
+        dtype = jnp.result_type(float)
+        cache_key = (name, d, str(dtype))
+        if cache_key not in self._built:
+            act = ACTIVATIONS[self.activation]
+            with jax.ensure_compile_time_eval():
+                keys = jax.random.split(jax.random.key(zlib.crc32(name.encode())), 3 * self.blocks + 4)
+                embed = eqx.nn.Linear(d, self.dim, key=keys[0], dtype=dtype)
+                blocks = tuple(AttentionBlock(
+                    eqx.nn.MultiheadAttention(self.heads, self.dim, key=keys[1 + 3 * i], dtype=dtype),
+                    eqx.nn.LayerNorm(self.dim, dtype=dtype),
+                    mlp_of(self.dim, self.dim, (self.dim,), act, keys[2 + 3 * i], dtype),
+                    eqx.nn.LayerNorm(self.dim, dtype=dtype)) for i in range(self.blocks))
+                seed = jax.random.normal(keys[-3], (1, self.dim), dtype)
+                pooling = eqx.nn.MultiheadAttention(self.heads, self.dim, key=keys[-2], dtype=dtype)
+                out = mlp_of(self.dim + 1, self.out_size, self.hidden, act, keys[-1], dtype)
+            self._built[cache_key] = SetTransformerModule(embed, blocks, seed, pooling, out)
+        return self._built[cache_key]
+
+
+@dataclass(frozen=True, eq=False)
+class BoundSet(SetNetwork):
+    """An equinox module bound by the caller as a set network: called as `module(points, mask)`
+    with points (n, features) and mask (n,) of the real ones (None: all). The caller vouches that
+    it is permutation-invariant and gives padded points no weight."""
+
+    module: eqx.Module
+    out_size: int | None = None
+
+    def initial(self, name: str, x: Array) -> eqx.Module:
+        return self.module
+
+
+def set_network(module: eqx.Module, out_size: int | None = None) -> BoundSet:
+    """Bind an equinox module `module(points, mask)` as a set network (its weights are trained);
+    `out_size`, when given, lets the checker type its output."""
+    return BoundSet(module, out_size)
+
+
+def deep_sets(out_size: int, **options: Any) -> DeepSets:
+    """The `deep_sets(...)` block of model files, for Python programs (lists of widths as lists)."""
+    return DeepSets(out_size, **{k: tuple(v) if isinstance(v, list) else v for k, v in options.items()})
+
+
+def set_transformer(out_size: int, **options: Any) -> SetTransformer:
+    """The `set_transformer(...)` block of model files, for Python programs."""
+    return SetTransformer(out_size, **{k: tuple(v) if isinstance(v, list) else v for k, v in options.items()})
+
+
+def mlp_of(d_in: int, d_out: int, hidden: tuple[int, ...], activation: Callable, key: Any, dtype: Any,
+           final: Callable | None = None) -> eqx.nn.Sequential:
+    """Linear layers of the given hidden widths with `activation` between them (and `final` after
+    the last): eqx.nn.MLP takes one width for every hidden layer, so it is built from layers."""
+    sizes = [d_in, *hidden, d_out]
+    keys = jax.random.split(key, len(sizes) - 1)
+    layers: list[eqx.Module] = []
+    for k, (a, b) in enumerate(zip(sizes, sizes[1:], strict=False)):
+        layers.append(eqx.nn.Linear(a, b, key=keys[k], dtype=dtype))
+        if k < len(sizes) - 2:
+            layers.append(eqx.nn.Lambda(activation))
+    if final is not None:
+        layers.append(eqx.nn.Lambda(final))
+    return eqx.nn.Sequential(layers)
+
+
 # the standard blocks a model file's `network` declaration can build, with their options
 BLOCKS: dict[str, tuple[type[Network], tuple[str, ...]]] = {
     "mlp": (MLP, ("out_size", "hidden", "activation", "final", "in_size")),
+    "deep_sets": (DeepSets, ("out_size", "width", "phi", "rho", "pool", "activation")),
+    "set_transformer": (SetTransformer, ("out_size", "dim", "heads", "blocks", "hidden", "activation")),
 }
+# options that name something (the rest are positive ints, or lists of them)
+NAMED_OPTIONS: dict[str, tuple[str, ...]] = {"activation": tuple(ACTIVATIONS), "final": tuple(ACTIVATIONS),
+                                             "pool": POOLS}
+LIST_OPTIONS = ("hidden", "phi", "rho")
