@@ -2,6 +2,9 @@
 (x, y) points of any size, a guide that predicts a new point's y from the set, trained on
 simulations of 2 to 64 points and checked against the exact (conjugate) predictive."""
 
+# ruff: noqa: F821, F841
+# (decorated functions are pplang programs: `x[i] = ...` and string types name things ruff cannot see)
+
 import numpy as np
 
 import pplang as pp
