@@ -338,3 +338,38 @@ def test_predictive_of_gaussian_process_regression_within_budget():
             prior.append(np.mean(exact - norm.logpdf(y[i, n:], 0.0, np.sqrt(1.01))))
         assert np.mean(prior) > budget + 0.3
         assert np.mean(gaps) < budget, (n, np.mean(gaps), np.mean(prior))
+
+
+class MaskedMean(eqx.Module):
+    """A hand-written set network: masked mean of the points, then a linear map."""
+
+    linear: eqx.nn.Linear
+
+    def __call__(self, points, mask):
+        keep = jnp.ones(points.shape[0], bool) if mask is None else mask
+        mean = jnp.sum(jnp.where(keep[:, None], points, 0.0), axis=0) / jnp.sum(keep)
+        return self.linear(mean)
+
+
+def test_a_bound_equinox_module_as_a_set_network():
+    enc = pp.set_network(MaskedMean(eqx.nn.Linear(2, 2, key=jax.random.key(0))), out_size=2)
+
+    @pp.model
+    def level(N: size):  # noqa: F821
+        mu = pp.sample(pp.normal(0.0, 1.0))  # noqa: F841
+        for i in range(N):
+            x[i] = pp.sample(pp.normal(0.0, 1.0))  # noqa: F821
+            y[i] = pp.sample(pp.normal(mu, 1.0))  # noqa: F821
+
+    @pp.guide
+    def level_q(N: size, x: vector[N], y: vector[N]):  # noqa: F821
+        h = enc([x, y])
+        mu = pp.sample(pp.normal(h[0], pp.exp(h[1])))  # noqa: F841
+
+    r = pp.amortize(level, level_q, simulate=256, sizes=(2, 10), epochs=2, progress=False)
+    assert any(a.startswith("enc.") for a in r.params["guide"])
+    xs, ys = blr_data(np.random.default_rng(8), [6])
+    fixed = pp.AmortizedPosterior(r.model, r.guide, r.params, {"N": 6}, r.values, {})
+    want = fixed.posterior({"x": xs[0], "y": ys[0]}, num_samples=20, computed=False).draws["mu"]
+    got = r.posterior({"x": xs[0][::-1], "y": ys[0][::-1]}, num_samples=20).draws["mu"]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
