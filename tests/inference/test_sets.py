@@ -373,3 +373,14 @@ def test_a_bound_equinox_module_as_a_set_network():
     want = fixed.posterior({"x": xs[0], "y": ys[0]}, num_samples=20, computed=False).draws["mu"]
     got = r.posterior({"x": xs[0][::-1], "y": ys[0][::-1]}, num_samples=20).draws["mu"]
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_training_on_sets_resumes_exactly(small, tmp_path):
+    args = dict(simulate=256, sizes=(2, 12), batch_size=64, progress=False, seed=5)
+    m, q = small["line"], small["by_deep_sets"]
+    pp.amortize(m, q, epochs=1, checkpoint=str(tmp_path), checkpoint_every=2, **args)
+    resumed = pp.amortize(m, q, epochs=2, checkpoint=str(tmp_path), resume=True, **args)
+    straight = pp.amortize(m, q, epochs=2, **args)
+    assert resumed.info["steps"] == straight.info["steps"] == 8
+    for a in straight.params["guide"]:
+        np.testing.assert_array_equal(np.asarray(resumed.params["guide"][a]), np.asarray(straight.params["guide"][a]))
