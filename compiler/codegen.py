@@ -553,8 +553,10 @@ class CodeGen:
         if isinstance(e, ir.Call):
             impl = TRACE_FUNCTIONS.get(e.fn) or FUNCTIONS[e.fn].impl
             return f"{impl}({', '.join(self.ex(a, lv) for a in e.args)})"
-        if isinstance(e, ir.HostCall) and e.network:
+        if isinstance(e, ir.HostCall) and e.network and e.size is None and not e.axis:
             return f"_ctx.network({e.name!r}, {self.ex(e.args[0], lv)})"
+        if isinstance(e, ir.HostCall) and e.network:
+            return f"_ctx.network({e.name!r}, {self.ex(e.args[0], lv)}, {e.size!r}, {e.axis})"
         if isinstance(e, ir.HostCall):
             fn = f"_ctx.host({', '.join(repr(part) for part in e.name.split('.'))})"
             return f"{fn}({self.arguments(e.args, e.kwargs, lv)})"

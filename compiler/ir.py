@@ -93,6 +93,8 @@ class HostCall:
     kwargs: tuple[tuple[str, Expr], ...]
     ty: Ty
     network: bool = False
+    size: str | None = None  # a set network's input: the `size` argument counting its points
+    axis: int = 0  # a set network's input: its axis of points
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from pplang.compiler.pipeline import Compiled, compile_program, parse_file
 from pplang.models import Model
 from pplang.stdlib import distributions as dists
 from pplang.stdlib.mathfns import FUNCTIONS
+from pplang.stdlib.networks import Network
 
 
 @dataclass
@@ -92,7 +93,7 @@ def compile_decorated(fn: Callable, kind: str) -> Model | Objective:
     for name, obj in env.items():
         if isinstance(obj, Model) and obj.fn.name == name:
             decls.extend(d for d in obj_decls(obj) if d.name not in {x.name for x in decls})
-        elif callable(obj) and name not in FUNCTIONS and name not in dists.SIGNATURES:
+        elif (callable(obj) or isinstance(obj, Network)) and name not in FUNCTIONS and name not in dists.SIGNATURES:
             hosts[name] = obj
     program = S.Program(decls, file, source)
     compiled = compile_program(program, hosts, only=[decl.name])

@@ -35,13 +35,16 @@ class Context:
     draws (a variational objective fixing a choice to each of its values): they count in the log
     density but not in the weight of the given choices. With `computed`, a dict, the named values
     the program computes are stored in it (`computed(name, value)`); otherwise they are not kept, and
-    nothing of them remains in the compiled code.
+    nothing of them remains in the compiled code. `masks` maps a `size` argument to a boolean
+    vector marking the real points of a set padded to a longer length (set networks pool over
+    those alone).
     """
 
     def __init__(self, given: Mapping[str, Any] | None = None, params: Mapping[str, Any] | None = None,
                  hosts: Mapping[str, Any] | None = None, unconstrained: frozenset = frozenset(),
                  complete: bool = False, record: bool = False, fixed: frozenset = frozenset(),
-                 collect: dict | None = None, computed: dict | None = None):
+                 collect: dict | None = None, computed: dict | None = None,
+                 masks: Mapping[str, Any] | None = None):
         self._complete = complete
         self._given = dict(given or {})
         self._params = dict(params or {})
@@ -51,6 +54,7 @@ class Context:
         self._fixed = fixed
         self._collect = collect
         self._computed = computed
+        self._masks = dict(masks or {})
 
     def zero(self) -> Score:
         """The score a function or loop body starts from."""
@@ -106,10 +110,16 @@ class Context:
         """What a recording context keeps of one choice: its log density."""
         return {address: lp}
 
-    def network(self, name: str, x: Any) -> Any:
+    def network(self, name: str, x: Any, size: str | None = None, axis: int = 0) -> Any:
         """Apply network `name` to `x` with its weights from `params` (addresses `name.path`) when
-        set, else its initial weights (recorded when the context collects parameters)."""
+        set, else its initial weights (recorded when the context collects parameters). A set
+        network takes `x` as points along `axis`, counted by the `size` argument: when the data
+        set was padded, `masks[size]` marks its real points."""
         net = self._hosts[name]
+        if isinstance(net, nets.SetNetwork):
+            from pplang.stdlib.set_modules import points
+
+            x = points(x, axis)
         module = net.initial(name, x)
         initial = nets.weights(name, module)
         if any(a in self._params for a in initial):
@@ -120,6 +130,8 @@ class Context:
             module = nets.with_weights(name, module, self._params)
         elif self._collect is not None:
             self._collect.update(initial)
+        if isinstance(net, nets.SetNetwork):
+            return net.apply_set(module, x, self._masks.get(size) if size is not None else None)
         return net.apply(module, x)
 
     def param(self, address: str, init: Any, constraint: str, shape: tuple | None = None) -> Any:

@@ -79,25 +79,18 @@ class MLP(Network):
     _built: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     def initial(self, name: str, x: Array) -> eqx.Module:
-        import equinox as eqx
         import jax
         import jax.numpy as jnp
+        from pplang.stdlib import set_modules as sm
 
         in_size = self.in_size or jnp.shape(x)[-1]
         dtype = jnp.result_type(float)
         cache_key = (name, in_size, str(dtype))
         if cache_key not in self._built:
-            sizes = [in_size, *self.hidden, self.out_size]
-            layers: list[eqx.Module] = []
+            final = None if self.final == "identity" else activation(self.final)
             with jax.ensure_compile_time_eval():  # concrete initial weights even while tracing
-                keys = jax.random.split(jax.random.key(zlib.crc32(name.encode())), len(sizes) - 1)
-                for k, (a, b) in enumerate(zip(sizes, sizes[1:], strict=False)):
-                    layers.append(eqx.nn.Linear(a, b, key=keys[k], dtype=dtype))
-                    if k < len(sizes) - 2:
-                        layers.append(eqx.nn.Lambda(activation(self.activation)))
-                if self.final != "identity":
-                    layers.append(eqx.nn.Lambda(activation(self.final)))
-            self._built[cache_key] = eqx.nn.Sequential(layers)
+                self._built[cache_key] = sm.mlp_of(in_size, self.out_size, self.hidden, activation(self.activation),
+                                                   jax.random.key(zlib.crc32(name.encode())), dtype, final)
         return self._built[cache_key]
 
 
@@ -161,7 +154,134 @@ def with_weights(name: str, module: eqx.Module, params: Mapping[str, Array]) -> 
     return eqx.combine(jax.tree_util.tree_unflatten(treedef, new), static)
 
 
+
+
+# ------------------------------------------------------------------ set encoders
+
+POOLS = ("mean", "sum", "max")
+
+
+class SetNetwork(Network):
+    """A permutation-invariant network: it maps a set of points (`points`), with a mask of the
+    real ones among padded ones, to one output vector."""
+
+    input_rank: int | None = 2
+
+    def apply_set(self, module: eqx.Module, x: Array, mask: Array | None) -> Array:
+        return module(x, mask)
+
+
+@dataclass(frozen=True)
+class DeepSets(SetNetwork):
+    """Deep sets (Zaheer et al. 2017): `phi` (hidden widths, then `width` outputs) on every point,
+    `pool` (mean, sum or max) over the points, then `rho` (hidden widths) to `out_size`."""
+
+    out_size: int
+    width: int = 64
+    phi: tuple[int, ...] = (64,)
+    rho: tuple[int, ...] = (64,)
+    pool: str = "mean"
+    activation: str = "relu"
+    _built: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
+
+    def initial(self, name: str, x: Array) -> eqx.Module:
+        import jax
+        import jax.numpy as jnp
+        from pplang.stdlib import set_modules as sm
+
+        d = jnp.shape(x)[-1]
+        dtype = jnp.result_type(float)
+        cache_key = (name, d, str(dtype))
+        if cache_key not in self._built:
+            act = activation(self.activation)
+            with jax.ensure_compile_time_eval():
+                k1, k2 = jax.random.split(jax.random.key(zlib.crc32(name.encode())))
+                phi = sm.mlp_of(d, self.width, self.phi, act, k1, dtype)
+                rho = sm.mlp_of(self.width + 1, self.out_size, self.rho, act, k2, dtype)
+            self._built[cache_key] = sm.DeepSetsModule(phi, rho, self.pool)
+        return self._built[cache_key]
+
+
+@dataclass(frozen=True)
+class SetTransformer(SetNetwork):
+    """A set transformer: points embedded to `dim`, `blocks` blocks of `heads`-head self-attention
+    (equinox's MultiheadAttention, with the padding mask), pooling by attention, `hidden` widths
+    of the output MLP."""
+
+    out_size: int
+    dim: int = 32
+    heads: int = 4
+    blocks: int = 2
+    hidden: tuple[int, ...] = (64,)
+    activation: str = "relu"
+    _built: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.dim % self.heads:
+            raise ValueError(f"dim={self.dim} must be a multiple of heads={self.heads} (each head gets dim / heads)")
+
+    def initial(self, name: str, x: Array) -> eqx.Module:
+        import equinox as eqx
+        import jax
+        import jax.numpy as jnp
+        from pplang.stdlib import set_modules as sm
+
+        d = jnp.shape(x)[-1]
+        dtype = jnp.result_type(float)
+        cache_key = (name, d, str(dtype))
+        if cache_key not in self._built:
+            act = activation(self.activation)
+            with jax.ensure_compile_time_eval():
+                keys = jax.random.split(jax.random.key(zlib.crc32(name.encode())), 3 * self.blocks + 4)
+                embed = eqx.nn.Linear(d, self.dim, key=keys[0], dtype=dtype)
+                blocks = tuple(sm.AttentionBlock(
+                    eqx.nn.MultiheadAttention(self.heads, self.dim, key=keys[1 + 3 * i], dtype=dtype),
+                    eqx.nn.LayerNorm(self.dim, dtype=dtype),
+                    sm.mlp_of(self.dim, self.dim, (self.dim,), act, keys[2 + 3 * i], dtype),
+                    eqx.nn.LayerNorm(self.dim, dtype=dtype)) for i in range(self.blocks))
+                seed = jax.random.normal(keys[-3], (1, self.dim), dtype)
+                pooling = eqx.nn.MultiheadAttention(self.heads, self.dim, key=keys[-2], dtype=dtype)
+                out = sm.mlp_of(self.dim + 1, self.out_size, self.hidden, act, keys[-1], dtype)
+            self._built[cache_key] = sm.SetTransformerModule(embed, blocks, seed, pooling, out)
+        return self._built[cache_key]
+
+
+@dataclass(frozen=True, eq=False)
+class BoundSet(SetNetwork):
+    """An equinox module bound by the caller as a set network: called as `module(points, mask)`
+    with points (n, features) and mask (n,) of the real ones (None: all). The caller vouches that
+    it is permutation-invariant and gives padded points no weight."""
+
+    module: eqx.Module
+    out_size: int | None = None
+
+    def initial(self, name: str, x: Array) -> eqx.Module:
+        return self.module
+
+
+def set_network(module: eqx.Module, out_size: int | None = None) -> BoundSet:
+    """Bind an equinox module `module(points, mask)` as a set network (its weights are trained);
+    `out_size`, when given, lets the checker type its output."""
+    return BoundSet(module, out_size)
+
+
+def deep_sets(out_size: int, **options: Any) -> DeepSets:
+    """The `deep_sets(...)` block of model files, for Python programs (lists of widths as lists)."""
+    return DeepSets(out_size, **{k: tuple(v) if isinstance(v, list) else v for k, v in options.items()})
+
+
+def set_transformer(out_size: int, **options: Any) -> SetTransformer:
+    """The `set_transformer(...)` block of model files, for Python programs."""
+    return SetTransformer(out_size, **{k: tuple(v) if isinstance(v, list) else v for k, v in options.items()})
+
+
 # the standard blocks a model file's `network` declaration can build, with their options
 BLOCKS: dict[str, tuple[type[Network], tuple[str, ...]]] = {
     "mlp": (MLP, ("out_size", "hidden", "activation", "final", "in_size")),
+    "deep_sets": (DeepSets, ("out_size", "width", "phi", "rho", "pool", "activation")),
+    "set_transformer": (SetTransformer, ("out_size", "dim", "heads", "blocks", "hidden", "activation")),
 }
+# options that name something (the rest are positive ints, or lists of them)
+NAMED_OPTIONS: dict[str, tuple[str, ...]] = {"activation": tuple(ACTIVATIONS), "final": tuple(ACTIVATIONS),
+                                             "pool": POOLS}
+LIST_OPTIONS = ("hidden", "phi", "rho")

@@ -55,24 +55,30 @@ class Checker:
             options[k.name] = self.network_option(e.func, k)
         if "out_size" not in options:
             raise self.err(f"`{e.func}` needs `out_size`", e.span, hint=f"for example {e.func}(out_size=2, ...)")
-        return cls(**options)
+        try:
+            return cls(**options)
+        except ValueError as err:
+            raise self.err(f"network `{n.name}`: {err}", e.span, hint="change the block's options") from None
 
     def network_option(self, block: str, k: S.Keyword) -> object:
         v = k.value
-        if k.name in ("activation", "final"):
-            if not isinstance(v, S.Name) or v.id not in nets.ACTIVATIONS:
-                raise self.err(f"`{k.name}` must name an activation", expr_span(v),
-                               hint=(did_you_mean(v.id, nets.ACTIVATIONS) if isinstance(v, S.Name) else None)
-                               or f"activations: {', '.join(nets.ACTIVATIONS)}")
+        if k.name in nets.NAMED_OPTIONS:
+            choices = nets.NAMED_OPTIONS[k.name]
+            if not isinstance(v, S.Name) or v.id not in choices:
+                what = "must name an activation" if choices == tuple(nets.ACTIVATIONS) else "must be one of"
+                raise self.err(f"`{k.name}` of `{block}` {what}: {', '.join(choices)}", expr_span(v),
+                               hint=(did_you_mean(v.id, choices) if isinstance(v, S.Name) else None)
+                               or f"for example {k.name}={choices[0]}")
             return v.id
-        items = v.items if k.name == "hidden" and isinstance(v, S.VectorLit) else [v]
-        if k.name == "hidden" and not isinstance(v, S.VectorLit):
-            raise self.err("`hidden` is a list of layer widths", expr_span(v), hint="for example hidden=[64, 64]")
+        listed = k.name in nets.LIST_OPTIONS
+        if listed and not isinstance(v, S.VectorLit):
+            raise self.err(f"`{k.name}` is a list of layer widths", expr_span(v), hint=f"for example {k.name}=[64, 64]")
+        items = v.items if listed else [v]
         for x in items:
             if not (isinstance(x, S.Num) and isinstance(x.value, int) and x.value > 0):
                 raise self.err(f"`{k.name}` of `{block}` must be a positive int literal", expr_span(x),
                                hint="network sizes are fixed when the file is compiled")
-        return tuple(x.value for x in items) if k.name == "hidden" else items[0].value
+        return tuple(x.value for x in items) if listed else items[0].value
 
     # ------------------------------------------------------------ helpers
 

@@ -13,7 +13,8 @@ from pplang.compiler.names import RESERVED, address_var, py_name
 from pplang.stdlib import signatures as dists
 from pplang.stdlib.mathfns import FUNCTIONS
 
-SCALAR_TYPES = {"int": "int", "real": "real", "bool": "bool", "positive": "real", "unit": "real"}
+# `size`: an int that counts the points of a set, and may differ from data set to data set
+SCALAR_TYPES = {"int": "int", "real": "real", "bool": "bool", "positive": "real", "unit": "real", "size": "int"}
 VECTOR_TYPES = {"vector": "real", "simplex": "real", "ordered": "real", "positive_ordered": "real"}
 ARRAY_TYPES = {"int": "int", "real": "real", "bool": "bool"}
 CONSTRAINT_OF = {

@@ -152,7 +152,8 @@ class Signatures:
         return s.via
 
     def network_call(self, e: S.Call, scope: Scope) -> ir.Expr:
-        """`net(x)`: one input, mapped over its leading dimensions beyond one example's."""
+        """`net(x)`: one input, mapped over its leading dimensions beyond one example's; a set
+        network takes one set (see `set_call`)."""
         net = self.c.hosts[e.func]
         if len(e.args) != 1 or e.kwargs:
             raise self.err(f"network `{e.func}` takes one input", e.span, hint=f"`{e.func}(x)`")
@@ -162,6 +163,16 @@ class Signatures:
                            hint="convert it: `1.0 * x`")
         self.networks.add(e.func)
         shape = x.ty.shape
+        set_axis = self.set_axis(shape)
+        if isinstance(net, nets.SetNetwork):
+            return self.set_call(e, net, x, set_axis)
+        if set_axis is not None:
+            size = shape[set_axis]
+            raise self.err(f"network `{e.func}` is not permutation-invariant, but its input is a set of `{size}` "
+                           "points", expr_span(e.args[0]), found=str(x.ty),
+                           hint=f"`{size}` is declared a `size`: its points are exchangeable and their number "
+                           "varies, so encode them with a set block, e.g. `network enc = deep_sets(out_size=8)` "
+                           "or `set_transformer(out_size=8)`")
         rank = net.input_rank
         if shape is None or rank is None or net.out_size is None:
             return ir.HostCall(e.func, (x,), (), UNKNOWN, network=True)
@@ -175,6 +186,25 @@ class Signatures:
                            hint="change the network's in_size, or leave it out to take the input's size")
         out = shape[:len(shape) - rank] + (net.out_size,)
         return ir.HostCall(e.func, (x,), (), Ty("real", out), network=True)
+
+    def set_axis(self, shape: ir.Shape) -> int | None:
+        """The axis of an input sized by a `size` argument (a set's points), if any."""
+        sizes = {py_name(a) for a, spec in self.args.items() if spec.declared is not None
+                 and spec.declared.base == "size" and not spec.declared.dims}
+        axes = [i for i, d in enumerate(shape or ()) if isinstance(d, str) and d in sizes]
+        return axes[0] if axes else None
+
+    def set_call(self, e: S.Call, net: nets.SetNetwork, x: ir.Expr, axis: int | None) -> ir.Expr:
+        """`net(x)` of a set network: x is one set, a vector of points or a matrix with one axis of
+        points (the one sized by a `size` argument, else the first), and the output one vector."""
+        shape = x.ty.shape
+        if shape is not None and len(shape) not in (1, 2):
+            raise self.err(f"set network `{e.func}` takes one set: a vector of points, or a matrix of points and "
+                           "their features", expr_span(e.args[0]), found=str(x.ty),
+                           hint=f"stack per-point values as `{e.func}([x, y])`")
+        size = shape[axis] if axis is not None and shape is not None else None
+        ty = Ty("real", (net.out_size,)) if net.out_size is not None else UNKNOWN
+        return ir.HostCall(e.func, (x,), (), ty, network=True, size=size, axis=axis or 0)
 
     def call(self, e: S.Call, scope: Scope) -> ir.Expr:
         fn = e.func

@@ -56,7 +56,7 @@ from pplang.compiler.frontend.syntax import (
 
 # The type names a declaration may use. How many sizes each takes (`vector` or `vector[N]`,
 # `matrix` or `matrix[N, K]`, arrays `int[N]`, ...) is the checker's to judge.
-TYPE_BASES = frozenset({"int", "real", "bool", "positive", "unit", "vector", "simplex", "ordered",
+TYPE_BASES = frozenset({"int", "size", "real", "bool", "positive", "unit", "vector", "simplex", "ordered",
                         "positive_ordered", "cholesky_corr", "matrix"})
 
 _STATEMENT_WORDS = {"param", "factor", "for", "if", "return", "pass"}

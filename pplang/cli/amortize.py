@@ -36,6 +36,10 @@ def register(sub: Any) -> None:
                         help="train on N simulations from the model (neural posterior estimation)")
     c.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help="a value common to every data set (a size or a known constant), e.g. --set J=5")
+    c.add_argument("--sizes", type=size_range, metavar="LOW:HIGH",
+                   help="with --simulate and a model with a `size` argument: the range of set sizes to simulate")
+    c.add_argument("--queries", type=common.positive_int, default=8,
+                   help="held-out points per simulated set, for a guide that predicts new points (default 8)")
     c.add_argument("--shared", help="JSON file of values common to every data set")
     c.add_argument("--objective", default="elbo", help="objective when training on data (default: elbo)")
     c.add_argument("--arg", action="append", default=[], metavar="NAME=VALUE",
@@ -71,12 +75,26 @@ def register(sub: Any) -> None:
     c.add_argument("--compare", type=int, default=0, metavar="STEPS",
                    help="also fit a full-rank guide to this data set alone for STEPS steps and report the "
                    "amortization gap and the time each answer took")
+    c.add_argument("--new", metavar="JSON", help="new points' inputs (NAME_new, one value per point): print the "
+                   "posterior predictive of each new point")
     c.add_argument("--output", help="write the draws to this JSON file")
     common.add_seed_arg(c)
     common.add_summary_args(c)
     common.add_strict_arg(c)
     common.add_force_arg(c)
     c.set_defaults(func=cmd_posterior)
+
+
+def size_range(text: str) -> tuple[int, int]:
+    """`LOW:HIGH` (or one size) as an inclusive range of set sizes."""
+    lo, _, hi = text.partition(":")
+    try:
+        low, high = int(lo), int(hi or lo)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LOW:HIGH, e.g. 5:200, got {text!r}") from None
+    if not 1 <= low <= high:
+        raise argparse.ArgumentTypeError(f"expected 1 <= LOW <= HIGH, got {text!r}")
+    return low, high
 
 
 def shared_values(args: argparse.Namespace) -> dict[str, Any]:
@@ -104,9 +122,9 @@ def cmd_amortize(args: argparse.Namespace) -> int:
                          particles=args.particles, seed=args.seed, strategies=common.pairs(args.strategy, "--strategy"),
                          on_nan=args.on_nan, checkpoint=checkpoint, checkpoint_every=args.checkpoint_every,
                          resume=args.resume, progress=not args.no_progress, results=args.results,
-                         overwrite=args.force)
+                         overwrite=args.force, sizes=args.sizes, queries=args.queries)
     print(result.summary())
-    if args.query:
+    if args.query and result.info.get("target") != "predictive":
         print(f"\nposterior for {args.query}:")
         print(result.posterior(common.read_data(args.query), seed=args.seed).summary(**common.summary_options(args)))
     if args.results:
@@ -126,6 +144,12 @@ def cmd_posterior(args: argparse.Namespace) -> int:
     common.check_file(args.output, args)
     result = pp.AmortizedPosterior.load(args.results)
     data = common.read_data(args.data)
+    if args.new:
+        draws = result.predictive(data, common.read_data(args.new), num_samples=args.draws, seed=args.seed)
+        print(predictive_table(draws))
+        if args.output:
+            common.write_json(args.output, {a: v.tolist() for a, v in draws.items()}, args.force)
+        return
     post = result.posterior(data, num_samples=args.draws, seed=args.seed)
     if post.batched:
         n = next(iter(post.draws.values())).shape[0] if post.draws else 0
@@ -151,3 +175,18 @@ def cmd_posterior(args: argparse.Namespace) -> int:
     if args.output:
         common.write_json(args.output, {a: v.tolist() for a, v in post.draws.items()}, args.force)
     return common.strict_exit(args, problems)
+
+
+def predictive_table(draws: dict[str, Any]) -> str:
+    """Mean, sd and 5/50/95% quantiles of each new point (of one data set: draws, points)."""
+    import numpy as np
+
+    lines = [f"{'':12}{'mean':>11}{'sd':>11}{'5%':>11}{'50%':>11}{'95%':>11}"]
+    for a, v in draws.items():
+        v = np.asarray(v)
+        if v.ndim != 2:
+            raise error("--new answers for one data set at a time", hint="pass a single data set with --data")
+        for j in range(v.shape[1]):
+            q = np.quantile(v[:, j], [0.05, 0.5, 0.95])
+            lines.append(f"{f'{a}[{j}]':12}" + "".join(f"{x:>11.4g}" for x in (v[:, j].mean(), v[:, j].std(), *q)))
+    return "\n".join(lines)

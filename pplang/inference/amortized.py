@@ -31,6 +31,7 @@ from pplang import runtime as rt
 from pplang.compiler.diagnostics import did_you_mean, error
 from pplang.compiler.transforms.marginalize import summable
 from pplang.data import check_support
+from pplang.inference import sets as S
 from pplang.inference.amortized_result import AmortizedPosterior, guide_inputs
 from pplang.inference.variational import (
     Problem,
@@ -46,6 +47,7 @@ from pplang.runtime.optimize import CheckpointError, CheckpointExists, optimize
 
 DATA_SALT = 0x6461  # folded into the seed for the order of data sets in each epoch
 MAX_CHUNK = 1000  # most steps per compiled chunk (the progress bar and NaN checks run between chunks)
+SIZE_ROW = "#size"  # a simulated data set's number of points, beside its padded values
 
 
 @dataclass
@@ -77,7 +79,13 @@ def stack(model: Model, guide: Model, data: Mapping[str, Any], shared: Mapping[s
                         model.fn.span, model.source, hint=did_you_mean(name, known) or
                         f"model choices: {', '.join(model.fn.sites)}; guide arguments: "
                         f"{', '.join(a for a, _ in guide.fn.args) or 'none'}")
-        arr = np.asarray(value)
+        try:
+            arr = np.asarray(value)
+        except ValueError:  # ragged: data sets of different sizes
+            arr = np.asarray(value, dtype=object)
+        if arr.dtype == object and arr.ndim >= 1:
+            raise error(f"the data sets in `{name}` have different sizes", model.fn.span, model.source,
+                        hint=ragged_hint(model))
         if arr.dtype == object or arr.dtype.kind not in "biuf" or arr.ndim == 0:
             raise error(f"data for `{name}` must be an array with one entry per data set (a leading axis)",
                         model.fn.span, model.source, found=f"{type(value).__name__} of shape {np.shape(value)}",
@@ -98,6 +106,16 @@ def stack(model: Model, guide: Model, data: Mapping[str, Any], shared: Mapping[s
     if size == 0:
         raise error("the data has no data sets (its leading axis is empty)")
     return Collection(rows, dict(shared), int(size))
+
+
+def ragged_hint(model: Model) -> str:
+    """What to do with data sets of different sizes, for this model."""
+    sizes = [a for a, t in model.fn.arg_types.items() if t == "size"]
+    if sizes:
+        return (f"model `{model.name}` takes sets of `{sizes[0]}` points: train on simulations of varying size "
+                f"(simulate=N, sizes=(low, high)), then answer for data sets of any size with posterior(...)")
+    return (f"model `{model.name}` needs data sets of one shape; to let their size vary, declare it a `size` "
+            "argument (`N: size`) and read the points with a set network (deep_sets, set_transformer)")
 
 
 def convert(rows: Mapping[str, np.ndarray], like: Mapping[str, Any]) -> dict[str, Any]:
@@ -156,19 +174,33 @@ def objective_step(problem: Problem, particles: int) -> Callable:
     return step
 
 
-def simulation_step(guide: Model, latents: list[str], env: Mapping[str, Any]) -> Callable:
-    """One step of neural posterior estimation: the mean over the batch of log q(z | x), the
-    guide's log density of simulated latents given the simulated observations it takes as inputs
-    (`env`: the guide's other arguments, bound)."""
+def simulation_step(guide: Model, targets: list[str], env: Mapping[str, Any], layout: Layout | None = None
+                    ) -> Callable:
+    """One step of training on simulations: the mean over the batch of the guide's log density of
+    `targets` given the inputs it takes (`env`: its other arguments, bound). For neural posterior
+    estimation the targets are the latents: log q(z | x). For sets (`layout`), each data set's
+    first `#size` points are real and the rest padding; for a predictive guide the targets are
+    held-out points, `layout.queries` per data set, each predicted from the real points: log q(y_new
+    | x_new, the set), the prior-fitted network's objective."""
     order = [a for a, _ in guide.fn.args]
 
-    def log_q(params: Any, row: Mapping[str, Any]) -> Any:
-        ctx = rt.Context({a: row[a] for a in latents}, params.get("q", {}), guide.hosts, complete=True)
+    def log_q(params: Any, row: Mapping[str, Any], masks: Mapping[str, Any]) -> Any:
+        ctx = rt.Context({a: row[a] for a in targets}, params.get("q", {}), guide.hosts, complete=True, masks=masks)
         values = {**env, **row}
         return guide.impl(ctx, jax.random.key(0), *[values[a] for a in order])[2].lp
 
+    def one(params: Any, row: Mapping[str, Any]) -> Any:
+        if layout is None:
+            return log_q(params, row, {})
+        masks = {layout.size: jnp.arange(layout.length) < row[SIZE_ROW]}
+        points = {a: row[a][:layout.length] for a in layout.points}
+        if not layout.queries:
+            return log_q(params, {**row, **points}, masks)
+        held = {a + S.NEW: row[a][layout.length:] for a in layout.held}
+        return jnp.mean(jax.vmap(lambda q: log_q(params, {**row, **points, **q}, masks))(held))
+
     def mean_log_q(params: Any, batch: Mapping[str, Any]) -> Any:
-        return jnp.mean(jax.vmap(lambda row: log_q(params, row))(dict(batch)))
+        return jnp.mean(jax.vmap(lambda row: one(params, row))(dict(batch)))
 
     grad = jax.value_and_grad(mean_log_q)
 
@@ -179,9 +211,52 @@ def simulation_step(guide: Model, latents: list[str], env: Mapping[str, Any]) ->
     return step
 
 
-def simulations(model: Model, guide: Model, count: int, shared: Mapping[str, Any], seed: int) -> tuple:
+@dataclass(frozen=True)
+class Layout:
+    """How simulated sets are stored: `points` (the per-point values) padded to `length` (the
+    largest size), and for a predictive guide `queries` held-out points after them, of which the
+    guide predicts `held` (and reads the others as `NAME_new` inputs)."""
+
+    size: str
+    length: int
+    points: tuple[str, ...]
+    queries: int = 0
+    held: tuple[str, ...] = ()
+
+
+def predictive_targets(model: Model, guide: Model, size: str | None) -> list[str]:
+    """A predictive guide's targets: the choices it draws named `NAME_new` after a per-point choice
+    NAME of the model's set (a held-out point it predicts); empty for a posterior guide. Its other
+    `NAME_new` arguments are the new point's inputs, also per-point choices of the model."""
+    news = [a for a in guide.fn.sites if a.endswith(S.NEW)]
+    if not news:
+        return []
+    per_point = S.set_names(model.fn, size) if size is not None else []
+    for a in news:
+        if a[:-len(S.NEW)] not in per_point:
+            raise error(f"guide `{guide.name}` draws `{a}`, but `{a[:-len(S.NEW)]}` is not a per-point choice of "
+                        f"model `{model.name}`'s set", guide.fn.sites[a].span, guide.source,
+                        hint="a predictive guide draws NAME_new for a choice NAME sized by the model's `size` argument")
+    other = [a for a in guide.fn.sites if a not in news]
+    if other:
+        raise error(f"guide `{guide.name}` predicts new points ({', '.join(news)}) and also draws `{other[0]}`",
+                    guide.fn.sites[other[0]].span, guide.source,
+                    hint="a guide either predicts held-out points (draws NAME_new) or gives the posterior of the "
+                    "latents; write two guides")
+    for a, _ in guide.fn.args:
+        if a.endswith(S.NEW) and (a[:-len(S.NEW)] not in per_point or a[:-len(S.NEW)] not in model.fn.sites):
+            raise error(f"guide `{guide.name}` takes `{a}`, but `{a[:-len(S.NEW)]}` is not a per-point choice of "
+                        f"model `{model.name}`", guide.fn.arg_spans[a], guide.source,
+                        hint="a new point's inputs are named after the model's per-point choices, which the "
+                        "simulations draw (e.g. `x[i] ~ normal(0, 1)` in the model, `x_new: real` in the guide)")
+    return news
+
+
+def simulations(model: Model, guide: Model, count: int, shared: Mapping[str, Any], seed: int,
+                predictive: bool = False) -> tuple:
     """`count` draws of every choice of the model, and which of them are latent: the guide's
-    inputs are the choices it takes as arguments; it must draw every other choice of the model."""
+    inputs are the choices it takes as arguments; it must draw every other choice of the model
+    (unless it is `predictive`: then it predicts new points, and the latents stay unseen)."""
     observed = [a for a in guide_inputs(model, guide)]
     if not observed:
         raise error(f"guide `{guide.name}` takes none of model `{model.name}`'s random choices as an argument",
@@ -193,13 +268,13 @@ def simulations(model: Model, guide: Model, count: int, shared: Mapping[str, Any
     summed = set(summable(model.fn, observed))
     latents = [a for a in model.fn.sites if a not in observed and (a in guide.fn.sites or a not in summed)]
     missing = [a for a in latents if a not in guide.fn.sites]
-    if missing:
+    if missing and not predictive:
         raise error(f"guide `{guide.name}` does not draw {', '.join(f'`{a}`' for a in missing)}, latent in model "
                     f"`{model.name}`", guide.fn.span, guide.source,
                     hint="training on simulations fits the guide's density of every latent choice; draw each "
                     "one in the guide, or take it as an argument if it is observed")
     extra = [a for a in guide.fn.sites if a not in model.fn.sites]
-    if extra:
+    if extra and not predictive:
         raise error(f"guide `{guide.name}` draws {', '.join(f'`{a}`' for a in extra)}, which model "
                     f"`{model.name}` does not", guide.fn.span, guide.source,
                     hint="training on simulations needs the guide's density of the model's latents alone")
@@ -220,7 +295,8 @@ def amortize(model: Model, guide: Any, data: Mapping[str, Any] | None = None, *,
              strategies: Mapping[str, str] | None = None, baseline: Any = None,
              programs: Mapping[str, Model] | None = None, on_nan: str = "stop",
              checkpoint: str | None = None, checkpoint_every: int = 1000, resume: bool = False,
-             progress: bool = True, results: str | None = None, overwrite: bool = False) -> AmortizedPosterior:
+             progress: bool = True, results: str | None = None, overwrite: bool = False,
+             sizes: int | tuple[int, int] | None = None, queries: int = 8) -> AmortizedPosterior:
     """Train `guide` (whose arguments are named after the model's observations) to answer for any
     data set of the model in one forward pass.
 
@@ -229,7 +305,10 @@ def amortize(model: Model, guide: Any, data: Mapping[str, Any] | None = None, *,
     pp.fit) over `batch_size` data sets; an epoch visits every data set once. simulate=N instead
     draws N data sets with their latents from the model and maximizes the guide's log density of
     the latents given the observations (no data needed). optimizer, learning_rate, lr_schedule and
-    lr_end are as in pp.fit, the schedule running over all epochs. checkpoint, resume, results and
+    lr_end are as in pp.fit, the schedule running over all epochs. For a model with a `size`
+    argument, `sizes=(low, high)` draws each simulated data set's number of points uniformly
+    between them; a guide that draws `NAME_new` choices is trained to predict `queries` held-out
+    points of each simulated set from its other points (a prior-fitted network). checkpoint, resume, results and
     overwrite are as in pp.fit: an existing results folder or another run's checkpoint is replaced
     only with overwrite. Returns an AmortizedPosterior."""
     for name, v in (("epochs", epochs), ("batch_size", batch_size), ("particles", particles)):
@@ -240,6 +319,8 @@ def amortize(model: Model, guide: Any, data: Mapping[str, Any] | None = None, *,
                     + ("both" if data is not None else "neither"),
                     hint="data={'y': Y} trains on data; simulate=10000 trains on simulations from the model")
     keep = check_outputs(results, checkpoint, resume, overwrite)
+    held: list[str] = []
+    set_info: dict[str, Any] = {}
     if not isinstance(guide, Model):
         guide = make_guide(model, guide, {})
     shared = dict(shared or {})
@@ -248,17 +329,60 @@ def amortize(model: Model, guide: Any, data: Mapping[str, Any] | None = None, *,
     if simulate is not None:
         if isinstance(simulate, bool) or not isinstance(simulate, int) or simulate < 1:
             raise error(f"simulate must be a positive int, got {simulate!r}", hint="for example simulate=10000")
-        values, observed, latents = simulations(model, guide, simulate, shared, seed)
-        rows_np = {a: values[a] for a in [*observed, *latents]}
+        size = S.size_argument(model, guide)
+        held = predictive_targets(model, guide, size)
+        layout = None
+        if size is not None:
+            S.check_guide(model, guide, size)
+            if sizes is None and size not in shared:
+                raise error(f"model `{model.name}` draws sets of `{size}` points: give the range of sizes to simulate",
+                            model.fn.arg_spans[size], model.source, hint="sizes=(5, 200), or --sizes 5:200")
+            lo, hi = S.size_range(sizes if sizes is not None else shared[size])
+            shared.pop(size, None)
+            extra = queries if held else 0
+            if held and (isinstance(queries, bool) or not isinstance(queries, int) or queries < 1):
+                raise error(f"queries must be a positive int, got {queries!r}", hint="for example queries=8")
+            news = [*held, *(a for a, _ in guide.fn.args if a.endswith(S.NEW))]
+            layout = Layout(size, hi, tuple(a for a in S.set_names(model.fn, size) if a in model.fn.sites),
+                            extra, tuple(dict.fromkeys(a[:-len(S.NEW)] for a in news)))
+            values, observed, latents = simulations(model, guide, simulate, {**shared, size: hi + extra}, seed,
+                                                    bool(held))
+            draw = np.random.default_rng([seed, DATA_SALT])
+            values[SIZE_ROW] = draw.integers(lo, hi + 1, size=simulate).astype(np.int32)
+            set_info = {"size": size, "sizes": [lo, hi], "queries": extra}
+        elif held:
+            raise error(f"guide `{guide.name}` predicts new points, but model `{model.name}` has no set (no `size` "
+                        "argument)", model.fn.span, model.source,
+                        hint="declare the number of points as `N: size` and the points as values sized by it")
+        else:
+            values, observed, latents = simulations(model, guide, simulate, shared, seed)
+        targets = held or latents
+        kept = [*observed, *([] if held else latents), *([SIZE_ROW] if layout else [])]
+        if layout is not None:
+            kept += [a for a in layout.held if a not in kept]
+        rows_np = {a: values[a] for a in kept}
         collection = Collection(rows_np, shared, simulate)
-        bound = guide.bind(collection.first(), strict=False, observations=False)
+        first = {**shared, **{a: values[a][0] for a in observed}}
+        if layout is not None:
+            first |= {size: layout.length, **{a: values[a][0][:layout.length] for a in layout.points if a in first}}
+            first |= {a: values[a[:-len(S.NEW)]][0][layout.length] for a, _ in guide.fn.args if a.endswith(S.NEW)}
+        bound = guide.bind(first, strict=False, observations=False)
+        env = {**bound.static, **bound.arrays}
         problem = None
-        rows = convert(rows_np, {**bound.arrays, **{a: values[a][0] for a in latents}})
-        params = init_guide_params(guide, {**bound.static, **bound.arrays}, seed)
-        inner = simulation_step(guide, latents, {**bound.static, **bound.arrays})
+        like = {**bound.arrays, **{a: values[a][0] for a in latents if a in rows_np}}
+        rows = convert(rows_np, like)
+        params = init_guide_params(guide, env, seed)
+        inner = simulation_step(guide, targets, {a: v for a, v in env.items() if a not in rows_np}, layout)
         state: Any = None
-        mode, objective_name = "simulate", "log q(latents | observations)"
+        mode = "simulate"
+        objective_name = "log q(held-out point | the others)" if held else "log q(latents | observations)"
     else:
+        size = S.size_argument(model, guide)
+        if size is not None and size not in shared:
+            raise error(f"training on data sets of varying size is not supported: model `{model.name}` takes sets "
+                        f"of `{size}` points", model.fn.arg_spans[size], model.source,
+                        hint=f"train on simulations (simulate=N, sizes=(low, high)); or, when every data set has the "
+                        f"same size, give it in shared={{'{size}': n}}")
         collection = stack(model, guide, data, shared)
         first = collection.first()
         # the first data set's errors, located at the model; discrete choices the guide leaves out summed out
@@ -303,7 +427,8 @@ def amortize(model: Model, guide: Any, data: Mapping[str, Any] | None = None, *,
     info = {"model": model.name, "guide": guide.name, "mode": mode, "objective": objective_name,
             "data_sets": size, "batch_size": batch, "epochs": out.steps / per_epoch, "steps": out.steps,
             "status": out.status, "message": nan_message(out), "particles": particles, "seed": seed,
-            "timings": out.timings, "wall_s": time.perf_counter() - t0, "file": model.fn.span.file}
+            "timings": out.timings, "wall_s": time.perf_counter() - t0, "file": model.fn.span.file,
+            "target": "predictive" if mode == "simulate" and held else "posterior", **set_info}
     result = AmortizedPosterior(model, guide, by_name, shared, np.asarray(out.values), info)
     if results is not None:
         result.save(results, plots=True, overwrite=may_replace(results, keep, overwrite or resume), keep=keep)

@@ -20,6 +20,7 @@ from pplang import runtime as rt
 from pplang.compiler.diagnostics import PplError, error
 from pplang.files import new_folder
 from pplang.inference import predictive as exports
+from pplang.inference import set_answers, sets
 from pplang.models import Model, as_key
 from pplang.results import load_folder, write_files
 from pplang.summary import QUANTILES, SiteRows, check_hdi, check_quantiles, format_table, site_rows
@@ -163,6 +164,13 @@ class AmortizedPosterior:
         if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 1:
             raise error(f"num_samples must be a positive int, got {num_samples!r}", hint="for example num_samples=1000")
         data = {**dict(data or {}), **kwargs}
+        if self.info.get("size"):  # sets of any size: padded per bucket (set_answers)
+            self.check_target("posterior", "predictive(data, new_inputs)")
+            draws, batched = set_answers.posterior_draws(self, data, num_samples, seed)
+            if computed is False or batched:
+                return Posterior(draws, batched)
+            return Posterior(self.model.with_computed(draws, self.model_data(data), computed is None or computed,
+                                                      self.params["model"]), False)
         values, batched = self.guide_values(data)
         fn = self.draw_fn(batched, num_samples)
         key = as_key(seed)
@@ -194,6 +202,12 @@ class AmortizedPosterior:
                         hint=f"pass {', '.join(repr(a) for a in inputs)}")
         ranks = dict((a, t.rank) for a, t in self.guide.fn.args)
         first = inputs[0]
+        ragged = [a for a in inputs if set_answers.is_ragged(data[a])]
+        if ragged:
+            from pplang.inference.amortized import ragged_hint
+
+            raise error(f"the data sets in `{ragged[0]}` have different sizes", self.guide.fn.span, self.guide.source,
+                        hint=ragged_hint(self.model))
         batched = ranks[first] is not None and np.ndim(data[first]) == ranks[first] + 1
         one = {a: (np.asarray(data[a])[0] if batched else data[a]) for a in inputs}
         bound = self.guide.bind({**self.shared, **one}, strict=False, observations=False)
@@ -247,17 +261,103 @@ class AmortizedPosterior:
         n = next(iter(rows.values())).shape[0]
         return self.simulate_given(rows, (n,), seed)
 
-    def predictive(self, data: Mapping[str, Any] | None = None, *, num_samples: int = 1, seed: Any = 0,
-                   **kwargs: Any) -> dict[str, np.ndarray]:
+    def predictive(self, data: Mapping[str, Any] | None = None, new_inputs: Mapping[str, Any] | None = None, *,
+                   num_samples: int = 1, seed: Any = 0, **kwargs: Any) -> dict[str, np.ndarray]:
         """Posterior predictive draws for a data set or a batch of them: the latent choices from the
         amortized guide, then the model's other choices drawn anew given them (a variational
-        autoencoder's reconstructions). Leading axes as in `posterior`: (data set,) draw."""
-        post = self.posterior(data, num_samples=num_samples, seed=seed, **kwargs)
+        autoencoder's reconstructions). Leading axes as in `posterior`: (data set,) draw.
+
+        For a set model, `new_inputs` are new points' inputs (`{"x_new": [...]}`, one value per new
+        point): a predictive guide (a prior-fitted network, trained to predict held-out points)
+        draws each new point's `NAME_new` in one pass; a posterior guide draws the latents and the
+        model draws the new points given them. Axes: (data set,) draw, new point."""
+        data = {**dict(data or {}), **kwargs}
+        if self.info.get("size") and new_inputs is not None:
+            if self.info.get("target") == "predictive":
+                return set_answers.predictive_draws(self, data, new_inputs, num_samples, seed)[0]
+            return self.predict_from_latents(data, new_inputs, num_samples, seed)
+        self.check_target("predictive", "predictive(data, new_inputs)")
+        post = self.posterior(data, num_samples=num_samples, seed=seed)
         latents = {a: v for a, v in post.draws.items() if a in self.model.fn.sites}
         lead = next(iter(post.draws.values())).shape[:2 if post.batched else 1]
         return self.simulate_given(latents, lead, seed)
 
-    def simulate_given(self, values: Mapping[str, np.ndarray], lead: tuple, seed: Any) -> dict[str, np.ndarray]:
+    def log_predictive(self, data: Mapping[str, Any], new_points: Mapping[str, Any], *, num_samples: int = 1000,
+                       seed: Any = 0) -> np.ndarray:
+        """The log predictive density of new points of a set model (`new_points`: their inputs
+        `NAME_new` and values `NAME_new`, one per point), for a data set (points,) or a batch (data
+        set, point): the predictive guide's density, or for a posterior guide the model's density
+        of each point averaged over `num_samples` draws of the latents."""
+        if not self.info.get("size"):
+            raise error("log_predictive is for set models (with a `size` argument)",
+                        hint="use importance_sampling(data) for the marginal likelihood of a data set")
+        if self.info.get("target") == "predictive":
+            inputs = {a: v for a, v in new_points.items() if a in dict(self.guide.fn.args)}
+            return set_answers.predictive_draws(self, data, inputs, 1, seed, new_points)[0]["log_density"]
+        return self.latent_log_predictive(data, new_points, num_samples, seed)
+
+    def check_target(self, asked: str, instead: str) -> None:
+        if self.info.get("target") == "predictive":
+            raise error(f"guide `{self.guide.name}` predicts new points (it was trained as a prior-fitted network); it "
+                        f"gives no {asked} of the latents", self.guide.fn.span, self.guide.source,
+                        hint=f"use {instead}, or train a guide that draws the latents")
+
+    def new_point_values(self, new: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """New points named after the model's per-point choices (`x_new` -> `x`), each (..., point)."""
+        size = self.info["size"]
+        per_point = sets.set_names(self.model.fn, size)
+        names = [a for a in per_point if a + sets.NEW in new]
+        if not names:
+            raise error("new points are named NAME_new after the model's per-point choices",
+                        hint=f"e.g. {{{', '.join(repr(a + sets.NEW) + ': [...]' for a in per_point)}}}")
+        return {a: np.asarray(new[a + sets.NEW], float) for a in names}
+
+    def predict_from_latents(self, data: Mapping[str, Any], new: Mapping[str, Any], num_samples: int,
+                             seed: Any) -> dict[str, np.ndarray]:
+        """The model's new points given the guide's latents, at the new inputs."""
+        size = self.info["size"]
+        post = self.posterior(data, num_samples=num_samples, seed=seed, computed=False)
+        points = self.new_point_values(new)
+        m = next(iter(points.values())).shape[-1]
+        lead = next(iter(post.draws.values())).shape[:2 if post.batched else 1]
+        given = {a: v for a, v in post.draws.items() if a in self.model.fn.sites}
+        given |= {a: np.broadcast_to(v[..., None, :] if post.batched else v, lead + (m,)) for a, v in points.items()}
+        out = self.simulate_given(given, lead, seed, {size: m})
+        return {a + sets.NEW: v for a, v in out.items() if a in sets.set_names(self.model.fn, size)}
+
+    def latent_log_predictive(self, data: Mapping[str, Any], new: Mapping[str, Any], num_samples: int,
+                              seed: Any) -> np.ndarray:
+        """log mean_s p(y_new | x_new, z_s) for z_s from the guide, per new point: the model's log
+        weight of a one-point set given the latents and the whole point, less that given the
+        latents and the point's inputs alone (the new values named in `new` that the model draws
+        last are the predicted ones)."""
+        size = self.info["size"]
+        post = self.posterior(data, num_samples=num_samples, seed=seed, computed=False)
+        points = self.new_point_values(new)
+        latents = {a: jnp.asarray(v) for a, v in post.draws.items() if a in self.model.fn.sites}
+        order = [a for a in self.model.fn.sites if a in points]
+        inputs = frozenset(order[:-1])
+        bound = self.model.bind({**self.shared, size: 1}, observations=False)
+        params = self.params["model"]
+        whole = self.model.runner(bound, frozenset([*latents, *points]), param_addrs=frozenset(params))
+        part = self.model.runner(bound, frozenset([*latents, *inputs]), param_addrs=frozenset(params))
+
+        def lp(z: Mapping[str, Any], p: Mapping[str, Any]) -> Any:
+            one = {a: jnp.reshape(v, (1,)) for a, v in p.items()}
+            k = jax.random.key(0)
+            return (whole(k, {**z, **one}, params, bound.arrays)[2].lw
+                    - part(k, {**z, **{a: one[a] for a in inputs}}, params, bound.arrays)[2].lw)
+
+        def per_set(z: Mapping[str, Any], pts: Mapping[str, Any]) -> Any:
+            terms = jax.vmap(lambda zz: jax.vmap(lambda pp: lp(zz, pp))(pts))(z)  # (draws, points)
+            return jax.scipy.special.logsumexp(terms, axis=0) - jnp.log(terms.shape[0])
+
+        pts = {a: jnp.asarray(v) for a, v in points.items()}
+        fn = jax.jit(jax.vmap(per_set) if post.batched else per_set)
+        return np.asarray(fn(latents, pts))
+
+    def simulate_given(self, values: Mapping[str, np.ndarray], lead: tuple, seed: Any,
+                       data: Mapping[str, Any] | None = None) -> dict[str, np.ndarray]:
         """The model's choices other than `values`, drawn given them with the trained parameters;
         `values` have the leading axes `lead`, and so do the draws."""
         unknown = [a for a in values if a not in self.model.fn.sites]
@@ -265,7 +365,7 @@ class AmortizedPosterior:
             raise error(f"model `{self.model.name}` has no random choice `{unknown[0]}`", self.model.fn.span,
                         self.model.source, hint=f"choices: {', '.join(self.model.fn.sites)}")
         flat = {a: jnp.asarray(v.reshape((-1,) + v.shape[len(lead):])) for a, v in values.items()}
-        bound = self.model.bind(self.shared, observations=False)
+        bound = self.model.bind({**self.shared, **dict(data or {})}, observations=False)
         params = self.params["model"]
         run = self.model.runner(bound, frozenset(flat), param_addrs=frozenset(params))
         keys = jax.random.split(jax.random.fold_in(as_key(seed), 1), int(np.prod(lead)))
@@ -273,7 +373,15 @@ class AmortizedPosterior:
         return {a: np.asarray(v).reshape(lead + v.shape[1:]) for a, v in out.items() if a not in flat}
 
     def model_data(self, data: Mapping[str, Any]) -> dict[str, Any]:
-        return {**self.shared, **dict(data)}
+        """The model's data for one data set: the shared values, the data set, and for a set model
+        its size (the count of its points) when not given."""
+        out = {**self.shared, **dict(data)}
+        size = self.info.get("size")
+        if size and size not in out:
+            names = [a for a in set_answers.set_inputs(self) if a in out]
+            if names:
+                out[size] = len(np.asarray(out[names[0]]))
+        return out
 
     def importance_sampling(self, data: Mapping[str, Any], *, num_samples: int = 1000, seed: Any = 0) -> Any:
         """Correct the amortized answer for one data set: importance sampling with the guide as the

@@ -1,0 +1,229 @@
+"""Answers of an amortized guide for data sets of any size: each data set is padded to its size's
+bucket with a mask of its real points, and the data sets of one bucket are answered together in
+one jitted call, compiled once per bucket (and number of draws), not once per size."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from pplang import runtime as rt
+from pplang.compiler.diagnostics import error
+from pplang.inference import sets as S
+from pplang.models import as_key
+
+if TYPE_CHECKING:
+    from pplang.inference.amortized_result import AmortizedPosterior
+
+POINT = "#point"
+
+
+def is_ragged(value: Any) -> bool:
+    """Whether a value is a list of arrays of different lengths (data sets of different sizes)."""
+    try:
+        return np.asarray(value).dtype == object
+    except ValueError:
+        return True
+
+
+def is_batch(value: Any, rank: int) -> bool:
+    """Whether a set-valued input holds several data sets: a ragged list of sets, or an array of
+    one more dimension than a set's."""
+    return is_ragged(value) or np.ndim(value) == rank + 1
+
+
+def set_inputs(result: AmortizedPosterior) -> list[str]:
+    """The guide's arguments that hold the points of a set (not the new point's inputs)."""
+    size = result.info["size"]
+    return [a for a in S.set_names(result.guide.fn, size) if not a.endswith(S.NEW)]
+
+
+def read_sets(result: AmortizedPosterior, data: Mapping[str, Any]) -> tuple[S.Sets, bool]:
+    """The data's sets, padded, and whether it was a batch of data sets; warns on sizes outside
+    the trained range."""
+    size, names = result.info["size"], set_inputs(result)
+    missing = [a for a in names if a not in data]
+    if missing:
+        raise error(f"no value for `{missing[0]}`: the amortized guide `{result.guide.name}` reads the set "
+                    f"{', '.join(names)}", result.guide.fn.span, result.guide.source,
+                    hint=f"pass {', '.join(repr(a) for a in names)} (one entry per point; `{size}` is their count)")
+    ranks = dict((a, t.rank) for a, t in result.guide.fn.args)
+    batched = is_batch(data[names[0]], ranks[names[0]] or 1)
+    sets = S.ragged(data, names, size, batched)
+    S.warn_outside(sets.sizes, result.info.get("sizes"))
+    return sets, batched
+
+
+def by_bucket(sets: S.Sets) -> dict[int, np.ndarray]:
+    """Indices of the data sets answered at each padded length."""
+    lengths = np.asarray([S.bucket(int(n)) for n in sets.sizes])
+    return {int(b): np.flatnonzero(lengths == b) for b in np.unique(lengths)}
+
+
+def bucket_values(result: AmortizedPosterior, sets: S.Sets, index: np.ndarray, length: int,
+                  extra: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any], Any]:
+    """For the data sets `index` padded to `length`: the guide's static values (the size is the
+    padded length), its array arguments with a leading data-set axis, and the masks."""
+    size = result.info["size"]
+    part = S.padded(S.Sets({a: v[index] for a, v in sets.rows.items()}, sets.sizes[index], sets.length), length)
+    first = {**result.shared, size: length, **{a: v[0] for a, v in part.rows.items()},
+             **{a: np.asarray(v)[0] for a, v in extra.items()}}
+    bound = result.guide.bind(first, strict=False, observations=False)
+    arrays = {a: jnp.broadcast_to(v, (len(index),) + jnp.shape(v)) for a, v in bound.arrays.items()}
+    for a, v in part.rows.items():
+        arrays[a] = jnp.asarray(v, jnp.asarray(bound.arrays[a]).dtype)
+    for a, v in extra.items():
+        arrays[a] = jnp.asarray(np.asarray(v)[index], jnp.asarray(bound.arrays[a]).dtype)
+    return dict(bound.static), arrays, jnp.asarray(part.masks())
+
+
+def guide_fn(result: AmortizedPosterior, static: Mapping[str, Any], given: tuple[str, ...]) -> Callable:
+    """`(params, arrays, mask, key, given values) -> (draws, log density)` of one data set."""
+    guide, size = result.guide, result.info["size"]
+    order = [a for a, _ in guide.fn.args]
+
+    def one(params: Any, arrays: Mapping[str, Any], mask: Any, key: Any, values: Mapping[str, Any]) -> tuple:
+        ctx = rt.Context(dict(values), params, guide.hosts, masks={size: mask}, complete=bool(given))
+        env = {**static, **arrays}
+        _, draws, score = guide.impl(ctx, key, *[env[a] for a in order])
+        return draws, score.lp
+
+    return one
+
+
+def cached(result: AmortizedPosterior, kind: str, static: Mapping[str, Any], build: Callable, *extra: Any) -> Any:
+    key = (kind, tuple(sorted((a, repr(v)) for a, v in static.items())), *extra)
+    if key not in result._draw:
+        result._draw[key] = build()
+    return result._draw[key]
+
+
+def set_keys(key: Any, index: np.ndarray, count: int | None) -> Any:
+    """The keys of the data sets `index`: as a fixed-size guide's answer splits them (one data
+    set: the key itself), so padding is the only difference between the two."""
+    if count is None:
+        return key[None]
+    return jax.random.split(key, count)[jnp.asarray(index)]
+
+
+def posterior_fn(result: AmortizedPosterior, static: Mapping[str, Any], num_samples: int) -> Callable:
+    """Jitted `(params, arrays, masks, keys) -> draws` for a batch of data sets of one bucket."""
+    one = guide_fn(result, static, ())
+
+    def many(params: Any, arrays: Any, mask: Any, k: Any) -> dict:
+        return jax.vmap(lambda kk: one(params, arrays, mask, kk, {})[0])(jax.random.split(k, num_samples))
+
+    return jax.jit(jax.vmap(many, in_axes=(None, 0, 0, 0)))
+
+
+def predictive_fn(result: AmortizedPosterior, static: Mapping[str, Any], targets: tuple[str, ...], num_samples: int,
+                  m: int) -> Callable:
+    """Jitted `(params, arrays, masks, keys, new inputs, new values) ->` draws of the `m` new points
+    (data set, draw, point), or with `targets` given their log densities (data set, point)."""
+    one = guide_fn(result, static, targets)
+
+    def per_set(params: Any, arrays: Any, mask: Any, k: Any, row: Any, val: Any) -> Any:
+        def at(point: Any, value: Any, kk: Any) -> Any:
+            point = {a: v for a, v in point.items() if a != POINT}
+            draws, lp = one(params, {**arrays, **point}, mask, kk, value)
+            return lp if targets else draws
+
+        keys = jax.random.split(k, (num_samples, m))
+        if targets:
+            return jax.vmap(at)(row, val, keys[0])
+        return jax.vmap(lambda ks: jax.vmap(lambda p, kk: at(p, {}, kk))(row, ks))(keys)
+
+    return jax.jit(jax.vmap(per_set, in_axes=(None, 0, 0, 0, 0, 0)))
+
+
+def posterior_draws(result: AmortizedPosterior, data: Mapping[str, Any], num_samples: int,
+                    seed: Any) -> tuple[dict[str, np.ndarray], bool]:
+    """Draws from the guide for every data set (leading data-set axis, then draws)."""
+    sets, batched = read_sets(result, data)
+    count = len(sets.sizes)
+    out: dict[str, np.ndarray] = {}
+    key = as_key(seed)
+    for length, index in by_bucket(sets).items():
+        static, arrays, masks = bucket_values(result, sets, index, length, {})
+
+        fn = cached(result, "posterior", static, partial(posterior_fn, result, static, num_samples), num_samples)
+        keys = set_keys(key, index, count if batched else None)
+        draws = fn(result.params["guide"], arrays, masks, keys)
+        for a, v in draws.items():
+            v = np.asarray(v)
+            if a not in out:
+                out[a] = np.zeros((count,) + v.shape[1:], v.dtype)
+            out[a][index] = v
+    return (out if batched else {a: v[0] for a, v in out.items()}), batched
+
+
+def new_points(result: AmortizedPosterior, new: Mapping[str, Any], batched: bool, count: int,
+               names: list[str]) -> tuple[dict[str, np.ndarray], int]:
+    """The new points' values by name, with (data set, point) leading axes, and the number of points."""
+    missing = [a for a in names if a not in new]
+    if missing:
+        raise error(f"no value for `{missing[0]}`, an input of each new point", result.guide.fn.span,
+                    result.guide.source, hint=f"pass new_inputs={{{', '.join(repr(a) + ': [...]' for a in names)}}}")
+    ranks = dict((a, t.rank or 0) for a, t in result.guide.fn.args)
+    out, m = {}, None
+    for a in names:
+        v = np.asarray(new[a], float)
+        v = v if batched else v[None]
+        if v.ndim == ranks.get(a, 0) + 1:  # one point per data set
+            v = v[:, None]
+        if v.shape[0] != count:
+            raise error(f"`{a}` has new points for {v.shape[0]} data sets, but there are {count}",
+                        hint="give the new points of each data set of the batch along a leading axis")
+        if m is not None and v.shape[1] != m:
+            raise error(f"`{a}` has {v.shape[1]} new points but `{names[0]}` has {m}", hint="one value per new point")
+        m = v.shape[1]
+        out[a] = v
+    return out, int(m or 0)
+
+
+def predictive_draws(result: AmortizedPosterior, data: Mapping[str, Any], new: Mapping[str, Any],
+                     num_samples: int, seed: Any, densities: Mapping[str, Any] | None = None
+                     ) -> tuple[dict[str, np.ndarray], bool]:
+    """A predictive guide's draws of each new point (data set, draw, point), or with `densities`
+    (the new points' values) the log predictive density of each (data set, point)."""
+    guide = result.guide
+    inputs = [a for a, _ in guide.fn.args if a.endswith(S.NEW)]
+    targets = [a for a in guide.fn.sites if a.endswith(S.NEW)]
+    sets, batched = read_sets(result, data)
+    count = len(sets.sizes)
+    points, m = new_points(result, new, batched, count, inputs)
+    given = {}
+    if densities is not None:
+        given, m2 = new_points(result, densities, batched, count, targets)
+        if inputs and m2 != m:
+            raise error(f"{m2} new values for {m} new inputs", hint="one value per new point")
+        m = m2
+    key = as_key(seed)
+    out: dict[str, np.ndarray] = {}
+    for length, index in by_bucket(sets).items():
+        first = {a: v[:, 0] for a, v in points.items()}
+        static, arrays, masks = bucket_values(result, sets, index, length, first)
+        for a in inputs:
+            del arrays[a]
+        rows = {a: jnp.asarray(v[index]) for a, v in points.items()}
+        rows[POINT] = jnp.broadcast_to(jnp.arange(m), (len(index), m))  # what the points are mapped over
+        vals = {a: jnp.asarray(v[index]) for a, v in given.items()}
+
+        scored = densities is not None
+        fn = cached(result, "predictive", static,
+                    partial(predictive_fn, result, static, tuple(targets) if scored else (), num_samples, m),
+                    num_samples, m, scored)
+        keys = set_keys(key, index, count if batched else None)
+        res = fn(result.params["guide"], arrays, masks, keys, rows, vals)
+        res = {"log_density": res} if densities is not None else res
+        for a, v in res.items():
+            v = np.asarray(v)
+            if a not in out:
+                out[a] = np.zeros((count,) + v.shape[1:], v.dtype)
+            out[a][index] = v
+    return (out if batched else {a: v[0] for a, v in out.items()}), batched

@@ -1,0 +1,189 @@
+"""Data sets of varying size for amortized inference: a model's `size` argument counts the points of
+its sets (the arrays whose first dimension it sizes), and may differ from data set to data set.
+
+Data sets of different sizes are padded to one length and carry a mask of their real points; set
+networks pool and attend over the real points alone (`stdlib/networks.py`), so padding changes no
+result. Answers pad to a *bucket* (the next power of two, at least MIN_BUCKET), so a guide is
+compiled once per bucket rather than once per size. Training pads to the largest size.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from pplang.compiler import analysis, ir
+from pplang.compiler.diagnostics import error
+from pplang.compiler.names import py_name
+from pplang.models import Model
+
+MIN_BUCKET = 8
+NEW = "_new"  # suffix of a predictive guide's new point: `x_new` (an input), `y_new ~ ...` (a prediction)
+
+
+class SizeWarning(UserWarning):
+    """A data set's size lies outside the sizes the guide was trained on (extrapolation)."""
+
+
+def size_argument(model: Model, guide: Model) -> str | None:
+    """The model's `size` argument, if it has one; the guide must declare it a `size` too, so that
+    its networks are checked to be set functions of the points it counts."""
+    sizes = [a for a, t in model.fn.arg_types.items() if t == "size"]
+    if not sizes:
+        return None
+    if len(sizes) > 1:
+        raise error(f"model `{model.name}` declares {len(sizes)} size arguments ({', '.join(sizes)}); amortized "
+                    "inference takes one set per data set", model.fn.arg_spans[sizes[1]], model.source,
+                    hint="declare one `size` argument; give the other sizes as `int`")
+    n = sizes[0]
+    declared = guide.fn.arg_types.get(n)
+    if declared is not None and declared != "size":
+        raise error(f"`{n}` counts the points of a set in model `{model.name}`, but guide `{guide.name}` declares "
+                    f"it `{declared}`", guide.fn.arg_spans[n], guide.source,
+                    hint=f"declare `{n}: size` in the guide too, so its networks are checked to be set functions")
+    return n
+
+
+def set_names(fn: ir.Function, size: str) -> list[str]:
+    """The arguments and choices of `fn` whose first dimension is the size: the set's per-point values."""
+    dim = py_name(size)
+    out = [a for a, ty in fn.args if ty.shape and ty.shape[0] == dim]
+    out += [a for a, s in fn.sites.items() if s.shape and s.shape[0] == dim and a not in out]
+    return out
+
+
+SHAPING = ("zeros", "ones")  # calls whose size argument only shapes an array (padded like the set)
+
+
+def size_uses(fn: ir.Function, size: str) -> list[Any]:
+    """Where `fn` computes with the size itself (beyond typing arrays and `zeros(N)`, `ones(N)`):
+    spans of its statements."""
+    dim = py_name(size)
+    spans = []
+    for s in analysis.walk(fn.body):
+        for root in analysis.stmt_exprs(s):
+            exprs = list(analysis.sub_exprs(root))
+            shaping = {id(a) for e in exprs if isinstance(e, ir.Call) and e.fn in SHAPING for a in e.args}
+            if any(isinstance(e, ir.Var) and e.name == dim and id(e) not in shaping for e in exprs):
+                spans.append(s.span)
+                break
+    return spans
+
+
+def check_guide(model: Model, guide: Model, size: str) -> None:
+    """A guide answering for padded sets must not see the padded size: it may use the size only to
+    type its set arguments, and its choices (the latents) must not be sized by it."""
+    uses = size_uses(guide.fn, size)
+    if uses:
+        raise error(f"guide `{guide.name}` computes with the set size `{size}`; it answers for sets padded to a "
+                    f"longer length, where `{size}` is the padded length", uses[0], guide.source,
+                    hint="read the set only through a set network (deep_sets, set_transformer), which sees the "
+                    "real points and their count")
+    local = [a for a in guide.fn.sites if a in set_names(model.fn, size) and not a.endswith(NEW)]
+    local += [a for a, s in guide.fn.sites.items() if s.shape and s.shape[0] == py_name(size) and a not in local]
+    if local:
+        info = guide.fn.sites[local[0]]
+        raise error(f"guide `{guide.name}` draws `{local[0]}`, one value per point of the set", info.span,
+                    guide.source, hint="amortized guides draw latents of fixed size; per-point latents are not "
+                    "supported")
+
+
+def bucket(n: int) -> int:
+    """The padded length a set of n points is answered at."""
+    return max(MIN_BUCKET, 1 << max(0, math.ceil(math.log2(max(n, 1)))))
+
+
+def size_range(sizes: Any) -> tuple[int, int]:
+    """`sizes`: one int, or (low, high) inclusive."""
+    lo, hi = (sizes, sizes) if isinstance(sizes, int) and not isinstance(sizes, bool) else tuple(sizes)
+    for v in (lo, hi):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise error(f"set sizes must be positive ints, got {sizes!r}", hint="for example sizes=(5, 200)")
+    if lo > hi:
+        raise error(f"the smallest set size {lo} is above the largest {hi}", hint="sizes=(low, high)")
+    return int(lo), int(hi)
+
+
+@dataclass
+class Sets:
+    """Data sets whose per-point values are padded to `length` along their first axis (`rows`: name
+    -> (data sets, length, ...)), with each data set's number of points (`sizes`)."""
+
+    rows: dict[str, np.ndarray]
+    sizes: np.ndarray
+    length: int
+
+    def masks(self) -> np.ndarray:
+        return np.arange(self.length)[None, :] < self.sizes[:, None]
+
+
+def ragged(data: Mapping[str, Any], names: Sequence[str], size: str, batched: bool) -> Sets:
+    """The per-point values of one data set or of a collection (`batched`), padded with zeros to the
+    longest. Each data set's size is its `size` entry when given (a padded `.npz`: arrays of the
+    longest length with the sizes beside them), else the length of its values, which must agree."""
+    present = [a for a in names if a in data]
+    values = {a: ([np.asarray(v) for v in data[a]] if batched else [np.asarray(data[a])]) for a in present}
+    count = len(values[present[0]])
+    lengths = {a: [len(v) if v.ndim else 0 for v in vs] for a, vs in values.items()}
+    given = data.get(size)
+    if given is not None:
+        sizes = np.asarray(given).reshape(-1)
+        if sizes.dtype.kind not in "iuf" or not np.all(sizes == np.round(sizes)):
+            raise error(f"`{size}` counts points: it takes whole numbers", found=str(sizes.dtype),
+                        hint=f"{size}=[5, 12, ...], one per data set")
+        sizes = sizes.astype(int)
+        if sizes.shape[0] != count:
+            raise error(f"`{size}` has {sizes.shape[0]} entries but `{present[0]}` has {count} data sets",
+                        hint=f"give one `{size}` per data set")
+    else:
+        sizes = np.asarray(lengths[present[0]], int)
+    for i, n in enumerate(sizes):
+        where = f"data set {i}" if batched else "the data set"
+        if n < 1:
+            raise error(f"{where} has no points (`{size}` = {n})", hint="an empty set has no posterior to "
+                        "amortize; drop it, or answer with the prior")
+        have = {a: ls[i] for a, ls in lengths.items()}
+        if given is None and len(set(have.values())) > 1:
+            raise error(f"in {where}, the per-point values have different numbers of points: "
+                        + ", ".join(f"`{a}` {m}" for a, m in have.items()),
+                        hint=f"{', '.join(f'`{a}`' for a in present)} have one entry per point of the set")
+        short = [a for a, m in have.items() if m < n]
+        if short:
+            raise error(f"in {where}, `{short[0]}` has {have[short[0]]} points but `{size}` is {n}",
+                        hint=f"a padded array holds at least `{size}` points")
+    length = int(sizes.max())
+    rows = {}
+    for a in present:
+        first = values[a][0]
+        out = np.zeros((count, length) + first.shape[1:], first.dtype if first.dtype.kind in "biuf" else float)
+        for i, v in enumerate(values[a]):
+            if v.shape[1:] != first.shape[1:]:
+                raise error(f"`{a}` has points of shape {v.shape[1:]} in data set {i} but {first.shape[1:]} in the "
+                            "first", hint="every point of a set has one shape")
+            out[i, :sizes[i]] = v[:sizes[i]]
+        rows[a] = out
+    return Sets(rows, sizes, length)
+
+
+def padded(sets: Sets, length: int) -> Sets:
+    """The same data sets padded (with zeros) or cut to `length` (at least their longest size)."""
+    rows = {a: np.concatenate([v[:, :length], np.zeros((v.shape[0], max(0, length - v.shape[1])) + v.shape[2:],
+                                                       v.dtype)], axis=1) for a, v in sets.rows.items()}
+    return Sets(rows, sets.sizes, length)
+
+
+def warn_outside(sizes: np.ndarray, trained: Sequence[int] | None) -> None:
+    """Warn when a data set is larger or smaller than any the guide was trained on."""
+    if not trained:
+        return
+    lo, hi = trained
+    out = sorted({int(n) for n in sizes if n < lo or n > hi})
+    if out:
+        warnings.warn(f"set size{'s' if len(out) > 1 else ''} {', '.join(map(str, out[:5]))} outside the trained range "
+                      f"{lo}..{hi}: the answer extrapolates; check it with importance sampling (--correct)",
+                      SizeWarning, stacklevel=5)
