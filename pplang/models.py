@@ -427,38 +427,39 @@ class Model:
 
     def computed(self, values: Mapping[str, Any], data: Mapping[str, Any] | None = None, *,
                  names: Sequence[str] | None = None, params: Mapping | None = None, seed: Any = 0,
-                 **kwargs: Any) -> dict[str, np.ndarray]:
+                 count: int | None = None, **kwargs: Any) -> dict[str, np.ndarray]:
         """The named values the model computes (`theta[j] = mu + tau * eta[j]`, its return value as
         `return`) for each draw in `values` (latent choices by address, a leading axis of draws),
         with the data given: what results keep beside the draws. `names` picks some of them. Values
         that draw (a summed-out choice recovered from its posterior) use a key of their own per
-        draw, from `seed`."""
+        draw, from `seed`. `count` is the number of draws where `values` has no choices (every
+        latent choice summed out)."""
         known = self.computed_names
         names = known if names is None else list(names)
         for n in names:
             if n not in known:
                 raise error(f"{self.kind} `{self.name}` computes no value named `{n}`", self.fn.span, self.source,
                             hint=did_you_mean(n, known) or f"named values: {', '.join(known) or 'none'}")
-        if not names or not values:
+        if not names or (not values and count is None):
             return {}
         bound = self.bind(data, **kwargs)
         latents = {a: jnp.asarray(v) for a, v in values.items() if a in self.fn.sites and a not in bound.observed}
         params = dict(params or {})
         run = self.runner(bound, frozenset(latents) | frozenset(bound.observed), frozenset(), frozenset(params),
                           computed=True)
-        keys = jax.random.split(as_key(seed), np.shape(next(iter(values.values())))[0])
+        keys = jax.random.split(as_key(seed), count if count is not None else np.shape(next(iter(values.values())))[0])
         kept = jax.vmap(lambda k, vals: run(k, {**bound.observed, **vals}, params, bound.arrays)[3])(keys, latents)
         return {n: np.asarray(kept[n]) for n in names}
 
     def with_computed(self, draws: Mapping[str, Any], data: Mapping[str, Any] | None, which: bool | Sequence[str],
-                      params: Mapping | None = None, seed: Any = 0) -> dict[str, np.ndarray]:
+                      params: Mapping | None = None, seed: Any = 0, count: int | None = None) -> dict[str, np.ndarray]:
         """`draws` and, beside them, the named values the model computes for each draw: all of them
         (`which=True`), none (`False`) or those named. How every result keeps computed values."""
         if isinstance(which, str) or not isinstance(which, (bool, Sequence)):
             raise error(f"computed= takes True, False or a list of names, not {which!r}",
                         hint=f"for example computed={self.computed_names[:2] or ['theta']}")
         names = None if which is True else list(which or [])
-        return {**draws, **self.computed(draws, data, names=names, params=params, seed=seed)}
+        return {**draws, **self.computed(draws, data, names=names, params=params, seed=seed, count=count)}
 
     def latent_addresses(self, bound: Bound) -> list[str]:
         return [a for a in self.fn.sites if a not in bound.observed]

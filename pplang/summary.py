@@ -59,7 +59,9 @@ def display_order(names: Iterable[str], last: Collection[str] = (), order: Seque
     pushes a choice out of a truncated table; each group in model order (`order`: the addresses as
     the model declares them), names the order does not know after, alphabetically."""
     names = list(names)
-    rank = {n: i for i, n in enumerate(order)}
+    rank: dict[str, int] = {}
+    for i, n in enumerate(order):  # a name's first place (a recovered choice is also a computed value)
+        rank.setdefault(n, i)
 
     def key(n: str) -> tuple:
         return (n in last, n not in rank, rank.get(n, 0), n)

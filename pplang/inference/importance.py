@@ -247,8 +247,9 @@ def importance_sampling(model: Model, data: Mapping[str, Any] | None = None, *, 
             hint="check the observations against each choice's support, or propose from a guide closer to the "
             "posterior",
         )
-    samples = model.with_computed(latents, data, computed, params, jax.random.fold_in(key, 2))
-    return ImportanceResult(samples, log_w, observed, tuple(n for n in samples if n not in latents), model, data,
+    samples = model.with_computed(latents, data, computed, params, jax.random.fold_in(key, 2), num_samples)
+    choices = (model.full or model).fn.sites  # summed-out choices, recovered per draw, are shown as choices
+    return ImportanceResult(samples, log_w, observed, tuple(n for n in samples if n not in choices), model, data,
                             params, tuple((model.full or model).fn.sites) + tuple(model.computed_names))
 
 

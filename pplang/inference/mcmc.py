@@ -453,8 +453,9 @@ def sample(model: Model, data: Mapping[str, Any] | None = None, *, method: str =
                           model=model, bound=bound, params=params, sites=sites)
     result.unconstrained = positions
     result.draws = kept(model, data, result.constrained(positions), computed, params, jax.random.fold_in(key, 2))
-    result.info["computed"] = [a for a in result.draws if a not in model.sites]
-    result.info["order"] = [*model.fn.sites, *model.computed_names]  # the summary's row order
+    choices = (model.full or model).fn.sites  # summed-out choices, recovered per draw, are shown as choices
+    result.info["computed"] = [a for a in result.draws if a not in choices]
+    result.info["order"] = [*choices, *model.computed_names]  # the summary's row order
     return result
 
 

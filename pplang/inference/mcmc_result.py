@@ -185,13 +185,18 @@ class SampleResult:
                     {a: v.reshape(chains, n, *v.shape[1:]) for a, v in d.items()} for d in (before, implied))
         return exports.inference_data(self.info, **groups)
 
+    def numeric(self) -> dict[str, np.ndarray]:
+        """The draws with booleans (recovered discrete choices) as 0/1 integers, which ArviZ's
+        statistics and plots take."""
+        return {a: v.astype(np.int8) if v.dtype == bool else v for a, v in self.draws.items()}
+
     def table(self) -> Any:
         """ArviZ's summary (a pandas DataFrame): mean, sd, quantiles, MCSE, bulk/tail ESS, R-hat."""
         az = arviz()
         funcs = {f"{100 * q:g}%": (lambda x, q=q: np.quantile(x, q)) for q in QUANTILES}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            frame = az.summary(az.from_dict(posterior=self.draws), kind="all", stat_funcs=funcs, extend=True,
+            frame = az.summary(az.from_dict(posterior=self.numeric()), kind="all", stat_funcs=funcs, extend=True,
                                round_to="none")
         return frame[list(COLUMNS)]
 
@@ -286,7 +291,7 @@ class SampleResult:
             axes = fig.subplots(len(names), 2, squeeze=False)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                arviz().plot_trace(arviz().from_dict(posterior={a: self.draws[a] for a in names}), axes=axes,
+                arviz().plot_trace(arviz().from_dict(posterior={a: self.numeric()[a] for a in names}), axes=axes,
                                    show=False)
         return draw
 
@@ -301,7 +306,7 @@ class SampleResult:
                 ax.set_visible(False)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                arviz().plot_rank(arviz().from_dict(posterior={a: self.draws[a] for a in names}), ax=axes[:count],
+                arviz().plot_rank(arviz().from_dict(posterior={a: self.numeric()[a] for a in names}), ax=axes[:count],
                                   show=False)
         return draw
 

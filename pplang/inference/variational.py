@@ -572,8 +572,8 @@ def fit(model: Model, guide: Any = "mean_field", objective: Any = "elbo", data: 
          "timings": out.timings, "wall_s": time.perf_counter() - t0,
          "setup_s": t0 - called,  # binding, the guide and the estimator (cached for the same model and data)
          "strategies": {f"{s.program}/{s.address}": s.strategy for s in problem.plan.sites},
-         "computed": [n for n in draws if n not in model.sites],
-         "order": [*model.fn.sites, *model.computed_names]},  # the summary's row order
+         "computed": [n for n in draws if n not in (model.full or model).fn.sites],
+         "order": [*(model.full or model).fn.sites, *model.computed_names]},  # the summary's row order
     )
     result.unconstrained = out.params
     result.problem = problem

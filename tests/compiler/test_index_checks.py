@@ -14,8 +14,6 @@ Each failure is a `PplError` located at the index in the model."""
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,7 +23,6 @@ from hypothesis import strategies as st
 from pplang.compiler.diagnostics import Diagnostic, PplError
 
 import pplang as pp
-from pplang.cli import main
 
 FILE = "ix.ppl"
 
@@ -251,26 +248,6 @@ model m(T: int, x: vector[T]):
     m.bind({"T": 1, "x": [0.0]})
     d = bind_error(src, "m", {"T": 3, "x": [0.0, 1.0, 2.0]})
     assert d.found == "the loop reaches 3 but the size is 3"
-
-
-# ---------------------------------------------------------------- the docs
-
-
-def test_language_doc_index_block(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                  capsys: pytest.CaptureFixture) -> None:
-    """The example of "Indices are checked" in docs/language.md: the command prints the error shown."""
-    text = (Path(__file__).resolve().parents[2] / "docs" / "language.md").read_text()
-    section = text.split("### Indices are checked", 1)[1].split("\n## ", 1)[0]
-    model, run = re.findall(r"```\n(.*?)```", section, re.S)[:2]
-    command, *shown = run.splitlines()
-    args, data = command.split("#", 1)
-    words = args.split()
-    assert words[:2] == ["$", "pplang"]
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / words[3]).write_text(model)
-    (tmp_path / words[-1]).write_text(data.strip())
-    assert main(words[2:]) == 1
-    assert capsys.readouterr().err.rstrip("\n").splitlines() == shown
 
 
 # ---------------------------------------------------------------- properties

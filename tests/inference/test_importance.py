@@ -93,14 +93,20 @@ SWITCH_POSTERIOR = np.exp(SWITCH_JOINT - LOG_Z_SWITCH)
 def test_discrete_latent_posterior_and_marginal_likelihood() -> None:
     mod = pp.loads(SWITCH)
     data = {"N": len(Y_SWITCH), "y": Y_SWITCH.tolist()}
-    for proposal in (None, mod["pick"]):
-        post = pp.importance_sampling(mod["switch"], data, num_samples=NUM, seed=10, proposal=proposal)
+    for proposal in (None, mod["pick"]):  # z proposed (not summed out): by the prior, then by a guide
+        post = pp.importance_sampling(mod["switch"], data, num_samples=NUM, seed=10, proposal=proposal,
+                                      marginalize=False)
         assert_log_z(post, LOG_Z_SWITCH)
         z = np.asarray(post.samples["z"])
         for k in range(3):
             est = float(np.sum(post.weights * (z == k)))
             se = float(np.sqrt(np.sum(post.weights**2 * ((z == k) - est) ** 2)))
             assert abs(est - SWITCH_POSTERIOR[k]) < Z_TOL * se + 1e-6, (k, est, SWITCH_POSTERIOR[k], se)
+    # by default z, the only latent choice, is summed out: every weight is the evidence itself, and
+    # p(z) is the exact posterior in each draw
+    post = pp.importance_sampling(mod["switch"], data, num_samples=100, seed=10)
+    assert post.log_marginal_likelihood == pytest.approx(LOG_Z_SWITCH, abs=1e-4)
+    np.testing.assert_allclose(post.samples["p(z)"][0], SWITCH_POSTERIOR, atol=1e-5)
 
 
 @pytest.fixture(scope="module")

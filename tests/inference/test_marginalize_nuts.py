@@ -83,7 +83,7 @@ def test_importance_sampling_sums_the_change_point_out() -> None:
 
 
 def test_a_mixture_samples_as_its_hand_summed_twin() -> None:
-    text = blocks()[1]
+    text = next(b for b in blocks() if b.startswith("model mixture("))
     natural = pp.loads(text, file="marginalize.md")["mixture"]
     by_hand = pp.loads(text.replace("        z[i] ~ categorical(w)\n        y[i] ~ normal(mu[z[i]], sigma)\n",
                                     "        factor(log_mix(w, [normal_lpdf(y[i], mu[0], sigma), "

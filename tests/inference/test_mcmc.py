@@ -244,7 +244,8 @@ model coin_or_not(N: int):
 """, "coin_or_not")
     data = {"N": 20, "y": [1] * 17 + [0] * 3}
     res = sample(model, data, chains=2, warmup=300, draws=300, seed=0, progress=False)
-    assert "fair" not in res.draws and res.draws["p(fair)"].shape == (2, 300, 2)
+    assert "fair" not in res.info["computed"] and res.draws["p(fair)"].shape == (2, 300, 2)
+    assert res.draws["fair"].shape == (2, 300)  # recovered per draw, from p(fair)
     assert res.draws["p(fair)"][..., 1].mean() < 0.2  # 17 heads in 20: the coin is hardly fair
     with pytest.raises(PplError, match=r"`fair` \(bernoulli\) is discrete") as info:
         sample(model, data, progress=False, marginalize=False)
