@@ -249,11 +249,11 @@ class Elimination:
         rank = {v: i for i, v in enumerate(self.vars)}
         order = min_fill_order(graph, rank)
         lets: list[ir.Stmt] = list(self.loop_sums)
-        summed, total_expr, conditionals = self.pass_(tables, order, "sum")
-        most, _, maximal = self.pass_(tables, order, "max")
+        summed, total_expr, conditionals = self.elimination_pass(tables, order, "sum")
+        most, _, maximal = self.elimination_pass(tables, order, "max")
         return lets + summed + most + self.recovered(order, conditionals, maximal), total_expr
 
-    def pass_(self, tables: list[Table], order: list[str], mode: str
+    def elimination_pass(self, tables: list[Table], order: list[str], mode: str
               ) -> tuple[list[ir.Stmt], ir.Expr, dict[str, tuple[str, tuple[str, ...]]]]:
         """One elimination pass: `sum` (log-sum-exp, the marginal) or `max` (max-product, for the most
         probable assignment). Each step keeps the table of the eliminated choice `v` over the choices
