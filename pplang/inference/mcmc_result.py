@@ -44,13 +44,8 @@ def run_impl(model: Model, bound: Bound, ctx: rt.Context, key: Any, arrays: Mapp
 
 
 def arviz() -> Any:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)  # arviz announces its refactor on import
-            import arviz as az
-    except ImportError:
-        raise error("MCMC diagnostics need arviz, which is not installed", hint="pip install 'arviz<1'") from None
-    return az
+    """The arviz module, which MCMC's diagnostics are computed by (predictive.arviz)."""
+    return exports.arviz("MCMC diagnostics need")
 
 
 def batched(fn: Any, tree: Any, n: int) -> Any:

@@ -16,14 +16,15 @@ from pplang.data import Bound
 from pplang.models import Model, as_key
 
 
-def arviz() -> Any:
-    """The arviz module (its import-time FutureWarning silenced), or a located error without it."""
+def arviz(needed_for: str = "exporting to ArviZ needs") -> Any:
+    """The arviz module (its import-time FutureWarning silenced), or a located error without it
+    saying what `needed_for` it."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # arviz announces its refactor on import
             import arviz as az
     except ImportError:
-        raise error("exporting to ArviZ needs arviz, which is not installed", hint="pip install 'arviz<1'") from None
+        raise error(f"{needed_for} arviz, which is not installed", hint="pip install 'arviz<1'") from None
     return az
 
 
