@@ -72,6 +72,7 @@ class CodeGen:
         self.factors = 0  # factor statements so far: `factor<k>` names the k-th, as in the dependency graph
         self.bound: set[str] = set()  # names assigned so far, in emission order
         self.site_vars = {address_var(a): a for a in fn.sites}  # choice variable -> address
+        self.sizes = {py_name(a) for a, t in fn.arg_types.items() if t == "size"}  # arguments counting a set's points
 
     # ------------------------------------------------------------ output
 
@@ -375,6 +376,8 @@ class CodeGen:
         sc = self.fresh("s")
         lhs = f"({', '.join(blocks)}{',' if arrays else ''})"
         self.w(f"{lhs}, {sc} = jax.vmap({fname})({', '.join(inputs)})")
+        if isinstance(loop.stop, ir.Var) and loop.stop.name in self.sizes:  # a set's points: padded ones not scored
+            self.w(f"{sc} = _ctx.masked({sc}, {loop.stop.name!r}, {start}, {stop})")
         self.w(f"{lv.score} = rt.add({lv.score}, rt.total({sc}))")
         for name, blk in zip(arrays, blocks):
             off = self.offset_code(name, loop, lv)

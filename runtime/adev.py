@@ -40,6 +40,7 @@ class Program:
     hosts: dict[str, Any]
     sites: frozenset[str]
     strategies: dict[str, str] = field(default_factory=dict)
+    masks: dict[str, Any] = field(default_factory=dict)  # a padded set's real points, by `size` argument
 
     def arguments(self, trace: Mapping[str, Any] | None) -> list[Any]:
         """Argument values: from the trace where it has a choice of the argument's name, else the data."""
@@ -105,7 +106,7 @@ class ObjectiveContext(Context):
         prog = self._programs[role]
         fixed = {a: v for (c, a), v in self._fixed_calls.items() if c == cid}
         ctx = GuideContext(fixed, self._all_params.get(role, {}), prog.hosts,  # a model's observations are drawn too
-                           fixed=frozenset(fixed), strategies=prog.strategies, stop=stop)
+                           fixed=frozenset(fixed), strategies=prog.strategies, stop=stop, masks=prog.masks)
         _, trace, s = prog.impl(ctx, key, *prog.arguments(args_from))
         if stop:
             return jax.tree.map(lax.stop_gradient, trace), score
@@ -129,7 +130,8 @@ class ObjectiveContext(Context):
             s = hit[2]
         else:
             given = {**{a: v for a, v in trace.items() if a in prog.sites}, **prog.observed}
-            ctx = Context(given, self._all_params.get(role, {}), prog.hosts, complete=True, record=cid is not None)
+            ctx = Context(given, self._all_params.get(role, {}), prog.hosts, complete=True, record=cid is not None,
+                          masks=prog.masks)
             _, _, s = prog.impl(ctx, jax.random.key(0), *prog.arguments(trace))
         if cid is not None:
             self.records[cid] = s.terms

@@ -110,6 +110,25 @@ class Context:
         """What a recording context keeps of one choice: its log density."""
         return {address: lp}
 
+    def masked(self, score: Score, size: str, start: int, stop: int) -> Score:
+        """The scores of the iterations `start..stop` of a vectorized loop over a set's points, with
+        those of padded points set to zero (unchanged when the set is not padded). Padded points
+        are copies of real ones, so their scores are finite and `where` passes no NaN gradient."""
+        mask = self._masks.get(size)
+        if mask is None:
+            return score
+        keep = mask[start:stop]
+
+        def cut(v: Any) -> Any:
+            v = jnp.asarray(v)
+            return jnp.where(keep.reshape(keep.shape + (1,) * (v.ndim - 1)), v, 0.0)
+
+        terms = None if score.terms is None else {
+            a: cut(v) if jnp.ndim(v) and jnp.shape(v)[0] == keep.shape[0] and jnp.issubdtype(jnp.asarray(v).dtype,
+                                                                                            jnp.floating) else v
+            for a, v in score.terms.items()}
+        return Score(cut(score.lp), cut(score.lw), terms)
+
     def network(self, name: str, x: Any, size: str | None = None, axis: int = 0) -> Any:
         """Apply network `name` to `x` with its weights from `params` (addresses `name.path`) when
         set, else its initial weights (recorded when the context collects parameters). A set

@@ -108,12 +108,30 @@ def stack(model: Model, guide: Model, data: Mapping[str, Any], shared: Mapping[s
     return Collection(rows, dict(shared), int(size))
 
 
+def set_rows(model: Model, guide: Model, data: Mapping[str, Any], size: str) -> tuple[dict[str, Any], S.Sets]:
+    """The collection with its sets (the values sized by `size`, in the model or the guide) padded
+    to the longest and the sizes taken out: lists of data sets of different sizes, or padded arrays
+    with their sizes given as `size` (a `.npz`)."""
+    names = [a for a in [*S.set_names(model.fn, size), *S.set_names(guide.fn, size)] if a in data]
+    names = list(dict.fromkeys(names))
+    if not names:
+        raise error(f"the data has none of the sets of `{size}` points that model `{model.name}` observes",
+                    model.fn.arg_spans[size], model.source,
+                    hint=f"give {', '.join(S.set_names(model.fn, size)) or 'the points'}: one list of points per "
+                    "data set")
+    sets = S.ragged(data, names, size, batched=True)
+    out = {a: v for a, v in data.items() if a != size}
+    out.update(sets.rows)
+    return out, sets
+
+
 def ragged_hint(model: Model) -> str:
     """What to do with data sets of different sizes, for this model."""
     sizes = [a for a, t in model.fn.arg_types.items() if t == "size"]
     if sizes:
-        return (f"model `{model.name}` takes sets of `{sizes[0]}` points: train on simulations of varying size "
-                f"(simulate=N, sizes=(low, high)), then answer for data sets of any size with posterior(...)")
+        return (f"model `{model.name}` takes sets of `{sizes[0]}` points: leave `{sizes[0]}` out of shared=..., and "
+                f"data sets of different sizes are padded to the longest (each data set's `{sizes[0]}` is its "
+                "number of points)")
     return (f"model `{model.name}` needs data sets of one shape; to let their size vary, declare it a `size` "
             "argument (`N: size`) and read the points with a set network (deep_sets, set_transformer)")
 
@@ -151,16 +169,18 @@ def batch_state(size: int, inner: Any) -> dict[str, Any]:
     return {"t": jnp.int32(0), "order": jnp.arange(size, dtype=jnp.int32), "inner": inner}
 
 
-def objective_step(problem: Problem, particles: int) -> Callable:
+def objective_step(problem: Problem, particles: int, layout: Layout | None = None) -> Callable:
     """One step of the mean objective over a batch of data sets: each data set's estimate by the
-    problem's generated estimator, with its own key."""
+    problem's generated estimator, with its own key. With a `layout`, each data set's sets are
+    padded: its first `#size` points are real, and the model and guide score those alone."""
 
     def surrogate(params: Any, key: Any, state: Any, batch: Mapping[str, Any]) -> tuple:
         n = jax.tree.leaves(batch)[0].shape[0]
         keys = jax.random.split(key, n)
 
         def one(row: Mapping[str, Any], k: Any) -> tuple:
-            return problem.surrogate(params, k, state, particles, runner=problem.with_data(row))
+            masks = None if layout is None else {layout.size: jnp.arange(layout.length) < row[SIZE_ROW]}
+            return problem.surrogate(params, k, state, particles, runner=problem.with_data(row, masks))
 
         sur, (v, costs) = jax.vmap(one)(dict(batch), keys)
         return jnp.mean(sur), (jnp.mean(v), jax.tree.map(jnp.mean, costs))
@@ -378,13 +398,17 @@ def amortize(model: Model, guide: Any, data: Mapping[str, Any] | None = None, *,
         objective_name = "log q(held-out point | the others)" if held else "log q(latents | observations)"
     else:
         size = S.size_argument(model, guide)
-        if size is not None and size not in shared:
-            raise error(f"training on data sets of varying size is not supported: model `{model.name}` takes sets "
-                        f"of `{size}` points", model.fn.arg_spans[size], model.source,
-                        hint=f"train on simulations (simulate=N, sizes=(low, high)); or, when every data set has the "
-                        f"same size, give it in shared={{'{size}': n}}")
+        sets = None
+        if size is not None and size not in shared:  # data sets of any sizes, padded to the longest with masks
+            S.check_guide(model, guide, size)
+            S.check_model(model, size)
+            data, sets = set_rows(model, guide, data, size)
         collection = stack(model, guide, data, shared)
         first = collection.first()
+        if sets is not None:
+            first[size] = sets.length
+            collection.rows[SIZE_ROW] = sets.sizes.astype(np.int32)
+            set_info = {"size": size, "sizes": [int(sets.sizes.min()), int(sets.sizes.max())], "queries": 0}
         # the first data set's errors, located at the model; discrete choices the guide leaves out summed out
         target = model.summed_out(model.bind(first).observed, True, guide.sites)
         problem = Problem.build(target, guide, objective, first, programs, strategies, baseline)
@@ -393,7 +417,7 @@ def amortize(model: Model, guide: Any, data: Mapping[str, Any] | None = None, *,
             like |= {**prog.data, **prog.observed}
         rows = convert(collection.rows, like)
         params = problem.init_params(seed)
-        inner = objective_step(problem, particles)
+        inner = objective_step(problem, particles, None if sets is None else Layout(size, sets.length, ()))
         state = problem.init_state()
         mode, objective_name = "data", problem.objective.name
     size = collection.size

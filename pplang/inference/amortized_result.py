@@ -146,6 +146,9 @@ class AmortizedPosterior:
             lines.append(f"trained on {i.get('data_sets')} simulations from the model: {i.get('objective')}")
         else:
             lines.append(f"trained on {i.get('data_sets')} data sets: objective {i.get('objective')}")
+        if i.get("sizes"):
+            lo, hi = i["sizes"]
+            lines.append(f"sets of {lo}..{hi} points (`{i.get('size')}`)")
         lines.append(f"{i.get('epochs', 0):.4g} epochs of {i.get('data_sets', 0) // max(1, i.get('batch_size', 1))} "
                      f"batches of {i.get('batch_size')}; status: {i.get('status')}")
         tail = self.values[-max(1, len(self.values) // 10):]

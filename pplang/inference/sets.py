@@ -2,9 +2,11 @@
 its sets (the arrays whose first dimension it sizes), and may differ from data set to data set.
 
 Data sets of different sizes are padded to one length and carry a mask of their real points; set
-networks pool and attend over the real points alone (`stdlib/networks.py`), so padding changes no
-result. Answers pad to a *bucket* (the next power of two, at least MIN_BUCKET), so a guide is
-compiled once per bucket rather than once per size. Training pads to the largest size.
+networks pool and attend over the real points alone (`stdlib/networks.py`), and a model's
+vectorized loops over the points leave the padded iterations out of its log density
+(`Context.masked`), so padding changes no result. Answers pad to a *bucket* (the next power of
+two, at least MIN_BUCKET), so a guide is compiled once per bucket rather than once per size.
+Training pads to the largest size.
 """
 
 from __future__ import annotations
@@ -60,13 +62,22 @@ def set_names(fn: ir.Function, size: str) -> list[str]:
 SHAPING = ("zeros", "ones")  # calls whose size argument only shapes an array (padded like the set)
 
 
-def size_uses(fn: ir.Function, size: str) -> list[Any]:
+def over_points(s: ir.Stmt, dim: str) -> bool:
+    """Whether `s` is a loop over a set's points: `for i in range(N)` or `range(c, N)`."""
+    return isinstance(s, ir.Loop) and isinstance(s.stop, ir.Var) and s.stop.name == dim
+
+
+def size_uses(fn: ir.Function, size: str, loops: bool = False) -> list[Any]:
     """Where `fn` computes with the size itself (beyond typing arrays and `zeros(N)`, `ones(N)`):
-    spans of its statements."""
+    spans of its statements. With `loops`, vectorized loops over the points are no use either:
+    their padded iterations are masked out of the log density (`Context.masked`)."""
     dim = py_name(size)
     spans = []
     for s in analysis.walk(fn.body):
-        for root in analysis.stmt_exprs(s):
+        roots = analysis.stmt_exprs(s)
+        if loops and over_points(s, dim) and s.mode == "vector":
+            roots = [s.start]
+        for root in roots:
             exprs = list(analysis.sub_exprs(root))
             shaping = {id(a) for e in exprs if isinstance(e, ir.Call) and e.fn in SHAPING for a in e.args}
             if any(isinstance(e, ir.Var) and e.name == dim and id(e) not in shaping for e in exprs):
@@ -91,6 +102,27 @@ def check_guide(model: Model, guide: Model, size: str) -> None:
         raise error(f"guide `{guide.name}` draws `{local[0]}`, one value per point of the set", info.span,
                     guide.source, hint="amortized guides draw latents of fixed size; per-point latents are not "
                     "supported")
+
+
+def check_model(model: Model, size: str) -> None:
+    """A model scored on sets padded to a longer length (trained on data sets of different sizes)
+    may use its size only to bound vectorized loops over the points and to shape arrays: the
+    padded iterations of those loops are left out of its log density, and anything else would see
+    the padded length."""
+    dim = py_name(size)
+    again = f"give data sets of one size (shared={{'{size}': n}}), or train on simulations (simulate=N, sizes=...)"
+    for s in analysis.walk(model.fn.body):
+        if over_points(s, dim) and s.mode == "scan":
+            raise error(f"model `{model.name}` carries state from point to point of its set ({s.reason}); data sets of "
+                        f"different sizes are padded to the longest, and padded points would pass through it",
+                        s.span, model.source,
+                        hint=f"a set's points are exchangeable: draw them independently; or {again}")
+    uses = size_uses(model.fn, size, loops=True)
+    if uses:
+        raise error(f"model `{model.name}` computes with the set size `{size}`; data sets of different sizes are "
+                    f"padded to the longest, where `{size}` is the padded length", uses[0], model.source,
+                    hint=f"use `{size}` only as the bound of a loop over the points (`for i in range({size})`) and to "
+                    f"shape arrays; or {again}")
 
 
 def bucket(n: int) -> int:
@@ -123,9 +155,11 @@ class Sets:
 
 
 def ragged(data: Mapping[str, Any], names: Sequence[str], size: str, batched: bool) -> Sets:
-    """The per-point values of one data set or of a collection (`batched`), padded with zeros to the
-    longest. Each data set's size is its `size` entry when given (a padded `.npz`: arrays of the
-    longest length with the sizes beside them), else the length of its values, which must agree."""
+    """The per-point values of one data set or of a collection (`batched`), padded to the longest
+    with copies of each set's last point (values a model can score: masked out, they contribute
+    zero with a finite gradient, where a zero might lie outside a choice's support). Each data
+    set's size is its `size` entry when given (a padded `.npz`: arrays of the longest length with
+    the sizes beside them), else the length of its values, which must agree."""
     present = [a for a in names if a in data]
     values = {a: ([np.asarray(v) for v in data[a]] if batched else [np.asarray(data[a])]) for a in present}
     count = len(values[present[0]])
@@ -154,7 +188,8 @@ def ragged(data: Mapping[str, Any], names: Sequence[str], size: str, batched: bo
                         hint=f"{', '.join(f'`{a}`' for a in present)} have one entry per point of the set")
         short = [a for a, m in have.items() if m < n]
         if short:
-            raise error(f"in {where}, `{short[0]}` has {have[short[0]]} points but `{size}` is {n}",
+            raise error(f"in {where}, `{short[0]}` has {have[short[0]]} point{'' if have[short[0]] == 1 else 's'} but "
+                        f"`{size}` is {n}",
                         hint=f"a padded array holds at least `{size}` points")
     length = int(sizes.max())
     rows = {}
@@ -166,14 +201,16 @@ def ragged(data: Mapping[str, Any], names: Sequence[str], size: str, batched: bo
                 raise error(f"`{a}` has points of shape {v.shape[1:]} in data set {i} but {first.shape[1:]} in the "
                             "first", hint="every point of a set has one shape")
             out[i, :sizes[i]] = v[:sizes[i]]
+            out[i, sizes[i]:] = v[sizes[i] - 1]
         rows[a] = out
     return Sets(rows, sizes, length)
 
 
 def padded(sets: Sets, length: int) -> Sets:
-    """The same data sets padded (with zeros) or cut to `length` (at least their longest size)."""
-    rows = {a: np.concatenate([v[:, :length], np.zeros((v.shape[0], max(0, length - v.shape[1])) + v.shape[2:],
-                                                       v.dtype)], axis=1) for a, v in sets.rows.items()}
+    """The same data sets padded (with copies of their last column, as `ragged` pads) or cut to
+    `length` (at least their longest size)."""
+    rows = {a: np.concatenate([v[:, :length], np.repeat(v[:, -1:], max(0, length - v.shape[1]), axis=1)], axis=1)
+            for a, v in sets.rows.items()}
     return Sets(rows, sets.sizes, length)
 
 

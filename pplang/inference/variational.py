@@ -223,14 +223,15 @@ class Problem:
 
     # ------------------------------------------------------------ estimates
 
-    def with_data(self, values: Mapping[str, Any]) -> adev.ObjectiveRunner:
+    def with_data(self, values: Mapping[str, Any], masks: Mapping[str, Any] | None = None) -> adev.ObjectiveRunner:
         """The runner with some arguments and observations replaced (one data set of a collection
-        during amortized training; values may be traced). Names neither takes are ignored."""
+        during amortized training; values may be traced). Names neither takes are ignored. `masks`
+        marks the real points of sets padded to a longer length, by `size` argument."""
         programs = {}
         for role, prog in self.runner.programs.items():
             data = {a: values.get(a, v) for a, v in prog.data.items()}
             observed = {a: values.get(a, v) for a, v in prog.observed.items()}
-            programs[role] = dataclasses.replace(prog, data=data, observed=observed)
+            programs[role] = dataclasses.replace(prog, data=data, observed=observed, masks=dict(masks or prog.masks))
         return dataclasses.replace(self.runner, programs=programs)
 
     def surrogate(self, params: Mapping, key: Any, state: Mapping, particles: int = 1,

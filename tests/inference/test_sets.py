@@ -249,8 +249,8 @@ def test_bad_sets_are_refused(small, trained):
         r.posterior({"x": [0.1, 0.2, 0.3], "y": [0.1, 0.2]})
     with pytest.warns(SizeWarning, match="outside the trained range 2..20"):
         r.posterior({"x": np.zeros(40), "y": np.zeros(40)}, num_samples=10)
-    with pytest.raises(PplError, match="varying size is not supported"):
-        pp.amortize(small["line"], small["by_deep_sets"], {"x": [[0.1], [0.2, 0.3]], "y": [[0.1], [0.2, 0.3]]},
+    with pytest.raises(PplError, match="in data set 1, the per-point values have different numbers of points"):
+        pp.amortize(small["line"], small["by_deep_sets"], {"x": [[0.1], [0.2, 0.3]], "y": [[0.1], [0.2, 0.3, 0.4]]},
                     progress=False)
     with pytest.raises(PplError, match="range of sizes"):
         pp.amortize(small["line"], small["by_deep_sets"], simulate=10, progress=False)
