@@ -65,20 +65,9 @@ class Collection:
 def stack(model: Model, guide: Model, data: Mapping[str, Any], shared: Mapping[str, Any]) -> Collection:
     """Check a collection: every entry an array whose leading axis counts the data sets, all of one
     length, each name known to the model or the guide, values inside the observed choices' supports."""
-    if not isinstance(data, Mapping) or not data:
-        raise error("amortized training needs data: a mapping from names to arrays whose first axis "
-                    "counts the data sets", model.fn.span, model.source,
-                    hint="e.g. data={'y': Y} with Y of shape (number of data sets, ...), or simulate=N")
+    check_names(model, guide, data, shared)
     rows, size = {}, None
-    known = set(model.fn.sites) | {a for a, _ in model.fn.args} | {a for a, _ in guide.fn.args}
     for name, value in data.items():
-        if name in shared:
-            raise error(f"`{name}` is both in the data and in `shared`", hint="give it in one of them")
-        if name not in known:
-            raise error(f"the data has `{name}`, which neither model `{model.name}` nor guide `{guide.name}` uses",
-                        model.fn.span, model.source, hint=did_you_mean(name, known) or
-                        f"model choices: {', '.join(model.fn.sites)}; guide arguments: "
-                        f"{', '.join(a for a, _ in guide.fn.args) or 'none'}")
         try:
             arr = np.asarray(value)
         except ValueError:  # ragged: data sets of different sizes
@@ -108,10 +97,28 @@ def stack(model: Model, guide: Model, data: Mapping[str, Any], shared: Mapping[s
     return Collection(rows, dict(shared), int(size))
 
 
+def check_names(model: Model, guide: Model, data: Mapping[str, Any], shared: Mapping[str, Any]) -> None:
+    """The data is a mapping, and every name in it is known to the model or the guide, and given once."""
+    if not isinstance(data, Mapping) or not data:
+        raise error("amortized training needs data: a mapping from names to arrays whose first axis "
+                    "counts the data sets", model.fn.span, model.source,
+                    hint="e.g. data={'y': Y} with Y of shape (number of data sets, ...), or simulate=N")
+    known = set(model.fn.sites) | {a for a, _ in model.fn.args} | {a for a, _ in guide.fn.args}
+    for name in data:
+        if name in shared:
+            raise error(f"`{name}` is both in the data and in `shared`", hint="give it in one of them")
+        if name not in known:
+            raise error(f"the data has `{name}`, which neither model `{model.name}` nor guide `{guide.name}` uses",
+                        model.fn.span, model.source, hint=did_you_mean(name, known) or
+                        f"model choices: {', '.join(model.fn.sites)}; guide arguments: "
+                        f"{', '.join(a for a, _ in guide.fn.args) or 'none'}")
+
+
 def set_rows(model: Model, guide: Model, data: Mapping[str, Any], size: str) -> tuple[dict[str, Any], S.Sets]:
     """The collection with its sets (the values sized by `size`, in the model or the guide) padded
     to the longest and the sizes taken out: lists of data sets of different sizes, or padded arrays
     with their sizes given as `size` (a `.npz`)."""
+    check_names(model, guide, data, {})
     names = [a for a in [*S.set_names(model.fn, size), *S.set_names(guide.fn, size)] if a in data]
     names = list(dict.fromkeys(names))
     if not names:

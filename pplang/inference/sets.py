@@ -162,6 +162,12 @@ def ragged(data: Mapping[str, Any], names: Sequence[str], size: str, batched: bo
     the sizes beside them), else the length of its values, which must agree."""
     present = [a for a in names if a in data]
     values = {a: ([np.asarray(v) for v in data[a]] if batched else [np.asarray(data[a])]) for a in present}
+    for a, vs in values.items():
+        bad = [i for i, v in enumerate(vs) if v.size and v.dtype.kind not in "biuf"]
+        if bad:
+            what = "nested lists of uneven lengths" if vs[bad[0]].dtype.kind == "O" else "values that are not numbers"
+            raise error(f"`{a}` holds {what}{f' in data set {bad[0]}' if batched else ''}", found=str(vs[bad[0]].dtype),
+                        hint=f"each point of `{a}` is a number (or a list of numbers of one length)")
     count = len(values[present[0]])
     lengths = {a: [len(v) if v.ndim else 0 for v in vs] for a, vs in values.items()}
     given = data.get(size)
@@ -195,7 +201,8 @@ def ragged(data: Mapping[str, Any], names: Sequence[str], size: str, batched: bo
     rows = {}
     for a in present:
         first = values[a][0]
-        out = np.zeros((count, length) + first.shape[1:], first.dtype if first.dtype.kind in "biuf" else float)
+        kind = np.result_type(*[v.dtype for v in values[a] if v.size] or [float])  # ints with floats: floats
+        out = np.zeros((count, length) + first.shape[1:], kind)
         for i, v in enumerate(values[a]):
             if v.shape[1:] != first.shape[1:]:
                 raise error(f"`{a}` has points of shape {v.shape[1:]} in data set {i} but {first.shape[1:]} in the "

@@ -155,3 +155,19 @@ model walk(N: size):
     assert "exchangeable" in str(e.value)
     with pytest.raises(PplError, match="in data set 1, `y` has 1 point but `N` is 2"):
         pp.amortize(module["mean"], module["mean_q"], {"y": [[0.1, 0.2], [0.3]], "N": [2, 2]}, progress=False)
+
+
+def test_bad_collections_of_sets_are_clear_errors(module):
+    from pplang.inference.sets import ragged
+
+    def refused(data: dict, match: str) -> None:
+        with pytest.raises(PplError, match=match):
+            pp.amortize(module["mean"], module["mean_q"], data, progress=False)
+
+    refused({"y": [["a"], [0.3, 0.4, 0.5]]}, "`y` holds values that are not numbers in data set 0")
+    refused({"z": [[1.0], [0.3, 0.4]]}, "the data has `z`, which neither model `mean` nor guide `mean_q` uses")
+    refused({"y": [[], [0.3, 0.4]]}, "data set 0 has no points")
+    refused({"y": [[0.1, np.nan], [0.3]]}, "observed `y` must be finite")
+    refused({"y": [[0.1, 0.2], [0.3, 0.4]], "N": [1.5, 2]}, "`N` counts points: it takes whole numbers")
+    sets = ragged({"y": [[1, 2], [0.5, 1.5, 2.5]]}, ["y"], "N", batched=True)  # ints with floats stay floats
+    np.testing.assert_array_equal(sets.rows["y"], [[1.0, 2.0, 2.0], [0.5, 1.5, 2.5]])
