@@ -249,6 +249,14 @@ def test_bad_sets_are_refused(small, trained):
         r.posterior({"x": [0.1, 0.2, 0.3], "y": [0.1, 0.2]})
     with pytest.warns(SizeWarning, match="outside the trained range 2..20"):
         r.posterior({"x": np.zeros(40), "y": np.zeros(40)}, num_samples=10)
+    # every answer's values are checked, not only the first data set's (answers reuse the bucket's binding)
+    r.posterior({"x": [0.1, 0.2, 0.3], "y": [0.1, 0.2, 0.3]}, num_samples=10)
+    with pytest.raises(PplError, match=r"data for `y` must be finite") as e:
+        r.posterior({"x": [0.1, 0.2, 0.4], "y": [0.1, np.nan, 0.3]}, num_samples=10)
+    assert "y[1] = nan" in str(e.value)
+    with pytest.raises(PplError, match=r"data for `x\[1\]` must be finite") as e:
+        r.posterior({"x": [[0.1, 0.2], [0.3, np.inf, 0.5]], "y": [[0.1, 0.2], [0.3, 0.4, 0.5]]}, num_samples=10)
+    assert "small.ppl" in str(e.value)
     with pytest.raises(PplError, match="varying size is not supported"):
         pp.amortize(small["line"], small["by_deep_sets"], {"x": [[0.1], [0.2, 0.3]], "y": [[0.1], [0.2, 0.3]]},
                     progress=False)
