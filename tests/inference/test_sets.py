@@ -129,10 +129,12 @@ def test_padding_changes_no_answer(trained, guide):
 def test_answers_compile_once_per_bucket(trained):
     r = trained["by_deep_sets"]
     r._draw.clear()
+    r._plans.clear()
     xs, ys = blr_data(np.random.default_rng(5), [9, 10, 11, 13, 16])
     for x, y in zip(xs, ys, strict=True):
         r.posterior({"x": x, "y": y}, num_samples=10)
     assert len(r._draw) == 1  # sizes 9..16 share the bucket 16
+    assert len(r._plans) == 1  # and the guide's arguments bound once for it
 
 
 # ------------------------------------------------------------ accuracy against exact answers
