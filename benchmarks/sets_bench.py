@@ -13,12 +13,18 @@ log of the count, MLP 65-64-5) giving the posterior of (w, b).
   (eqx.nn layers with the same weights, `jnp.where` masked pooling, jax.scipy normal log
   densities, vmapped over the batch). Agreement (values and gradients) is checked first; timing
   uses run.py's harness (interleaved warm calls, medians, compile apart). Goal: ratio <= 1.05.
-* time to a posterior for new data sets of 50 points: the trained amortized guide (one warm call,
-  1000 draws) against `pp.sample` (NUTS, 4 chains x 1000 draws after 1000 warmup) and `pp.fit`
-  (a full-rank normal guide, 2000 steps), each timed on a data set after a first one of the same
-  size (so compilation is cached where pplang caches it), with the mean error of the posterior
-  means in exact-posterior sds over the data sets; and the amortized answer corrected by
-  importance sampling against the model (1000 draws), which reaches NUTS's accuracy. Goal:
+* time to a posterior for new data sets of 50 points, at matched accuracy: the guide trained twice,
+  briefly (16384 simulations x 10 epochs at a constant learning rate, as before) and longer with a
+  decaying rate (65536 x 20, lr_schedule="cosine"; the recipe docs/amortized.md gives), each
+  training timed. Then on new data sets, one method after another per data set (so the machine's
+  load falls on all alike), after a first answer that compiles: the amortized answers (one warm
+  call, 1000 draws), the longer-trained one corrected by importance sampling against the model
+  (1000 draws), `pp.sample` (NUTS, 4 chains x 1000 draws after 1000 warmup, and short single chains
+  of 100 after 100 and 50 after 50, near the amortized answer's accuracy) and `pp.fit` (a
+  full-rank normal guide, 2000 and 200 steps), each method with its own copy of the model so that
+  none evicts another's cached compilations. Each row: the median time, the mean error of the posterior means in
+  exact-posterior sds and the mean relative error of the sds. Below the table, for each amortized
+  answer, the fastest other method at least as accurate and the ratio of their times. Goal:
   >= 1000x faster at matched accuracy.
 """
 
@@ -55,17 +61,23 @@ class Mode:
     budget_s: float
     simulate: int
     epochs: int
+    long_simulate: int
+    long_epochs: int
     data_sets: int
     warmup: int
     draws: int
+    small_nuts: tuple[tuple[int, int], ...]  # warmup and draws of one chain: NUTS near the amortized accuracy
     fit_steps: int
     settings: harness.Settings
 
 
 MODES = {
-    "full": Mode((64, 256), 10.0, 16384, 10, 5, 1000, 1000, 2000, harness.Settings(compile_reps=3, min_rounds=30)),
-    "quick": Mode((64,), 3.0, 4096, 4, 3, 1000, 1000, 2000, harness.Settings(compile_reps=1, min_rounds=10)),
-    "smoke": Mode((8,), 0.05, 256, 1, 1, 50, 50, 50, harness.Settings(compile_reps=1, min_rounds=3, warmup_calls=2)),
+    "full": Mode((64, 256), 10.0, 16384, 10, 65536, 20, 20, 1000, 1000, ((100, 100), (50, 50)), 2000,
+                 harness.Settings(compile_reps=3, min_rounds=30)),
+    "quick": Mode((64,), 3.0, 4096, 4, 16384, 10, 5, 1000, 1000, ((100, 100), (50, 50)), 2000,
+                  harness.Settings(compile_reps=1, min_rounds=10)),
+    "smoke": Mode((8,), 0.05, 256, 1, 512, 1, 1, 50, 50, ((20, 20),), 50,
+                  harness.Settings(compile_reps=1, min_rounds=3, warmup_calls=2)),
 }
 
 
@@ -154,56 +166,130 @@ def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
     return r, time.perf_counter() - t0
 
 
-def corrected(amortized: pp.AmortizedPosterior, data: dict[str, Any]) -> dict[str, np.ndarray]:
-    """The amortized answer corrected by importance sampling against the model (1000 draws), as
-    weighted-mean-preserving resampled draws."""
+@dataclass
+class Answer:
+    """Posterior means and sds of (w, b) for one data set."""
+
+    mean: np.ndarray
+    sd: np.ndarray
+
+
+def of_draws(draws: dict[str, Any]) -> Answer:
+    w, b = (np.asarray(draws[a]).reshape(-1) for a in ("w", "b"))
+    return Answer(np.array([w.mean(), b.mean()]), np.array([w.std(), b.std()]))
+
+
+def corrected(amortized: pp.AmortizedPosterior, data: dict[str, Any]) -> Answer:
+    """The amortized answer corrected by importance sampling against the model (1000 draws): the
+    weighted means and sds."""
     imp = amortized.importance_sampling(data, num_samples=1000)
     w = imp.weights
-    return {a: np.asarray([np.sum(w * imp.samples[a])]) for a in ("w", "b")}
+    mean = np.array([np.sum(w * imp.samples[a]) for a in ("w", "b")])
+    sd = np.sqrt(np.array([np.sum(w * imp.samples[a] ** 2) for a in ("w", "b")]) - mean ** 2)
+    return Answer(mean, sd)
+
+
+def new_sets(count: int, n: int, seed: int = 7) -> list[tuple[np.ndarray, np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    sets = []
+    for _ in range(count):
+        w, b = rng.normal(size=2)
+        x = rng.normal(size=n)
+        sets.append((x, w * x + b + 0.5 * rng.normal(size=n)))
+    return sets
 
 
 def time_to_posterior(mode: Mode, log: Callable[[str], None]) -> list[str]:
+    """Each method answers every new data set in turn (the methods interleaved, so the machine's
+    load falls on all of them alike), after one first answer that compiles; the times are medians
+    over the data sets, the errors means."""
     module = pp.load(str(EXAMPLE))
     model, guide = module["line"], module["line_q"]
-    log(f"[time to posterior] training on {mode.simulate} simulations x {mode.epochs} epochs")
-    amortized, t_train = timed(lambda: pp.amortize(model, guide, simulate=mode.simulate, sizes=(2, 64),
-                                                   epochs=mode.epochs, learning_rate=3e-3, progress=False))
-    rng = np.random.default_rng(7)
-    sets = []
-    for _ in range(mode.data_sets + 1):
-        w, b = rng.normal(size=2)
-        x = rng.normal(size=50)
-        sets.append((x, w * x + b + 0.5 * rng.normal(size=50)))
-    methods: dict[str, Callable] = {
-        "amortized": lambda d: amortized.posterior(d, num_samples=1000, computed=False).draws,
-        "amortized + importance correction": lambda d: corrected(amortized, d),
-        "NUTS": lambda d: {a: np.asarray(v).reshape(-1) for a, v in pp.sample(
-            model, {**d, "N": 50}, warmup=mode.warmup, draws=mode.draws, progress=False).draws.items()},
-        "VI": lambda d: pp.fit(model, "full_rank", data={**d, "N": 50}, steps=mode.fit_steps,
-                               progress=False).draws,
+    trainings = {
+        "short": (f"{mode.simulate} simulations x {mode.epochs} epochs at a constant learning rate 3e-3",
+                  dict(simulate=mode.simulate, epochs=mode.epochs, learning_rate=3e-3)),
+        "longer": (f"{mode.long_simulate} simulations x {mode.long_epochs} epochs, learning rate 3e-3 decaying "
+                   "(lr_schedule='cosine')",
+                   dict(simulate=mode.long_simulate, epochs=mode.long_epochs, learning_rate=3e-3,
+                        lr_schedule="cosine")),
     }
-    rows = [f"trained in {t_train:.1f} s (compile {amortized.info['timings'].compile_s:.1f} s) on {mode.simulate} "
-            f"simulations x {mode.epochs} epochs, sizes 2..64", "",
-            "| method | time to the posterior of a new 50-point set (median) | mean error of posterior means "
-            "(exact sds) | speed-up of amortized |", "|---|---|---|---|"]
-    times: dict[str, list[float]] = {}
-    errors: dict[str, list[float]] = {}
+    trained, lines = {}, []
+    for name, (text, options) in trainings.items():
+        log(f"[time to posterior] training ({name}): {text}")
+        trained[name], t = timed(lambda options=options: pp.amortize(model, guide, sizes=(2, 64), progress=False,
+                                                                    **options))
+        lines.append(f"* {name} training: {text}, sizes 2..64: {t:.1f} s")
+
+    def model_of() -> Any:
+        """The model compiled anew for each method, so that no method's cached bindings and compiled
+        calls push another's out of the model's caches as the methods take turns."""
+        return pp.load(str(EXAMPLE))["line"]
+
+    def nuts(chains: int, warmup: int, draws: int) -> Callable:
+        own = model_of()
+        return lambda d: of_draws(pp.sample(own, {**d, "N": 50}, chains=chains, warmup=warmup, draws=draws,
+                                            progress=False).draws)
+
+    def vi(steps: int) -> Callable:
+        own = model_of()
+        return lambda d: of_draws(pp.fit(own, "full_rank", data={**d, "N": 50}, steps=steps, progress=False).draws)
+
+    methods: dict[str, Callable] = {
+        "amortized, short training": lambda d: of_draws(trained["short"].posterior(d, num_samples=1000,
+                                                                                  computed=False).draws),
+        "amortized, longer training": lambda d: of_draws(trained["longer"].posterior(d, num_samples=1000,
+                                                                                    computed=False).draws),
+        "amortized (longer) + importance correction": lambda d: corrected(trained["longer"], d),
+        f"NUTS, 4 chains x {mode.draws} ({mode.warmup} warmup)": nuts(4, mode.warmup, mode.draws),
+        **{f"NUTS, 1 chain x {n} ({w} warmup)": nuts(1, w, n) for w, n in mode.small_nuts},
+        f"VI full-rank, {mode.fit_steps} steps": vi(mode.fit_steps),
+        f"VI full-rank, {mode.fit_steps // 10} steps": vi(mode.fit_steps // 10),
+    }
+    sets = new_sets(mode.data_sets + 1, 50)
+    x0, y0 = sets[0]
     for name, run in methods.items():
-        log(f"[time to posterior] {name}")
-        x0, y0 = sets[0]
-        run({"x": x0, "y": y0})  # compiles; later sets of the same size reuse it where pplang caches
-        for x, y in sets[1:]:
-            draws, t = timed(lambda x=x, y=y, run=run: run({"x": x, "y": y}))
-            mean, sd = exact(x, y)
-            errors.setdefault(name, []).append(float(np.mean(np.abs(
-                np.array([np.mean(draws["w"]), np.mean(draws["b"])]) - mean) / sd)))
-            times.setdefault(name, []).append(t)
-    base = statistics.median(times["amortized"])
+        log(f"[time to posterior] first answer (compiles): {name}")
+        run({"x": x0, "y": y0})
+    times: dict[str, list[float]] = {name: [] for name in methods}
+    mean_err: dict[str, list[float]] = {name: [] for name in methods}
+    sd_err: dict[str, list[float]] = {name: [] for name in methods}
+    log(f"[time to posterior] {mode.data_sets} new data sets")
+    for x, y in sets[1:]:
+        mean, sd = exact(x, y)
+        for name, run in methods.items():
+            answer, t = timed(lambda x=x, y=y, run=run: run({"x": x, "y": y}))
+            times[name].append(t)
+            mean_err[name].append(float(np.mean(np.abs(answer.mean - mean) / sd)))
+            sd_err[name].append(float(np.mean(np.abs(answer.sd / sd - 1))))
+    med = {name: statistics.median(ts) for name, ts in times.items()}
+    err = {name: float(np.mean(e)) for name, e in mean_err.items()}
+    rows = [*lines, "", f"| method | time to the posterior of a new 50-point set (median of {mode.data_sets}) | "
+            "mean error of the posterior means (exact sds) | mean error of the sds (relative) | "
+            "time / amortized (longer) |", "|---|---|---|---|---|"]
+    base = med["amortized, longer training"]
     for name in methods:
-        t = statistics.median(times[name])
-        rows.append(f"| {name} | {harness.fmt_time(t)} | {np.mean(errors[name]):.3f} | "
-                    f"{'' if name == 'amortized' else f'{t / base:,.0f}x'} |")
+        rows.append(f"| {name} | {harness.fmt_time(med[name])} | {err[name]:.3f} | {np.mean(sd_err[name]):.3f} | "
+                    f"{med[name] / base:,.1f}x |")
+    rows += ["", *matched(med, err)]
     return rows
+
+
+def matched(med: dict[str, float], err: dict[str, float]) -> list[str]:
+    """The speed-ups at matched accuracy: for each amortized answer, the fastest other method whose
+    posterior means are at least as accurate, and the ratio of their times."""
+    amortized = [name for name in med if name.startswith("amortized")]
+    others = [name for name in med if name not in amortized]
+    out = []
+    for name in amortized:
+        rivals = [o for o in others if err[o] <= err[name]]
+        if not rivals:
+            out.append(f"* {name} (error {err[name]:.3f}): no other method measured is as accurate")
+            continue
+        best = min(rivals, key=lambda o: med[o])
+        out.append(f"* {name} (error {err[name]:.3f}, {harness.fmt_time(med[name])}): the fastest method at least "
+                   f"as accurate is {best} (error {err[best]:.3f}, {harness.fmt_time(med[best])}), which takes "
+                   f"{med[best] / med[name]:,.1f}x as long")
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -353,6 +353,28 @@ def convert_arg(name: str, ty: ir.Ty, value: Any, fn: ir.Function, span: Span, s
         raise error(f"data for `{name}` has {arr.ndim} dimension(s) but `{name}: {declared}` has {len(ty.shape)}",
                     span, source, expected=declared, found=f"shape {arr.shape}",
                     hint=reshape_hint(arr.shape, len(ty.shape)))
+    arr = check_arg_values(name, ty, arr, fn, span, source)
+    if ty.static or (ty.kind == "unknown" and arr.ndim == 0 and arr.dtype.kind in "biu"):
+        if ty.kind == "bool" or arr.dtype.kind == "b":
+            return bool(arr)
+        if abs(int(arr)) > INT32:
+            raise error(f"data for `{name}` is too large: {int(arr)}", span, source, expected="a 32-bit int",
+                        hint="sizes and counts must fit in 32 bits")
+        return int(arr)
+    if ty.kind == "int":
+        return jnp.asarray(arr, jnp.int32)
+    if ty.kind == "bool":
+        return jnp.asarray(arr, bool)
+    if ty.kind == "real":
+        return jnp.asarray(arr, float)
+    return jnp.asarray(arr)
+
+
+def check_arg_values(name: str, ty: ir.Ty, arr: np.ndarray, fn: ir.Function, span: Span, source: str) -> np.ndarray:
+    """The value checks of an argument's data (finite, whole, in 32 bits, inside its constraint),
+    entry by entry, so that they hold for any array of its entries (a stack of data sets' values
+    too); the array with whole floats of an int or bool argument as ints."""
+    declared = fn.arg_types.get(name, str(ty))
     if arr.dtype.kind == "f":
         bad = outside(name, arr, np.isfinite)
         if bad is not None:
@@ -360,7 +382,7 @@ def convert_arg(name: str, ty: ir.Ty, value: Any, fn: ir.Function, span: Span, s
                         hint=f"{MISSING}: replace NaN and infinite entries, or leave those rows out")
     if ty.kind == "int" and arr.dtype.kind == "b":
         raise error(f"data for `{name}` must be whole numbers, not true/false", span, source, expected=declared,
-                    found=str(value), hint="write 0 or 1, or declare the argument as bool")
+                    found=str(arr.tolist()), hint="write 0 or 1, or declare the argument as bool")
     if ty.kind in ("int", "bool") and arr.dtype.kind == "f":
         bad = outside(name, arr, lambda a: a == np.round(a))
         if bad is not None:
@@ -378,20 +400,7 @@ def convert_arg(name: str, ty: ir.Ty, value: Any, fn: ir.Function, span: Span, s
         bad = outside(name, arr, test)
         if bad is not None:
             raise error(f"data for `{name}` must be {text}", span, source, expected=declared, found=bad)
-    if ty.static or (ty.kind == "unknown" and arr.ndim == 0 and arr.dtype.kind in "biu"):
-        if ty.kind == "bool" or arr.dtype.kind == "b":
-            return bool(arr)
-        if abs(int(arr)) > INT32:
-            raise error(f"data for `{name}` is too large: {int(arr)}", span, source, expected="a 32-bit int",
-                        hint="sizes and counts must fit in 32 bits")
-        return int(arr)
-    if ty.kind == "int":
-        return jnp.asarray(arr, jnp.int32)
-    if ty.kind == "bool":
-        return jnp.asarray(arr, bool)
-    if ty.kind == "real":
-        return jnp.asarray(arr, float)
-    return jnp.asarray(arr)
+    return arr
 
 
 def check_declared_shapes(fn: ir.Function, env: dict[str, Any], source: str) -> None:

@@ -93,10 +93,20 @@ def first_code_col(source: str, line: int) -> int:
     return len(rows[line - 1]) - len(rows[line - 1].lstrip()) + 1
 
 
+KEYS: dict[tuple[int, str], Any] = {}  # the keys of int seeds, made once (see as_key)
+
+
 def as_key(seed: Any) -> Any:
     """An int seed or a JAX key (typed or raw uint32[2])."""
     if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
-        return jax.random.key(int(seed))
+        # made once per seed: making a key costs more than a small compiled answer; keys are immutable
+        cache = (int(seed), jax.config.jax_default_prng_impl)
+        key = KEYS.get(cache)
+        if key is None:
+            key = jax.random.key(cache[0])
+            if not isinstance(key, jax.core.Tracer) and len(KEYS) < 1024:
+                KEYS[cache] = key
+        return key
     if isinstance(seed, jax.Array) and (jnp.issubdtype(seed.dtype, jax.dtypes.prng_key) or seed.dtype == jnp.uint32):
         return seed
     raise error(f"seed must be an int or a JAX random key, not {type(seed).__name__}", hint="for example seed=0")

@@ -126,7 +126,8 @@ class AmortizedPosterior:
     shared: dict[str, Any]
     values: np.ndarray
     info: dict[str, Any] = field(default_factory=dict)
-    _draw: dict = field(default_factory=dict, repr=False, compare=False)
+    _draw: dict = field(default_factory=dict, repr=False, compare=False)  # compiled answers
+    _plans: dict = field(default_factory=dict, repr=False, compare=False)  # set answers' bound values per bucket
 
     @property
     def inputs(self) -> list[str]:

@@ -8,8 +8,9 @@ estimate `log mean(w)` (whose exponential is unbiased for the marginal likelihoo
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -216,6 +217,7 @@ def importance_sampling(model: Model, data: Mapping[str, Any] | None = None, *, 
     if proposal is None:
         _, values, s = model._call(key, bound, bound.observed, params, num_samples=num_samples)
         log_p, log_q = np.asarray(s.lw), np.zeros(np.shape(s.lw))
+        later = jax.random.fold_in(key, 2)
     else:
         for a in proposal.sites:
             if a not in model.sites:
@@ -224,15 +226,19 @@ def importance_sampling(model: Model, data: Mapping[str, Any] | None = None, *, 
             if a in bound.observed:
                 raise error(f"the proposal `{proposal.name}` draws `{a}`, which is observed in the data",
                             proposal.fn.span, proposal.source, hint="a guide proposes only latent choices")
-        kq, kp = jax.random.split(key)
         q_data = {a: (data or {})[a] for a, _ in proposal.fn.args if a in (data or {})}
-        q = proposal.simulate(q_data, seed=kq, num_samples=num_samples, params=proposal_params)
-        fixed_keys = set(bound.observed) | set(q.values)
-        runner = model.runner(bound, frozenset(fixed_keys), frozenset(), frozenset(params or {}))
-        keys = jax.random.split(kp, num_samples)
-        _, values, s = jax.vmap(lambda k, vals: runner(k, {**bound.observed, **vals}, dict(params or {}),
-                                                      bound.arrays))(keys, q.values)
-        log_p, log_q = np.asarray(s.lw), np.asarray(q.log_density)
+        q_bound = proposal.bind(q_data, observations=False)
+        q_params = dict(proposal_params or {})
+        proposal.check_addresses({}, q_params)
+        propose = proposal.runner(q_bound, frozenset(), frozenset(), frozenset(q_params), batch=True)
+        drawn = frozenset(a for a in proposal.sites if a in model.sites)
+        runner = model.runner(bound, frozenset(bound.observed) | drawn, frozenset(), frozenset(params or {}))
+        try:
+            values, log_p, log_q, later = proposed(propose, runner, num_samples, key, q_params, q_bound.arrays,
+                                                   bound.observed, dict(params or {}), bound.arrays)
+        except (TypeError, ValueError, IndexError, ZeroDivisionError) as e:
+            raise located(e, (proposal, model)) from None
+        log_p, log_q = np.asarray(log_p), np.asarray(log_q)
     observed = sorted(bound.observed)
     latents = {a: np.asarray(v) for a, v in values.items() if a not in bound.observed}
     check_weights(model, proposal, log_p, log_q, latents)
@@ -247,10 +253,32 @@ def importance_sampling(model: Model, data: Mapping[str, Any] | None = None, *, 
             hint="check the observations against each choice's support, or propose from a guide closer to the "
             "posterior",
         )
-    samples = model.with_computed(latents, data, computed, params, jax.random.fold_in(key, 2), num_samples)
+    samples = model.with_computed(latents, data, computed, params, later, num_samples)
     choices = (model.full or model).fn.sites  # summed-out choices, recovered per draw, are shown as choices
     return ImportanceResult(samples, log_w, observed, tuple(n for n in samples if n not in choices), model, data,
                             params, tuple((model.full or model).fn.sites) + tuple(model.computed_names))
+
+
+@partial(jax.jit, static_argnums=(0, 1, 2))
+def proposed(propose: Callable, runner: Callable, num_samples: int, key: Any, q_params: Any, q_arrays: Any,
+             observed: Any, params: Any, arrays: Any) -> tuple:
+    """`num_samples` draws of the proposal (`propose`, a batched runner) and the model's log weight
+    of each (`runner`, the proposal's draws given), and the key of the computed values, in one
+    compiled call: splitting keys and mapping over draws outside it would cost more than the draws."""
+    kq, kp = jax.random.split(key)
+    _, drawn, q_score = propose(jax.random.split(kq, num_samples), {}, q_params, q_arrays)
+    keys = jax.random.split(kp, num_samples)
+    _, values, s = jax.vmap(lambda k, vals: runner(k, {**observed, **vals}, params, arrays))(keys, drawn)
+    return values, s.lw, q_score.lp, jax.random.fold_in(key, 2)
+
+
+def located(exc: Exception, programs: Sequence[Model]) -> Exception:
+    """An error raised while tracing the programs, located at the one whose generated code raised it."""
+    culprit, tb = programs[-1], exc.__traceback__
+    while tb is not None:
+        culprit = next((p for p in programs if tb.tb_frame.f_globals is p.impl.__globals__), culprit)
+        tb = tb.tb_next
+    return culprit.located(exc)
 
 
 def check_weights(model: Model, proposal: Model | None, log_p: np.ndarray, log_q: np.ndarray,

@@ -5,6 +5,7 @@ one jitted call, compiled once per bucket (and number of draws), not once per si
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -12,8 +13,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pplang import data
 from pplang import runtime as rt
-from pplang.compiler.diagnostics import error
+from pplang.compiler.diagnostics import PplError, error
 from pplang.inference import sets as S
 from pplang.models import as_key
 
@@ -65,21 +67,62 @@ def by_bucket(sets: S.Sets) -> dict[int, np.ndarray]:
     return {int(b): np.flatnonzero(lengths == b) for b in np.unique(lengths)}
 
 
-def bucket_values(result: AmortizedPosterior, sets: S.Sets, index: np.ndarray, length: int,
-                  extra: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any], Any]:
-    """For the data sets `index` padded to `length`: the guide's static values (the size is the
-    padded length), its array arguments with a leading data-set axis, and the masks."""
+@dataclass(frozen=True)
+class Plan:
+    """What answering at one padded length takes besides the points, found once by binding the
+    first data set: the guide's static values (the size is the padded length), the NumPy dtype of
+    each of its array arguments, and the arrays common to every data set (the shared values)."""
+
+    static: dict[str, Any]
+    dtypes: dict[str, np.dtype]
+    common: dict[str, Any]
+
+
+def plan(result: AmortizedPosterior, sets: S.Sets, length: int, extra: Mapping[str, np.ndarray]) -> Plan:
+    """The plan of the bucket `length` for data sets whose values have these dtypes and point
+    shapes, kept for later answers (binding checks names, shapes and sizes; the values of each
+    answer are checked by `check_points`)."""
     size = result.info["size"]
+    shapes = tuple((a, v.dtype.str, v.shape[2:]) for a, v in [*sets.rows.items(), *extra.items()])
+    key = (length, shapes)
+    if key not in result._plans:
+        n = int(sets.sizes[0])
+        first = {**result.shared, size: n, **{a: v[0, :n] for a, v in sets.rows.items()},
+                 **{a: np.asarray(v)[0] for a, v in extra.items()}}
+        bound = result.guide.bind(first, strict=False, observations=False)
+        per_set = {*sets.rows, *extra}
+        result._plans[key] = Plan({**bound.static, size: length},
+                                  {a: np.dtype(jnp.asarray(v).dtype) for a, v in bound.arrays.items()},
+                                  {a: v for a, v in bound.arrays.items() if a not in per_set})
+    return result._plans[key]
+
+
+def check_points(result: AmortizedPosterior, sets: S.Sets, batched: bool) -> None:
+    """The value checks binding makes (finite, whole, inside the constraint), on the real points of
+    every data set: all at once, then data set by data set to say which one when they fail."""
+    guide = result.guide
+    types = dict(guide.fn.args)
+    real = sets.masks()
+    for a, v in sets.rows.items():
+        span = guide.fn.arg_spans.get(a, guide.fn.span)
+        try:
+            data.check_arg_values(a, types[a], v[real], guide.fn, span, guide.source)
+        except PplError:
+            if not batched:
+                raise
+            for i, n in enumerate(sets.sizes):
+                data.check_arg_values(f"{a}[{i}]", types[a], v[i, :n], guide.fn, span, guide.source)
+            raise
+
+
+def bucket_values(result: AmortizedPosterior, sets: S.Sets, index: np.ndarray, length: int,
+                  extra: Mapping[str, Any]) -> tuple[Plan, dict[str, np.ndarray], np.ndarray]:
+    """For the data sets `index` padded to `length`: the bucket's plan, the per-point arrays with
+    a leading data-set axis (of the guide's dtypes), and the masks of their real points."""
     part = S.padded(S.Sets({a: v[index] for a, v in sets.rows.items()}, sets.sizes[index], sets.length), length)
-    first = {**result.shared, size: length, **{a: v[0] for a, v in part.rows.items()},
-             **{a: np.asarray(v)[0] for a, v in extra.items()}}
-    bound = result.guide.bind(first, strict=False, observations=False)
-    arrays = {a: jnp.broadcast_to(v, (len(index),) + jnp.shape(v)) for a, v in bound.arrays.items()}
-    for a, v in part.rows.items():
-        arrays[a] = jnp.asarray(v, jnp.asarray(bound.arrays[a]).dtype)
-    for a, v in extra.items():
-        arrays[a] = jnp.asarray(np.asarray(v)[index], jnp.asarray(bound.arrays[a]).dtype)
-    return dict(bound.static), arrays, jnp.asarray(part.masks())
+    p = plan(result, sets, length, extra)
+    rows = {a: np.asarray(v, p.dtypes[a]) for a, v in part.rows.items()}
+    return p, rows, part.masks()
 
 
 def guide_fn(result: AmortizedPosterior, static: Mapping[str, Any], given: tuple[str, ...]) -> Callable:
@@ -105,26 +148,41 @@ def cached(result: AmortizedPosterior, kind: str, static: Mapping[str, Any], bui
 
 def set_keys(key: Any, index: np.ndarray, count: int | None) -> Any:
     """The keys of the data sets `index`: as a fixed-size guide's answer splits them (one data
-    set: the key itself), so padding is the only difference between the two."""
+    set: the key itself, made a batch of one inside the compiled answer), so padding is the only
+    difference between the two."""
     if count is None:
-        return key[None]
+        return key
     return jax.random.split(key, count)[jnp.asarray(index)]
 
 
+def batch_of(common: Mapping[str, Any], rows: Mapping[str, Any], keys: Any) -> tuple[dict[str, Any], Any]:
+    """Inside a compiled answer: the arrays of every data set (the common ones broadcast along the
+    data-set axis of the per-point ones) and one key per data set."""
+    count = jax.tree.leaves(rows)[0].shape[0]
+    arrays = {**{a: jnp.broadcast_to(v, (count,) + jnp.shape(v)) for a, v in common.items()}, **rows}
+    return arrays, (keys[None] if jnp.ndim(keys) == 0 else keys)
+
+
 def posterior_fn(result: AmortizedPosterior, static: Mapping[str, Any], num_samples: int) -> Callable:
-    """Jitted `(params, arrays, masks, keys) -> draws` for a batch of data sets of one bucket."""
+    """Jitted `(params, common arrays, per-point arrays, masks, keys) -> draws` for a batch of data
+    sets of one bucket."""
     one = guide_fn(result, static, ())
 
     def many(params: Any, arrays: Any, mask: Any, k: Any) -> dict:
         return jax.vmap(lambda kk: one(params, arrays, mask, kk, {})[0])(jax.random.split(k, num_samples))
 
-    return jax.jit(jax.vmap(many, in_axes=(None, 0, 0, 0)))
+    def run(params: Any, common: Any, rows: Any, masks: Any, keys: Any) -> dict:
+        arrays, keys = batch_of(common, rows, keys)
+        return jax.vmap(many, in_axes=(None, 0, 0, 0))(params, arrays, masks, keys)
+
+    return jax.jit(run)
 
 
 def predictive_fn(result: AmortizedPosterior, static: Mapping[str, Any], targets: tuple[str, ...], num_samples: int,
                   m: int) -> Callable:
-    """Jitted `(params, arrays, masks, keys, new inputs, new values) ->` draws of the `m` new points
-    (data set, draw, point), or with `targets` given their log densities (data set, point)."""
+    """Jitted `(params, common arrays, per-point arrays, masks, keys, new inputs, new values) ->`
+    draws of the `m` new points (data set, draw, point), or with `targets` given their log
+    densities (data set, point)."""
     one = guide_fn(result, static, targets)
 
     def per_set(params: Any, arrays: Any, mask: Any, k: Any, row: Any, val: Any) -> Any:
@@ -138,27 +196,38 @@ def predictive_fn(result: AmortizedPosterior, static: Mapping[str, Any], targets
             return jax.vmap(at)(row, val, keys[0])
         return jax.vmap(lambda ks: jax.vmap(lambda p, kk: at(p, {}, kk))(row, ks))(keys)
 
-    return jax.jit(jax.vmap(per_set, in_axes=(None, 0, 0, 0, 0, 0)))
+    def run(params: Any, common: Any, rows: Any, masks: Any, keys: Any, points: Any, vals: Any) -> Any:
+        arrays, keys = batch_of(common, rows, keys)
+        return jax.vmap(per_set, in_axes=(None, 0, 0, 0, 0, 0))(params, arrays, masks, keys, points, vals)
+
+    return jax.jit(run)
+
+
+def gather(out: dict[str, np.ndarray], res: Mapping[str, Any], index: np.ndarray, count: int) -> None:
+    """One bucket's answers put in their data sets' places."""
+    for a, v in res.items():
+        v = np.asarray(v)
+        if count == len(index):
+            out[a] = np.array(v)  # writable, as a caller may expect of draws
+            continue
+        if a not in out:
+            out[a] = np.zeros((count,) + v.shape[1:], v.dtype)
+        out[a][index] = v
 
 
 def posterior_draws(result: AmortizedPosterior, data: Mapping[str, Any], num_samples: int,
                     seed: Any) -> tuple[dict[str, np.ndarray], bool]:
     """Draws from the guide for every data set (leading data-set axis, then draws)."""
     sets, batched = read_sets(result, data)
+    check_points(result, sets, batched)
     count = len(sets.sizes)
     out: dict[str, np.ndarray] = {}
     key = as_key(seed)
     for length, index in by_bucket(sets).items():
-        static, arrays, masks = bucket_values(result, sets, index, length, {})
-
-        fn = cached(result, "posterior", static, partial(posterior_fn, result, static, num_samples), num_samples)
+        p, rows, masks = bucket_values(result, sets, index, length, {})
+        fn = cached(result, "posterior", p.static, partial(posterior_fn, result, p.static, num_samples), num_samples)
         keys = set_keys(key, index, count if batched else None)
-        draws = fn(result.params["guide"], arrays, masks, keys)
-        for a, v in draws.items():
-            v = np.asarray(v)
-            if a not in out:
-                out[a] = np.zeros((count,) + v.shape[1:], v.dtype)
-            out[a][index] = v
+        gather(out, fn(result.params["guide"], p.common, rows, masks, keys), index, count)
     return (out if batched else {a: v[0] for a, v in out.items()}), batched
 
 
@@ -195,6 +264,7 @@ def predictive_draws(result: AmortizedPosterior, data: Mapping[str, Any], new: M
     inputs = [a for a, _ in guide.fn.args if a.endswith(S.NEW)]
     targets = [a for a in guide.fn.sites if a.endswith(S.NEW)]
     sets, batched = read_sets(result, data)
+    check_points(result, sets, batched)
     count = len(sets.sizes)
     points, m = new_points(result, new, batched, count, inputs)
     given = {}
@@ -207,23 +277,16 @@ def predictive_draws(result: AmortizedPosterior, data: Mapping[str, Any], new: M
     out: dict[str, np.ndarray] = {}
     for length, index in by_bucket(sets).items():
         first = {a: v[:, 0] for a, v in points.items()}
-        static, arrays, masks = bucket_values(result, sets, index, length, first)
-        for a in inputs:
-            del arrays[a]
-        rows = {a: jnp.asarray(v[index]) for a, v in points.items()}
-        rows[POINT] = jnp.broadcast_to(jnp.arange(m), (len(index), m))  # what the points are mapped over
-        vals = {a: jnp.asarray(v[index]) for a, v in given.items()}
+        p, arrays, masks = bucket_values(result, sets, index, length, first)
+        rows = {a: np.asarray(v[index], p.dtypes[a]) for a, v in points.items()}
+        rows[POINT] = np.broadcast_to(np.arange(m), (len(index), m))  # what the points are mapped over
+        vals = {a: v[index] for a, v in given.items()}
 
         scored = densities is not None
-        fn = cached(result, "predictive", static,
-                    partial(predictive_fn, result, static, tuple(targets) if scored else (), num_samples, m),
+        fn = cached(result, "predictive", p.static,
+                    partial(predictive_fn, result, p.static, tuple(targets) if scored else (), num_samples, m),
                     num_samples, m, scored)
         keys = set_keys(key, index, count if batched else None)
-        res = fn(result.params["guide"], arrays, masks, keys, rows, vals)
-        res = {"log_density": res} if densities is not None else res
-        for a, v in res.items():
-            v = np.asarray(v)
-            if a not in out:
-                out[a] = np.zeros((count,) + v.shape[1:], v.dtype)
-            out[a][index] = v
+        res = fn(result.params["guide"], p.common, arrays, masks, keys, rows, vals)
+        gather(out, {"log_density": res} if scored else res, index, count)
     return (out if batched else {a: v[0] for a, v in out.items()}), batched

@@ -129,10 +129,12 @@ def test_padding_changes_no_answer(trained, guide):
 def test_answers_compile_once_per_bucket(trained):
     r = trained["by_deep_sets"]
     r._draw.clear()
+    r._plans.clear()
     xs, ys = blr_data(np.random.default_rng(5), [9, 10, 11, 13, 16])
     for x, y in zip(xs, ys, strict=True):
         r.posterior({"x": x, "y": y}, num_samples=10)
     assert len(r._draw) == 1  # sizes 9..16 share the bucket 16
+    assert len(r._plans) == 1  # and the guide's arguments bound once for it
 
 
 # ------------------------------------------------------------ accuracy against exact answers
@@ -249,6 +251,14 @@ def test_bad_sets_are_refused(small, trained):
         r.posterior({"x": [0.1, 0.2, 0.3], "y": [0.1, 0.2]})
     with pytest.warns(SizeWarning, match="outside the trained range 2..20"):
         r.posterior({"x": np.zeros(40), "y": np.zeros(40)}, num_samples=10)
+    # every answer's values are checked, not only the first data set's (answers reuse the bucket's binding)
+    r.posterior({"x": [0.1, 0.2, 0.3], "y": [0.1, 0.2, 0.3]}, num_samples=10)
+    with pytest.raises(PplError, match=r"data for `y` must be finite") as e:
+        r.posterior({"x": [0.1, 0.2, 0.4], "y": [0.1, np.nan, 0.3]}, num_samples=10)
+    assert "y[1] = nan" in str(e.value)
+    with pytest.raises(PplError, match=r"data for `x\[1\]` must be finite") as e:
+        r.posterior({"x": [[0.1, 0.2], [0.3, np.inf, 0.5]], "y": [[0.1, 0.2], [0.3, 0.4, 0.5]]}, num_samples=10)
+    assert "small.ppl" in str(e.value)
     with pytest.raises(PplError, match="in data set 1, the per-point values have different numbers of points"):
         pp.amortize(small["line"], small["by_deep_sets"], {"x": [[0.1], [0.2, 0.3]], "y": [[0.1], [0.2, 0.3, 0.4]]},
                     progress=False)
