@@ -207,7 +207,7 @@ def time_to_posterior(mode: Mode, log: Callable[[str], None]) -> list[str]:
     model, guide = module["line"], module["line_q"]
     trainings = {
         "short": (f"{mode.simulate} simulations x {mode.epochs} epochs at a constant learning rate 3e-3",
-                  dict(simulate=mode.simulate, epochs=mode.epochs, learning_rate=3e-3)),
+                  dict(simulate=mode.simulate, epochs=mode.epochs, learning_rate=3e-3, lr_schedule="constant")),
         "longer": (f"{mode.long_simulate} simulations x {mode.long_epochs} epochs, learning rate 3e-3 decaying "
                    "(lr_schedule='cosine')",
                    dict(simulate=mode.long_simulate, epochs=mode.long_epochs, learning_rate=3e-3,

@@ -57,10 +57,10 @@ def run(recipe: Recipe) -> str:
     source = EXAMPLE.read_text().replace(NETWORK, f"deep_sets(out_size=5, width={recipe.width}, "
                                                   f"phi=[{recipe.width}], rho=[{recipe.width}])")
     module = pp.loads(source, file=str(EXAMPLE))
-    options = {} if recipe.schedule == "constant" else {"lr_schedule": recipe.schedule}
     t0 = time.perf_counter()
     r = pp.amortize(module["line"], module["line_q"], simulate=recipe.simulate, sizes=(2, 64), epochs=recipe.epochs,
-                    learning_rate=recipe.learning_rate, batch_size=recipe.batch_size, progress=False, **options)
+                    learning_rate=recipe.learning_rate, batch_size=recipe.batch_size, progress=False,
+                    lr_schedule=recipe.schedule)
     seconds = time.perf_counter() - t0
     rng = np.random.default_rng(2026)
     cells = []
