@@ -46,7 +46,7 @@ def register(sub: Any) -> None:
                    help="an objective argument, e.g. --arg k=8")
     c.add_argument("--epochs", type=common.positive_int, default=10, help="passes over the data sets or simulations")
     c.add_argument("--batch-size", type=common.positive_int, default=64, help="data sets per step (default 64)")
-    common.add_optimizer_args(c, lr=1e-3, schedule="cosine")
+    common.add_optimizer_args(c, lr=1e-3)
     c.add_argument("--particles", type=common.positive_int, default=1, help="estimates per data set and step")
     c.add_argument("--strategy", action="append", default=[], metavar="ADDRESS=STRATEGY",
                    help="gradient strategy of a guide choice (reparam, reinforce, mvd, enum)")

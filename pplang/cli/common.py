@@ -145,13 +145,13 @@ def strict_exit(args: argparse.Namespace, problems: list[str]) -> int:
     return EXIT_UNRELIABLE
 
 
-def add_optimizer_args(c: argparse.ArgumentParser, lr: float, schedule: str = "constant") -> None:
+def add_optimizer_args(c: argparse.ArgumentParser, lr: float) -> None:
     """--optimizer, --lr and its schedule, shared by the verbs that train (fit, amortize)."""
     c.add_argument("--optimizer", default="adam", choices=OPTIMIZERS, help="optax optimizer (default adam)")
     c.add_argument("--lr", type=float, default=lr, help=f"learning rate, the peak of a schedule (default {lr:g})")
-    c.add_argument("--lr-schedule", default=schedule, choices=LR_SCHEDULES,
-                   help=f"learning rate over the training (default {schedule}): constant, or decaying from --lr to "
-                   "--lr-end (warmup_cosine first rises to --lr over a tenth of it)")
+    c.add_argument("--lr-schedule", default="constant", choices=LR_SCHEDULES,
+                   help="learning rate over the training: constant (default), or decaying from --lr to --lr-end "
+                   "(warmup_cosine first rises to --lr over a tenth of it)")
     c.add_argument("--lr-end", type=float, help="final learning rate of a decaying schedule (default --lr / 1000)")
 
 

@@ -317,7 +317,7 @@ def simulations(model: Model, guide: Model, count: int, shared: Mapping[str, Any
 def amortize(model: Model, guide: Any, data: Mapping[str, Any] | None = None, *, simulate: int | None = None,
              shared: Mapping[str, Any] | None = None, objective: Any = "elbo", epochs: int = 10,
              batch_size: int = 64, optimizer: optax.GradientTransformation | str | None = None,
-             learning_rate: Any = 1e-3, lr_schedule: str | None = None, lr_end: float | None = None,
+             learning_rate: Any = 1e-3, lr_schedule: str = "constant", lr_end: float | None = None,
              particles: int = 1, seed: int = 0,
              strategies: Mapping[str, str] | None = None, baseline: Any = None,
              programs: Mapping[str, Model] | None = None, on_nan: str = "stop",
@@ -332,8 +332,7 @@ def amortize(model: Model, guide: Any, data: Mapping[str, Any] | None = None, *,
     pp.fit) over `batch_size` data sets; an epoch visits every data set once. simulate=N instead
     draws N data sets with their latents from the model and maximizes the guide's log density of
     the latents given the observations (no data needed). optimizer, learning_rate, lr_schedule and
-    lr_end are as in pp.fit, the schedule running over all epochs; by default the rate decays
-    (cosine) from learning_rate, unless an optax optimizer or schedule is given. For a model with a `size`
+    lr_end are as in pp.fit, the schedule running over all epochs. For a model with a `size`
     argument, `sizes=(low, high)` draws each simulated data set's number of points uniformly
     between them; a guide that draws `NAME_new` choices is trained to predict `queries` held-out
     points of each simulated set from its other points (a prior-fitted network). checkpoint, resume, results and
@@ -432,9 +431,6 @@ def amortize(model: Model, guide: Any, data: Mapping[str, Any] | None = None, *,
     batch = min(batch_size, size)
     per_epoch = size // batch
     steps = epochs * per_epoch
-    if lr_schedule is None:  # a decaying rate trains markedly more accurate guides at no cost
-        lr_schedule = "constant" if isinstance(optimizer, optax.GradientTransformation) or callable(learning_rate) \
-            else "cosine"
     opt = make_optimizer(optimizer, learning_rate, steps, lr_schedule, lr_end)
     step = minibatches(inner, rows, size, batch, seed)
     # chunks that divide an epoch (so every chunk is whole and one compiled loop serves the training)
