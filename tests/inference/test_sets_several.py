@@ -106,7 +106,7 @@ def test_padding_changes_no_answer_with_two_sets(trained):
 def test_posterior_of_the_ab_test_within_budget(module, trained):
     """Against the exact Beta posteriors of both groups, on 40 new data sets at each of three pairs
     of sizes inside the trained ranges. Budget (for this short training): the posterior means
-    within 0.5 exact sds on average, the sds within a factor 1.4. An untrained guide (learning rate
+    within 0.5 exact sds on average, the sds within a factor 1.5. An untrained guide (learning rate
     1e-9) is checked to miss the budget, and so is one that swaps the groups."""
     untrained = pp.amortize(module["ab"], module["ab_q"], simulate=64, sizes=RANGES, epochs=1, learning_rate=1e-9,
                             progress=False)
@@ -124,9 +124,9 @@ def test_posterior_of_the_ab_test_within_budget(module, trained):
         exact = {"pa": np.array([beta_posterior(x) for x in a]), "pb": np.array([beta_posterior(x) for x in b])}
         data = {"a": np.stack(a), "b": np.stack(b)}
         err, ratio = errors(trained, data, exact)
-        assert err < 0.5 and ratio < 1.4, (pair, err, ratio)
+        assert err < 0.5 and ratio < 1.5, (pair, err, ratio)
         err0, ratio0 = errors(untrained, data, exact)
-        assert err0 > 0.5 or ratio0 > 1.4, (pair, err0, ratio0)
+        assert err0 > 0.5 or ratio0 > 1.5, (pair, err0, ratio0)
         if pair[0] == pair[1]:  # the answer reads each group through its own network
             swapped, _ = errors(trained, {"a": np.stack(b), "b": np.stack(a)}, exact)
             assert swapped > 0.5, (pair, swapped)
