@@ -37,7 +37,8 @@ def register(sub: Any) -> None:
     c.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help="a value common to every data set (a size or a known constant), e.g. --set J=5")
     c.add_argument("--sizes", type=size_range, metavar="LOW:HIGH",
-                   help="with --simulate and a model with a `size` argument: the range of set sizes to simulate")
+                   help="with --simulate and a model with `size` arguments: the range of set sizes to simulate, "
+                   "for every set, or per size argument: NA=2:64,NB=5:30")
     c.add_argument("--queries", type=common.positive_int, default=8,
                    help="held-out points per simulated set, for a guide that predicts new points (default 8)")
     c.add_argument("--shared", help="JSON file of values common to every data set")
@@ -85,13 +86,30 @@ def register(sub: Any) -> None:
     c.set_defaults(func=cmd_posterior)
 
 
-def size_range(text: str) -> tuple[int, int]:
-    """`LOW:HIGH` (or one size) as an inclusive range of set sizes."""
-    lo, _, hi = text.partition(":")
+def size_range(text: str) -> tuple[int, int] | dict[str, tuple[int, int]]:
+    """`LOW:HIGH` (or one size) as an inclusive range of set sizes for every `size` argument, or
+    `NAME=LOW:HIGH,...` one range per size argument by name."""
+    if "=" not in text:
+        return one_range(text, text)
+    out = {}
+    for part in text.split(","):
+        name, eq, value = part.partition("=")
+        name = name.strip()
+        if not eq or not name.isidentifier():
+            raise argparse.ArgumentTypeError(f"expected NAME=LOW:HIGH,..., e.g. NA=2:64,NB=5:30, got {text!r}")
+        if name in out:
+            raise argparse.ArgumentTypeError(f"`{name}` has two ranges in {text!r}")
+        out[name] = one_range(value.strip(), text)
+    return out
+
+
+def one_range(value: str, text: str) -> tuple[int, int]:
+    lo, _, hi = value.partition(":")
     try:
         low, high = int(lo), int(hi or lo)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected LOW:HIGH, e.g. 5:200, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected LOW:HIGH, e.g. 5:200 (or NAME=LOW:HIGH,... per size), "
+                                         f"got {text!r}") from None
     if not 1 <= low <= high:
         raise argparse.ArgumentTypeError(f"expected 1 <= LOW <= HIGH, got {text!r}")
     return low, high

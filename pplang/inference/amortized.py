@@ -18,7 +18,7 @@ the model's prior predictive.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,7 +47,7 @@ from pplang.runtime.optimize import CheckpointError, CheckpointExists, optimize
 
 DATA_SALT = 0x6461  # folded into the seed for the order of data sets in each epoch
 MAX_CHUNK = 1000  # most steps per compiled chunk (the progress bar and NaN checks run between chunks)
-SIZE_ROW = "#size"  # a simulated data set's number of points, beside its padded values
+SIZE_ROW = "#size"  # a data set's number of points, beside its padded values (`#size:NAME` with several sets)
 
 
 @dataclass
@@ -114,31 +114,40 @@ def check_names(model: Model, guide: Model, data: Mapping[str, Any], shared: Map
                         f"{', '.join(a for a, _ in guide.fn.args) or 'none'}")
 
 
-def set_rows(model: Model, guide: Model, data: Mapping[str, Any], size: str) -> tuple[dict[str, Any], S.Sets]:
-    """The collection with its sets (the values sized by `size`, in the model or the guide) padded
-    to the longest and the sizes taken out: lists of data sets of different sizes, or padded arrays
-    with their sizes given as `size` (a `.npz`)."""
+def set_rows(model: Model, guide: Model, data: Mapping[str, Any], sizes: list[str]
+             ) -> tuple[dict[str, Any], dict[str, S.Sets]]:
+    """The collection with each set (the values sized by one of `sizes`, in the model or the guide)
+    padded to its longest and the sizes taken out: lists of data sets of different sizes, or
+    padded arrays with their sizes given by name (a `.npz`)."""
     check_names(model, guide, data, {})
-    names = [a for a in [*S.set_names(model.fn, size), *S.set_names(guide.fn, size)] if a in data]
-    names = list(dict.fromkeys(names))
-    if not names:
-        raise error(f"the data has none of the sets of `{size}` points that model `{model.name}` observes",
-                    model.fn.arg_spans[size], model.source,
-                    hint=f"give {', '.join(S.set_names(model.fn, size)) or 'the points'}: one list of points per "
-                    "data set")
-    sets = S.ragged(data, names, size, batched=True)
-    out = {a: v for a, v in data.items() if a != size}
-    out.update(sets.rows)
-    return out, sets
+    out = {a: v for a, v in data.items() if a not in sizes}
+    found = {}
+    for size in sizes:
+        names = [a for a in [*S.set_names(model.fn, size), *S.set_names(guide.fn, size)] if a in data]
+        names = list(dict.fromkeys(names))
+        if not names:
+            raise error(f"the data has none of the sets of `{size}` points that model `{model.name}` observes",
+                        model.fn.arg_spans[size], model.source,
+                        hint=f"give {', '.join(S.set_names(model.fn, size)) or 'the points'}: one list of points per "
+                        "data set")
+        found[size] = S.ragged(data, names, size, batched=True)
+        out.update(found[size].rows)
+    counts = {n: len(v.sizes) for n, v in found.items()}
+    if len(set(counts.values())) > 1:
+        (a, m), (b, k) = list(counts.items())[:2]
+        raise error(f"the sets of `{a}` points come from {m} data sets but those of `{b}` from {k}",
+                    model.fn.span, model.source, hint="give each data set every one of its sets")
+    return out, found
 
 
 def ragged_hint(model: Model) -> str:
     """What to do with data sets of different sizes, for this model."""
     sizes = [a for a, t in model.fn.arg_types.items() if t == "size"]
     if sizes:
-        return (f"model `{model.name}` takes sets of `{sizes[0]}` points: leave `{sizes[0]}` out of shared=..., and "
-                f"data sets of different sizes are padded to the longest (each data set's `{sizes[0]}` is its "
-                "number of points)")
+        named = ", ".join(f"`{a}`" for a in sizes)
+        return (f"model `{model.name}` takes sets of {named} points: leave {named} out of shared=..., and "
+                f"data sets of different sizes are padded to the longest (each data set's {named} "
+                f"{'is its number' if len(sizes) == 1 else 'are its numbers'} of points)")
     return (f"model `{model.name}` needs data sets of one shape; to let their size vary, declare it a `size` "
             "argument (`N: size`) and read the points with a set network (deep_sets, set_transformer)")
 
@@ -176,17 +185,19 @@ def batch_state(size: int, inner: Any) -> dict[str, Any]:
     return {"t": jnp.int32(0), "order": jnp.arange(size, dtype=jnp.int32), "inner": inner}
 
 
-def objective_step(problem: Problem, particles: int, layout: Layout | None = None) -> Callable:
+def objective_step(problem: Problem, particles: int, layout: Layout | Sequence[Layout] | None = None) -> Callable:
     """One step of the mean objective over a batch of data sets: each data set's estimate by the
-    problem's generated estimator, with its own key. With a `layout`, each data set's sets are
-    padded: its first `#size` points are real, and the model and guide score those alone."""
+    problem's generated estimator, with its own key. With a `layout` (one per set), each data
+    set's sets are padded: the first `#size` points of each are real, and the model and guide
+    score those alone."""
+    layouts = as_layouts(layout)
 
     def surrogate(params: Any, key: Any, state: Any, batch: Mapping[str, Any]) -> tuple:
         n = jax.tree.leaves(batch)[0].shape[0]
         keys = jax.random.split(key, n)
 
         def one(row: Mapping[str, Any], k: Any) -> tuple:
-            masks = None if layout is None else {layout.size: jnp.arange(layout.length) < row[SIZE_ROW]}
+            masks = set_masks(layouts, row) if layouts else None
             return problem.surrogate(params, k, state, particles, runner=problem.with_data(row, masks))
 
         sur, (v, costs) = jax.vmap(one)(dict(batch), keys)
@@ -201,15 +212,18 @@ def objective_step(problem: Problem, particles: int, layout: Layout | None = Non
     return step
 
 
-def simulation_step(guide: Model, targets: list[str], env: Mapping[str, Any], layout: Layout | None = None
-                    ) -> Callable:
+def simulation_step(guide: Model, targets: list[str], env: Mapping[str, Any],
+                    layout: Layout | Sequence[Layout] | None = None) -> Callable:
     """One step of training on simulations: the mean over the batch of the guide's log density of
     `targets` given the inputs it takes (`env`: its other arguments, bound). For neural posterior
-    estimation the targets are the latents: log q(z | x). For sets (`layout`), each data set's
-    first `#size` points are real and the rest padding; for a predictive guide the targets are
-    held-out points, `layout.queries` per data set, each predicted from the real points: log q(y_new
-    | x_new, the set), the prior-fitted network's objective."""
+    estimation the targets are the latents: log q(z | x). For sets (`layout`, one per set), each
+    data set's first `#size` points of a set are real and the rest padding; for a predictive guide
+    the targets are held-out points, `queries` per data set (of each set it predicts), each
+    predicted from the real points: log q(y_new | x_new, the set), the prior-fitted network's
+    objective."""
     order = [a for a, _ in guide.fn.args]
+    layouts = as_layouts(layout)
+    queries = max((lay.queries for lay in layouts), default=0)
 
     def log_q(params: Any, row: Mapping[str, Any], masks: Mapping[str, Any]) -> Any:
         ctx = rt.Context({a: row[a] for a in targets}, params.get("q", {}), guide.hosts, complete=True, masks=masks)
@@ -217,13 +231,13 @@ def simulation_step(guide: Model, targets: list[str], env: Mapping[str, Any], la
         return guide.impl(ctx, jax.random.key(0), *[values[a] for a in order])[2].lp
 
     def one(params: Any, row: Mapping[str, Any]) -> Any:
-        if layout is None:
+        if not layouts:
             return log_q(params, row, {})
-        masks = {layout.size: jnp.arange(layout.length) < row[SIZE_ROW]}
-        points = {a: row[a][:layout.length] for a in layout.points}
-        if not layout.queries:
+        masks = set_masks(layouts, row)
+        points = {a: row[a][:lay.length] for lay in layouts for a in lay.points}
+        if not queries:
             return log_q(params, {**row, **points}, masks)
-        held = {a + S.NEW: row[a][layout.length:] for a in layout.held}
+        held = {a + S.NEW: row[a][lay.length:] for lay in layouts for a in lay.held}
         return jnp.mean(jax.vmap(lambda q: log_q(params, {**row, **points, **q}, masks))(held))
 
     def mean_log_q(params: Any, batch: Mapping[str, Any]) -> Any:
@@ -240,25 +254,41 @@ def simulation_step(guide: Model, targets: list[str], env: Mapping[str, Any], la
 
 @dataclass(frozen=True)
 class Layout:
-    """How simulated sets are stored: `points` (the per-point values) padded to `length` (the
-    largest size), and for a predictive guide `queries` held-out points after them, of which the
-    guide predicts `held` (and reads the others as `NAME_new` inputs)."""
+    """How one set of the data sets is stored: `points` (the per-point values) padded to `length`
+    (the largest size), each data set's size in its `row`, and for a predictive guide `queries`
+    held-out points after them, of which the guide predicts `held` (and reads the others as
+    `NAME_new` inputs)."""
 
     size: str
     length: int
     points: tuple[str, ...]
     queries: int = 0
     held: tuple[str, ...] = ()
+    row: str = SIZE_ROW
 
 
-def predictive_targets(model: Model, guide: Model, size: str | None) -> list[str]:
+def size_row(size: str, sizes: Sequence[str]) -> str:
+    """The row holding each data set's size of the set `size`: `#size`, or `#size:NAME` with several."""
+    return SIZE_ROW if len(sizes) == 1 else f"{SIZE_ROW}:{size}"
+
+
+def as_layouts(layout: Layout | Sequence[Layout] | None) -> tuple[Layout, ...]:
+    return () if layout is None else (layout,) if isinstance(layout, Layout) else tuple(layout)
+
+
+def set_masks(layouts: Sequence[Layout], row: Mapping[str, Any]) -> dict[str, Any]:
+    """Each set's mask of its real points in one data set (inside a compiled step)."""
+    return {lay.size: jnp.arange(lay.length) < row[lay.row] for lay in layouts}
+
+
+def predictive_targets(model: Model, guide: Model, sizes: Sequence[str]) -> list[str]:
     """A predictive guide's targets: the choices it draws named `NAME_new` after a per-point choice
     NAME of the model's set (a held-out point it predicts); empty for a posterior guide. Its other
     `NAME_new` arguments are the new point's inputs, also per-point choices of the model."""
     news = [a for a in guide.fn.sites if a.endswith(S.NEW)]
     if not news:
         return []
-    per_point = S.set_names(model.fn, size) if size is not None else []
+    per_point = [a for size in sizes for a in S.set_names(model.fn, size)]
     for a in news:
         if a[:-len(S.NEW)] not in per_point:
             raise error(f"guide `{guide.name}` draws `{a}`, but `{a[:-len(S.NEW)]}` is not a per-point choice of "
@@ -323,7 +353,7 @@ def amortize(model: Model, guide: Any, data: Mapping[str, Any] | None = None, *,
              programs: Mapping[str, Model] | None = None, on_nan: str = "stop",
              checkpoint: str | None = None, checkpoint_every: int = 1000, resume: bool = False,
              progress: bool = True, results: str | None = None, overwrite: bool = False,
-             sizes: int | tuple[int, int] | None = None, queries: int = 8) -> AmortizedPosterior:
+             sizes: int | tuple[int, int] | Mapping[str, Any] | None = None, queries: int = 8) -> AmortizedPosterior:
     """Train `guide` (whose arguments are named after the model's observations) to answer for any
     data set of the model in one forward pass.
 
@@ -334,8 +364,10 @@ def amortize(model: Model, guide: Any, data: Mapping[str, Any] | None = None, *,
     the latents given the observations (no data needed). optimizer, learning_rate, lr_schedule and
     lr_end are as in pp.fit, the schedule running over all epochs. For a model with a `size`
     argument, `sizes=(low, high)` draws each simulated data set's number of points uniformly
-    between them; a guide that draws `NAME_new` choices is trained to predict `queries` held-out
-    points of each simulated set from its other points (a prior-fitted network). checkpoint, resume, results and
+    between them (with several `size` arguments, each independently: one range for all, or a
+    mapping from each size's name to its range); a guide that draws `NAME_new` choices is trained
+    to predict `queries` held-out points of each simulated set from its other points (a
+    prior-fitted network). checkpoint, resume, results and
     overwrite are as in pp.fit: an existing results folder or another run's checkpoint is replaced
     only with overwrite. Returns an AmortizedPosterior."""
     for name, v in (("epochs", epochs), ("batch_size", batch_size), ("particles", particles)):
@@ -356,27 +388,31 @@ def amortize(model: Model, guide: Any, data: Mapping[str, Any] | None = None, *,
     if simulate is not None:
         if isinstance(simulate, bool) or not isinstance(simulate, int) or simulate < 1:
             raise error(f"simulate must be a positive int, got {simulate!r}", hint="for example simulate=10000")
-        size = S.size_argument(model, guide)
-        held = predictive_targets(model, guide, size)
-        layout = None
-        if size is not None:
-            S.check_guide(model, guide, size)
-            if sizes is None and size not in shared:
-                raise error(f"model `{model.name}` draws sets of `{size}` points: give the range of sizes to simulate",
-                            model.fn.arg_spans[size], model.source, hint="sizes=(5, 200), or --sizes 5:200")
-            lo, hi = S.size_range(sizes if sizes is not None else shared[size])
-            shared.pop(size, None)
-            extra = queries if held else 0
+        sizes_of = S.size_arguments(model, guide)
+        held = predictive_targets(model, guide, sizes_of)
+        layouts: list[Layout] = []
+        if sizes_of:
+            for size in sizes_of:
+                S.check_guide(model, guide, size)
+            ranges = S.size_ranges(model, sizes_of, sizes, shared)
+            for size in sizes_of:
+                shared.pop(size, None)
             if held and (isinstance(queries, bool) or not isinstance(queries, int) or queries < 1):
                 raise error(f"queries must be a positive int, got {queries!r}", hint="for example queries=8")
             news = [*held, *(a for a, _ in guide.fn.args if a.endswith(S.NEW))]
-            layout = Layout(size, hi, tuple(a for a in S.set_names(model.fn, size) if a in model.fn.sites),
-                            extra, tuple(dict.fromkeys(a[:-len(S.NEW)] for a in news)))
-            values, observed, latents = simulations(model, guide, simulate, {**shared, size: hi + extra}, seed,
-                                                    bool(held))
+            news = list(dict.fromkeys(a[:-len(S.NEW)] for a in news))
+            for size in sizes_of:
+                mine = S.set_names(model.fn, size)
+                own = tuple(a for a in news if a in mine)
+                layouts.append(Layout(size, ranges[size][1], tuple(a for a in mine if a in model.fn.sites),
+                                      queries if own else 0, own, size_row(size, sizes_of)))
+            lengths = {lay.size: lay.length + lay.queries for lay in layouts}
+            values, observed, latents = simulations(model, guide, simulate, {**shared, **lengths}, seed, bool(held))
             draw = np.random.default_rng([seed, DATA_SALT])
-            values[SIZE_ROW] = draw.integers(lo, hi + 1, size=simulate).astype(np.int32)
-            set_info = {"size": size, "sizes": [lo, hi], "queries": extra}
+            for lay in layouts:  # each set's size drawn independently
+                lo, hi = ranges[lay.size]
+                values[lay.row] = draw.integers(lo, hi + 1, size=simulate).astype(np.int32)
+            set_info = {**S.set_info(ranges), "queries": queries if held else 0}
         elif held:
             raise error(f"guide `{guide.name}` predicts new points, but model `{model.name}` has no set (no `size` "
                         "argument)", model.fn.span, model.source,
@@ -384,38 +420,43 @@ def amortize(model: Model, guide: Any, data: Mapping[str, Any] | None = None, *,
         else:
             values, observed, latents = simulations(model, guide, simulate, shared, seed)
         targets = held or latents
-        kept = [*observed, *([] if held else latents), *([SIZE_ROW] if layout else [])]
-        if layout is not None:
-            kept += [a for a in layout.held if a not in kept]
+        kept = [*observed, *([] if held else latents), *(lay.row for lay in layouts)]
+        kept += [a for lay in layouts for a in lay.held if a not in kept]
         rows_np = {a: values[a] for a in kept}
         collection = Collection(rows_np, shared, simulate)
         first = {**shared, **{a: values[a][0] for a in observed}}
-        if layout is not None:
-            first |= {size: layout.length, **{a: values[a][0][:layout.length] for a in layout.points if a in first}}
-            first |= {a: values[a[:-len(S.NEW)]][0][layout.length] for a, _ in guide.fn.args if a.endswith(S.NEW)}
+        for lay in layouts:
+            first |= {lay.size: lay.length, **{a: values[a][0][:lay.length] for a in lay.points if a in first}}
+            first |= {a: values[a[:-len(S.NEW)]][0][lay.length] for a, _ in guide.fn.args
+                      if a.endswith(S.NEW) and a[:-len(S.NEW)] in lay.points}
         bound = guide.bind(first, strict=False, observations=False)
         env = {**bound.static, **bound.arrays}
         problem = None
         like = {**bound.arrays, **{a: values[a][0] for a in latents if a in rows_np}}
         rows = convert(rows_np, like)
         params = init_guide_params(guide, env, seed)
-        inner = simulation_step(guide, targets, {a: v for a, v in env.items() if a not in rows_np}, layout)
+        inner = simulation_step(guide, targets, {a: v for a, v in env.items() if a not in rows_np}, layouts)
         state: Any = None
         mode = "simulate"
         objective_name = "log q(held-out point | the others)" if held else "log q(latents | observations)"
     else:
-        size = S.size_argument(model, guide)
-        sets = None
-        if size is not None and size not in shared:  # data sets of any sizes, padded to the longest with masks
-            S.check_guide(model, guide, size)
-            S.check_model(model, size)
-            data, sets = set_rows(model, guide, data, size)
+        varying = [n for n in S.size_arguments(model, guide) if n not in shared]
+        found: dict[str, S.Sets] = {}
+        if varying:  # data sets of any sizes: each set padded to its longest, with masks
+            for size in varying:
+                S.check_guide(model, guide, size)
+                S.check_model(model, size)
+            data, found = set_rows(model, guide, data, varying)
         collection = stack(model, guide, data, shared)
         first = collection.first()
-        if sets is not None:
+        layouts = []
+        for size, sets in found.items():
             first[size] = sets.length
-            collection.rows[SIZE_ROW] = sets.sizes.astype(np.int32)
-            set_info = {"size": size, "sizes": [int(sets.sizes.min()), int(sets.sizes.max())], "queries": 0}
+            layouts.append(Layout(size, sets.length, (), row=size_row(size, varying)))
+            collection.rows[layouts[-1].row] = sets.sizes.astype(np.int32)
+        if found:
+            set_info = {**S.set_info({n: (int(v.sizes.min()), int(v.sizes.max())) for n, v in found.items()}),
+                        "queries": 0}
         # the first data set's errors, located at the model; discrete choices the guide leaves out summed out
         target = model.summed_out(model.bind(first).observed, True, guide.sites)
         problem = Problem.build(target, guide, objective, first, programs, strategies, baseline)
@@ -424,7 +465,7 @@ def amortize(model: Model, guide: Any, data: Mapping[str, Any] | None = None, *,
             like |= {**prog.data, **prog.observed}
         rows = convert(collection.rows, like)
         params = problem.init_params(seed)
-        inner = objective_step(problem, particles, None if sets is None else Layout(size, sets.length, ()))
+        inner = objective_step(problem, particles, layouts)
         state = problem.init_state()
         mode, objective_name = "data", problem.objective.name
     size = collection.size

@@ -130,6 +130,11 @@ class AmortizedPosterior:
     _plans: dict = field(default_factory=dict, repr=False, compare=False)  # set answers' bound values per bucket
 
     @property
+    def set_sizes(self) -> list[str]:
+        """The names of the model's `size` arguments it was trained to answer any size of."""
+        return list(sets.trained_sets(self.info))
+
+    @property
     def inputs(self) -> list[str]:
         """The guide's arguments taken from each data set (named after the model's observations)."""
         return guide_inputs(self.model, self.guide)
@@ -147,9 +152,9 @@ class AmortizedPosterior:
             lines.append(f"trained on {i.get('data_sets')} simulations from the model: {i.get('objective')}")
         else:
             lines.append(f"trained on {i.get('data_sets')} data sets: objective {i.get('objective')}")
-        if i.get("sizes"):
-            lo, hi = i["sizes"]
-            lines.append(f"sets of {lo}..{hi} points (`{i.get('size')}`)")
+        ranges = [f"{r[0]}..{r[1]} points (`{n}`)" for n, r in sets.trained_sets(i).items() if r]
+        if ranges:
+            lines.append(f"sets of {', '.join(ranges)}")
         lines.append(f"{i.get('epochs', 0):.4g} epochs of {i.get('data_sets', 0) // max(1, i.get('batch_size', 1))} "
                      f"batches of {i.get('batch_size')}; status: {i.get('status')}")
         tail = self.values[-max(1, len(self.values) // 10):]
@@ -168,7 +173,7 @@ class AmortizedPosterior:
         if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 1:
             raise error(f"num_samples must be a positive int, got {num_samples!r}", hint="for example num_samples=1000")
         data = {**dict(data or {}), **kwargs}
-        if self.info.get("size"):  # sets of any size: padded per bucket (set_answers)
+        if self.set_sizes:  # sets of any size: padded per bucket (set_answers)
             self.check_target("posterior", "predictive(data, new_inputs)")
             draws, batched = set_answers.posterior_draws(self, data, num_samples, seed)
             if computed is False or batched:
@@ -276,7 +281,7 @@ class AmortizedPosterior:
         draws each new point's `NAME_new` in one pass; a posterior guide draws the latents and the
         model draws the new points given them. Axes: (data set,) draw, new point."""
         data = {**dict(data or {}), **kwargs}
-        if self.info.get("size") and new_inputs is not None:
+        if self.set_sizes and new_inputs is not None:
             if self.info.get("target") == "predictive":
                 return set_answers.predictive_draws(self, data, new_inputs, num_samples, seed)[0]
             return self.predict_from_latents(data, new_inputs, num_samples, seed)
@@ -292,7 +297,7 @@ class AmortizedPosterior:
         `NAME_new` and values `NAME_new`, one per point), for a data set (points,) or a batch (data
         set, point): the predictive guide's density, or for a posterior guide the model's density
         of each point averaged over `num_samples` draws of the latents."""
-        if not self.info.get("size"):
+        if not self.set_sizes:
             raise error("log_predictive is for set models (with a `size` argument)",
                         hint="use importance_sampling(data) for the marginal likelihood of a data set")
         if self.info.get("target") == "predictive":
@@ -306,42 +311,58 @@ class AmortizedPosterior:
                         f"gives no {asked} of the latents", self.guide.fn.span, self.guide.source,
                         hint=f"use {instead}, or train a guide that draws the latents")
 
-    def new_point_values(self, new: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        """New points named after the model's per-point choices (`x_new` -> `x`), each (..., point)."""
-        size = self.info["size"]
-        per_point = sets.set_names(self.model.fn, size)
-        names = [a for a in per_point if a + sets.NEW in new]
-        if not names:
+    def new_point_values(self, new: Mapping[str, Any]) -> dict[str, dict[str, np.ndarray]]:
+        """New points named after the model's per-point choices (`x_new` -> `x`), each (..., point),
+        by the set they belong to (the `size` that sizes the choice); with several sets, as many
+        new points of each."""
+        per_set = {size: sets.set_names(self.model.fn, size) for size in self.set_sizes}
+        out = {size: {a: np.asarray(new[a + sets.NEW], float) for a in names if a + sets.NEW in new}
+               for size, names in per_set.items()}
+        out = {size: v for size, v in out.items() if v}
+        if not out:
             raise error("new points are named NAME_new after the model's per-point choices",
-                        hint=f"e.g. {{{', '.join(repr(a + sets.NEW) + ': [...]' for a in per_point)}}}")
-        return {a: np.asarray(new[a + sets.NEW], float) for a in names}
+                        hint="e.g. {" + ", ".join(repr(a + sets.NEW) + ": [...]" for ns in per_set.values()
+                                                  for a in ns) + "}")
+        counts = {a: v.shape[-1] for vs in out.values() for a, v in vs.items()}
+        if len(set(counts.values())) > 1:
+            (a, m), (b, k) = [(a, m) for a, m in counts.items()][:2]
+            raise error(f"`{a}{sets.NEW}` has {m} new points but `{b}{sets.NEW}` has {k}",
+                        hint="one value per new point" + (", as many new points of each set"
+                                                           if len(out) > 1 else ""))
+        return out
+
+    def new_point_sizes(self, points: Mapping[str, Any], m: int) -> dict[str, int]:
+        """The sizes the model is bound to for new points: `m` for the sets that have them, one
+        point for the others (drawn, and left out of the answer)."""
+        return {size: (m if size in points else 1) for size in self.set_sizes}
 
     def predict_from_latents(self, data: Mapping[str, Any], new: Mapping[str, Any], num_samples: int,
                              seed: Any) -> dict[str, np.ndarray]:
         """The model's new points given the guide's latents, at the new inputs."""
-        size = self.info["size"]
         post = self.posterior(data, num_samples=num_samples, seed=seed, computed=False)
         points = self.new_point_values(new)
-        m = next(iter(points.values())).shape[-1]
+        flat = {a: v for vs in points.values() for a, v in vs.items()}
+        m = next(iter(flat.values())).shape[-1]
         lead = next(iter(post.draws.values())).shape[:2 if post.batched else 1]
         given = {a: v for a, v in post.draws.items() if a in self.model.fn.sites}
-        given |= {a: np.broadcast_to(v[..., None, :] if post.batched else v, lead + (m,)) for a, v in points.items()}
-        out = self.simulate_given(given, lead, seed, {size: m})
-        return {a + sets.NEW: v for a, v in out.items() if a in sets.set_names(self.model.fn, size)}
+        given |= {a: np.broadcast_to(v[..., None, :] if post.batched else v, lead + (m,)) for a, v in flat.items()}
+        out = self.simulate_given(given, lead, seed, self.new_point_sizes(points, m))
+        return {a + sets.NEW: v for a, v in out.items()
+                if any(a in sets.set_names(self.model.fn, size) for size in points)}
 
     def latent_log_predictive(self, data: Mapping[str, Any], new: Mapping[str, Any], num_samples: int,
                               seed: Any) -> np.ndarray:
         """log mean_s p(y_new | x_new, z_s) for z_s from the guide, per new point: the model's log
         weight of a one-point set given the latents and the whole point, less that given the
-        latents and the point's inputs alone (the new values named in `new` that the model draws
-        last are the predicted ones)."""
-        size = self.info["size"]
+        latents and the point's inputs alone (in each set, the new values named in `new` that the
+        model draws last are the predicted ones). With new points of several sets, the j-th point
+        of each is scored jointly."""
         post = self.posterior(data, num_samples=num_samples, seed=seed, computed=False)
-        points = self.new_point_values(new)
+        grouped = self.new_point_values(new)
+        points = {a: v for vs in grouped.values() for a, v in vs.items()}
         latents = {a: jnp.asarray(v) for a, v in post.draws.items() if a in self.model.fn.sites}
-        order = [a for a in self.model.fn.sites if a in points]
-        inputs = frozenset(order[:-1])
-        bound = self.model.bind({**self.shared, size: 1}, observations=False)
+        inputs = frozenset(a for vs in grouped.values() for a in [b for b in self.model.fn.sites if b in vs][:-1])
+        bound = self.model.bind({**self.shared, **self.new_point_sizes(grouped, 1)}, observations=False)
         params = self.params["model"]
         whole = self.model.runner(bound, frozenset([*latents, *points]), param_addrs=frozenset(params))
         part = self.model.runner(bound, frozenset([*latents, *inputs]), param_addrs=frozenset(params))
@@ -380,10 +401,9 @@ class AmortizedPosterior:
         """The model's data for one data set: the shared values, the data set, and for a set model
         its size (the count of its points) when not given."""
         out = {**self.shared, **dict(data)}
-        size = self.info.get("size")
-        if size and size not in out:
-            names = [a for a in set_answers.set_inputs(self) if a in out]
-            if names:
+        for size in self.set_sizes:
+            names = [a for a in set_answers.set_inputs(self, size) if a in out]
+            if size not in out and names:
                 out[size] = len(np.asarray(out[names[0]]))
         return out
 

@@ -1,6 +1,7 @@
-"""Answers of an amortized guide for data sets of any size: each data set is padded to its size's
-bucket with a mask of its real points, and the data sets of one bucket are answered together in
-one jitted call, compiled once per bucket (and number of draws), not once per size."""
+"""Answers of an amortized guide for data sets of any size: each set of a data set is padded to its
+size's bucket with a mask of its real points, and the data sets of one bucket (with several sets,
+one tuple of buckets) are answered together in one jitted call, compiled once per bucket (and
+number of draws), not once per size."""
 
 from __future__ import annotations
 
@@ -39,32 +40,48 @@ def is_batch(value: Any, rank: int) -> bool:
     return is_ragged(value) or np.ndim(value) == rank + 1
 
 
-def set_inputs(result: AmortizedPosterior) -> list[str]:
-    """The guide's arguments that hold the points of a set (not the new point's inputs)."""
-    size = result.info["size"]
+def set_inputs(result: AmortizedPosterior, size: str) -> list[str]:
+    """The guide's arguments that hold the points of the set `size` (not the new point's inputs)."""
     return [a for a in S.set_names(result.guide.fn, size) if not a.endswith(S.NEW)]
 
 
-def read_sets(result: AmortizedPosterior, data: Mapping[str, Any]) -> tuple[S.Sets, bool]:
-    """The data's sets, padded, and whether it was a batch of data sets; warns on sizes outside
-    the trained range."""
-    size, names = result.info["size"], set_inputs(result)
-    missing = [a for a in names if a not in data]
-    if missing:
-        raise error(f"no value for `{missing[0]}`: the amortized guide `{result.guide.name}` reads the set "
-                    f"{', '.join(names)}", result.guide.fn.span, result.guide.source,
-                    hint=f"pass {', '.join(repr(a) for a in names)} (one entry per point; `{size}` is their count)")
+def read_sets(result: AmortizedPosterior, data: Mapping[str, Any]) -> tuple[dict[str, S.Sets], bool]:
+    """The data's sets by size, padded, and whether it was a batch of data sets; warns on sizes
+    outside the trained range."""
+    trained = S.trained_sets(result.info)
+    names = {size: set_inputs(result, size) for size in trained}
+    for size, ns in names.items():
+        missing = [a for a in ns if a not in data]
+        if missing:
+            which = f"the set of `{size}` points " if len(names) > 1 else "the set "
+            raise error(f"no value for `{missing[0]}`: the amortized guide `{result.guide.name}` reads {which}"
+                        f"{', '.join(ns)}", result.guide.fn.span, result.guide.source,
+                        hint=f"pass {', '.join(repr(a) for a in ns)} (one entry per point; `{size}` is their count)")
     ranks = dict((a, t.rank) for a, t in result.guide.fn.args)
-    batched = is_batch(data[names[0]], ranks[names[0]] or 1)
-    sets = S.ragged(data, names, size, batched)
-    S.warn_outside(sets.sizes, result.info.get("sizes"))
-    return sets, batched
+    lead = next(iter(names.values()))[0]
+    batched = is_batch(data[lead], ranks[lead] or 1)
+    found = {size: S.ragged(data, ns, size, batched) for size, ns in names.items()}
+    counts = {size: len(v.sizes) for size, v in found.items()}
+    if len(set(counts.values())) > 1:
+        (a, m), (b, k) = list(counts.items())[:2]
+        raise error(f"the sets of `{a}` points come from {m} data sets but those of `{b}` from {k}",
+                    result.guide.fn.span, result.guide.source, hint="give each data set every one of its sets")
+    for size, sets in found.items():
+        S.warn_outside(sets.sizes, trained[size], size if len(found) > 1 else None)
+    return found, batched
 
 
-def by_bucket(sets: S.Sets) -> dict[int, np.ndarray]:
-    """Indices of the data sets answered at each padded length."""
-    lengths = np.asarray([S.bucket(int(n)) for n in sets.sizes])
-    return {int(b): np.flatnonzero(lengths == b) for b in np.unique(lengths)}
+def count_of(found: Mapping[str, S.Sets]) -> int:
+    return len(next(iter(found.values())).sizes)
+
+
+def by_bucket(found: Mapping[str, S.Sets]) -> dict[tuple[int, ...], np.ndarray]:
+    """Indices of the data sets answered at each tuple of padded lengths (one per set)."""
+    keys = [tuple(S.bucket(int(sets.sizes[i])) for sets in found.values()) for i in range(count_of(found))]
+    out: dict[tuple[int, ...], list[int]] = {}
+    for i, k in enumerate(keys):
+        out.setdefault(k, []).append(i)
+    return {k: np.asarray(v) for k, v in sorted(out.items())}
 
 
 @dataclass(frozen=True)
@@ -78,60 +95,70 @@ class Plan:
     common: dict[str, Any]
 
 
-def plan(result: AmortizedPosterior, sets: S.Sets, length: int, extra: Mapping[str, np.ndarray]) -> Plan:
-    """The plan of the bucket `length` for data sets whose values have these dtypes and point
-    shapes, kept for later answers (binding checks names, shapes and sizes; the values of each
-    answer are checked by `check_points`)."""
-    size = result.info["size"]
-    shapes = tuple((a, v.dtype.str, v.shape[2:]) for a, v in [*sets.rows.items(), *extra.items()])
-    key = (length, shapes)
+def plan(result: AmortizedPosterior, found: Mapping[str, S.Sets], lengths: tuple[int, ...],
+         extra: Mapping[str, np.ndarray]) -> Plan:
+    """The plan of the buckets `lengths` (one per set) for data sets whose values have these
+    dtypes and point shapes, kept for later answers (binding checks names, shapes and sizes; the
+    values of each answer are checked by `check_points`)."""
+    rows = {a: v for sets in found.values() for a, v in sets.rows.items()}
+    shapes = tuple((a, v.dtype.str, v.shape[2:]) for a, v in [*rows.items(), *extra.items()])
+    key = (lengths, shapes)
     if key not in result._plans:
-        n = int(sets.sizes[0])
-        first = {**result.shared, size: n, **{a: v[0, :n] for a, v in sets.rows.items()},
-                 **{a: np.asarray(v)[0] for a, v in extra.items()}}
+        first = {**result.shared, **{a: np.asarray(v)[0] for a, v in extra.items()}}
+        for sets in found.values():
+            n = int(sets.sizes[0])
+            first |= {a: v[0, :n] for a, v in sets.rows.items()}
+        first |= {size: int(sets.sizes[0]) for size, sets in found.items()}
         bound = result.guide.bind(first, strict=False, observations=False)
-        per_set = {*sets.rows, *extra}
-        result._plans[key] = Plan({**bound.static, size: length},
+        per_set = {*rows, *extra}
+        result._plans[key] = Plan({**bound.static, **dict(zip(found, lengths, strict=True))},
                                   {a: np.dtype(jnp.asarray(v).dtype) for a, v in bound.arrays.items()},
                                   {a: v for a, v in bound.arrays.items() if a not in per_set})
     return result._plans[key]
 
 
-def check_points(result: AmortizedPosterior, sets: S.Sets, batched: bool) -> None:
+def check_points(result: AmortizedPosterior, found: Mapping[str, S.Sets], batched: bool) -> None:
     """The value checks binding makes (finite, whole, inside the constraint), on the real points of
     every data set: all at once, then data set by data set to say which one when they fail."""
     guide = result.guide
     types = dict(guide.fn.args)
-    real = sets.masks()
-    for a, v in sets.rows.items():
-        span = guide.fn.arg_spans.get(a, guide.fn.span)
-        try:
-            data.check_arg_values(a, types[a], v[real], guide.fn, span, guide.source)
-        except PplError:
-            if not batched:
+    for sets in found.values():
+        real = sets.masks()
+        for a, v in sets.rows.items():
+            span = guide.fn.arg_spans.get(a, guide.fn.span)
+            try:
+                data.check_arg_values(a, types[a], v[real], guide.fn, span, guide.source)
+            except PplError:
+                if not batched:
+                    raise
+                for i, n in enumerate(sets.sizes):
+                    data.check_arg_values(f"{a}[{i}]", types[a], v[i, :n], guide.fn, span, guide.source)
                 raise
-            for i, n in enumerate(sets.sizes):
-                data.check_arg_values(f"{a}[{i}]", types[a], v[i, :n], guide.fn, span, guide.source)
-            raise
 
 
-def bucket_values(result: AmortizedPosterior, sets: S.Sets, index: np.ndarray, length: int,
-                  extra: Mapping[str, Any]) -> tuple[Plan, dict[str, np.ndarray], np.ndarray]:
-    """For the data sets `index` padded to `length`: the bucket's plan, the per-point arrays with
-    a leading data-set axis (of the guide's dtypes), and the masks of their real points."""
-    part = S.padded(S.Sets({a: v[index] for a, v in sets.rows.items()}, sets.sizes[index], sets.length), length)
-    p = plan(result, sets, length, extra)
-    rows = {a: np.asarray(v, p.dtypes[a]) for a, v in part.rows.items()}
-    return p, rows, part.masks()
+def bucket_values(result: AmortizedPosterior, found: Mapping[str, S.Sets], index: np.ndarray,
+                  lengths: tuple[int, ...], extra: Mapping[str, Any]
+                  ) -> tuple[Plan, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """For the data sets `index` with their sets padded to `lengths`: the buckets' plan, the
+    per-point arrays with a leading data-set axis (of the guide's dtypes), and each set's masks
+    of its real points."""
+    p = plan(result, found, lengths, extra)
+    rows, masks = {}, {}
+    for (size, sets), length in zip(found.items(), lengths, strict=True):
+        part = S.padded(S.Sets({a: v[index] for a, v in sets.rows.items()}, sets.sizes[index], sets.length), length)
+        rows |= {a: np.asarray(v, p.dtypes[a]) for a, v in part.rows.items()}
+        masks[size] = part.masks()
+    return p, rows, masks
 
 
 def guide_fn(result: AmortizedPosterior, static: Mapping[str, Any], given: tuple[str, ...]) -> Callable:
-    """`(params, arrays, mask, key, given values) -> (draws, log density)` of one data set."""
-    guide, size = result.guide, result.info["size"]
+    """`(params, arrays, masks, key, given values) -> (draws, log density)` of one data set (`masks`:
+    each set's mask of its real points)."""
+    guide = result.guide
     order = [a for a, _ in guide.fn.args]
 
-    def one(params: Any, arrays: Mapping[str, Any], mask: Any, key: Any, values: Mapping[str, Any]) -> tuple:
-        ctx = rt.Context(dict(values), params, guide.hosts, masks={size: mask}, complete=bool(given))
+    def one(params: Any, arrays: Mapping[str, Any], masks: Any, key: Any, values: Mapping[str, Any]) -> tuple:
+        ctx = rt.Context(dict(values), params, guide.hosts, masks=dict(masks), complete=bool(given))
         env = {**static, **arrays}
         _, draws, score = guide.impl(ctx, key, *[env[a] for a in order])
         return draws, score.lp
@@ -218,13 +245,13 @@ def gather(out: dict[str, np.ndarray], res: Mapping[str, Any], index: np.ndarray
 def posterior_draws(result: AmortizedPosterior, data: Mapping[str, Any], num_samples: int,
                     seed: Any) -> tuple[dict[str, np.ndarray], bool]:
     """Draws from the guide for every data set (leading data-set axis, then draws)."""
-    sets, batched = read_sets(result, data)
-    check_points(result, sets, batched)
-    count = len(sets.sizes)
+    found, batched = read_sets(result, data)
+    check_points(result, found, batched)
+    count = count_of(found)
     out: dict[str, np.ndarray] = {}
     key = as_key(seed)
-    for length, index in by_bucket(sets).items():
-        p, rows, masks = bucket_values(result, sets, index, length, {})
+    for lengths, index in by_bucket(found).items():
+        p, rows, masks = bucket_values(result, found, index, lengths, {})
         fn = cached(result, "posterior", p.static, partial(posterior_fn, result, p.static, num_samples), num_samples)
         keys = set_keys(key, index, count if batched else None)
         gather(out, fn(result.params["guide"], p.common, rows, masks, keys), index, count)
@@ -263,9 +290,9 @@ def predictive_draws(result: AmortizedPosterior, data: Mapping[str, Any], new: M
     guide = result.guide
     inputs = [a for a, _ in guide.fn.args if a.endswith(S.NEW)]
     targets = [a for a in guide.fn.sites if a.endswith(S.NEW)]
-    sets, batched = read_sets(result, data)
-    check_points(result, sets, batched)
-    count = len(sets.sizes)
+    found, batched = read_sets(result, data)
+    check_points(result, found, batched)
+    count = count_of(found)
     points, m = new_points(result, new, batched, count, inputs)
     given = {}
     if densities is not None:
@@ -275,9 +302,9 @@ def predictive_draws(result: AmortizedPosterior, data: Mapping[str, Any], new: M
         m = m2
     key = as_key(seed)
     out: dict[str, np.ndarray] = {}
-    for length, index in by_bucket(sets).items():
+    for lengths, index in by_bucket(found).items():
         first = {a: v[:, 0] for a, v in points.items()}
-        p, arrays, masks = bucket_values(result, sets, index, length, first)
+        p, arrays, masks = bucket_values(result, found, index, lengths, first)
         rows = {a: np.asarray(v[index], p.dtypes[a]) for a, v in points.items()}
         rows[POINT] = np.broadcast_to(np.arange(m), (len(index), m))  # what the points are mapped over
         vals = {a: v[index] for a, v in given.items()}

@@ -1,12 +1,14 @@
-"""Data sets of varying size for amortized inference: a model's `size` argument counts the points of
-its sets (the arrays whose first dimension it sizes), and may differ from data set to data set.
+"""Data sets of varying size for amortized inference: each `size` argument of a model counts the
+points of one of its sets (the arrays whose first dimension it sizes), and may differ from data
+set to data set; a model with several (two groups of an A/B test) has several sets, each sized,
+padded and masked on its own.
 
 Data sets of different sizes are padded to one length and carry a mask of their real points; set
 networks pool and attend over the real points alone (`stdlib/networks.py`), and a model's
 vectorized loops over the points leave the padded iterations out of its log density
 (`Context.masked`), so padding changes no result. Answers pad to a *bucket* (the next power of
-two, at least MIN_BUCKET), so a guide is compiled once per bucket rather than once per size.
-Training pads to the largest size.
+two, at least MIN_BUCKET), so a guide is compiled once per bucket (per tuple of buckets, one per
+set) rather than once per size. Training pads each set to its largest size.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from pplang.compiler import analysis, ir
-from pplang.compiler.diagnostics import error
+from pplang.compiler.diagnostics import did_you_mean, error
 from pplang.compiler.names import py_name
 from pplang.models import Model
 
@@ -32,23 +34,36 @@ class SizeWarning(UserWarning):
     """A data set's size lies outside the sizes the guide was trained on (extrapolation)."""
 
 
-def size_argument(model: Model, guide: Model) -> str | None:
-    """The model's `size` argument, if it has one; the guide must declare it a `size` too, so that
-    its networks are checked to be set functions of the points it counts."""
+def size_arguments(model: Model, guide: Model) -> list[str]:
+    """The model's `size` arguments, one per set (each counts the points of the arrays it sizes);
+    the guide must declare each a `size` too, so that its networks are checked to be set functions
+    of the points it counts."""
     sizes = [a for a, t in model.fn.arg_types.items() if t == "size"]
-    if not sizes:
-        return None
-    if len(sizes) > 1:
-        raise error(f"model `{model.name}` declares {len(sizes)} size arguments ({', '.join(sizes)}); amortized "
-                    "inference takes one set per data set", model.fn.arg_spans[sizes[1]], model.source,
-                    hint="declare one `size` argument; give the other sizes as `int`")
-    n = sizes[0]
-    declared = guide.fn.arg_types.get(n)
-    if declared is not None and declared != "size":
-        raise error(f"`{n}` counts the points of a set in model `{model.name}`, but guide `{guide.name}` declares "
-                    f"it `{declared}`", guide.fn.arg_spans[n], guide.source,
-                    hint=f"declare `{n}: size` in the guide too, so its networks are checked to be set functions")
-    return n
+    for n in sizes:
+        declared = guide.fn.arg_types.get(n)
+        if declared is not None and declared != "size":
+            raise error(f"`{n}` counts the points of a set in model `{model.name}`, but guide `{guide.name}` "
+                        f"declares it `{declared}`", guide.fn.arg_spans[n], guide.source,
+                        hint=f"declare `{n}: size` in the guide too, so its networks are checked to be set functions")
+    return sizes
+
+
+def trained_sets(info: Mapping[str, Any]) -> dict[str, list[int] | None]:
+    """The sets of an amortized result's `info`: each size's name and the range of sizes trained on
+    (`sets`; a result saved before several sets were supported has `size` and `sizes`)."""
+    if "sets" in info:
+        return {n: (list(r) if r else None) for n, r in info["sets"].items()}
+    return {info["size"]: info.get("sizes")} if info.get("size") else {}
+
+
+def set_info(ranges: Mapping[str, Sequence[int]]) -> dict[str, Any]:
+    """What `info` records of the sets: `sets` (each size's trained range), and for one set its
+    name and range as `size` and `sizes`."""
+    out: dict[str, Any] = {"sets": {n: [int(lo), int(hi)] for n, (lo, hi) in ranges.items()}}
+    if len(ranges) == 1:
+        (n, r), = out["sets"].items()
+        out |= {"size": n, "sizes": r}
+    return out
 
 
 def set_names(fn: ir.Function, size: str) -> list[str]:
@@ -132,13 +147,42 @@ def bucket(n: int) -> int:
 
 def size_range(sizes: Any) -> tuple[int, int]:
     """`sizes`: one int, or (low, high) inclusive."""
-    lo, hi = (sizes, sizes) if isinstance(sizes, int) and not isinstance(sizes, bool) else tuple(sizes)
+    try:
+        lo, hi = (sizes, sizes) if isinstance(sizes, int) and not isinstance(sizes, bool) else tuple(sizes)
+    except (TypeError, ValueError):
+        raise error(f"set sizes must be (low, high), got {sizes!r}", hint="for example sizes=(5, 200)") from None
     for v in (lo, hi):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
             raise error(f"set sizes must be positive ints, got {sizes!r}", hint="for example sizes=(5, 200)")
     if lo > hi:
         raise error(f"the smallest set size {lo} is above the largest {hi}", hint="sizes=(low, high)")
     return int(lo), int(hi)
+
+
+def size_ranges(model: Model, names: Sequence[str], sizes: Any,
+                shared: Mapping[str, Any]) -> dict[str, tuple[int, int]]:
+    """The range of each size argument to simulate: `sizes` one range for every set, or a mapping
+    from each size's name to its range; a size given in `shared` (and not in `sizes`) is fixed."""
+    several = ", ".join(f"{repr(n)}: (2, 64)" for n in names)
+    if isinstance(sizes, Mapping):
+        unknown = [k for k in sizes if k not in names]
+        if unknown:
+            raise error(f"sizes names `{unknown[0]}`, which is not a size argument of model `{model.name}`",
+                        model.fn.span, model.source,
+                        hint=did_you_mean(str(unknown[0]), names) or f"its size arguments: {', '.join(names)}")
+    out = {}
+    for n in names:
+        given = sizes.get(n) if isinstance(sizes, Mapping) else sizes
+        if given is None:
+            given = shared.get(n)
+        if given is None:
+            what = "give the range of sizes to simulate" if sizes is None else "sizes has no range for it"
+            raise error(f"model `{model.name}` draws sets of `{n}` points: {what}", model.fn.arg_spans[n],
+                        model.source, hint="sizes=(5, 200), or --sizes 5:200" if len(names) == 1 else
+                        f"one range for every set, sizes=(2, 64), or one per set, sizes={{{several}}} "
+                        "(--sizes 2:64, or --sizes " + ",".join(f"{m}=2:64" for m in names) + ")")
+        out[n] = size_range(given)
+    return out
 
 
 @dataclass
@@ -221,13 +265,15 @@ def padded(sets: Sets, length: int) -> Sets:
     return Sets(rows, sets.sizes, length)
 
 
-def warn_outside(sizes: np.ndarray, trained: Sequence[int] | None) -> None:
-    """Warn when a data set is larger or smaller than any the guide was trained on."""
+def warn_outside(sizes: np.ndarray, trained: Sequence[int] | None, name: str | None = None) -> None:
+    """Warn when a data set is larger or smaller than any the guide was trained on (`name`: which
+    set, when there are several)."""
     if not trained:
         return
     lo, hi = trained
     out = sorted({int(n) for n in sizes if n < lo or n > hi})
     if out:
-        warnings.warn(f"set size{'s' if len(out) > 1 else ''} {', '.join(map(str, out[:5]))} outside the trained range "
-                      f"{lo}..{hi}: the answer extrapolates; check it with importance sampling (--correct)",
-                      SizeWarning, stacklevel=5)
+        which = f" (`{name}`)" if name else ""
+        warnings.warn(f"set size{'s' if len(out) > 1 else ''}{which} {', '.join(map(str, out[:5]))} outside the "
+                      f"trained range {lo}..{hi}: the answer extrapolates; check it with importance sampling "
+                      "(--correct)", SizeWarning, stacklevel=5)
