@@ -12,6 +12,7 @@ import json
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +59,10 @@ class OptimizeResult:
     skipped: int
     first_bad_step: int | None
     timings: Timings
+
+
+class ScheduleWarning(UserWarning):
+    """A run resumed from a checkpoint written under another learning-rate schedule."""
 
 
 class CheckpointError(ValueError):
@@ -175,7 +180,7 @@ def optimize(step: Step, params: Params, state: State, optimizer: optax.Gradient
              checkpoint_every: int = 1000, resume: bool = False, overwrite: bool = False,
              progress: bool = True, progress_unit: tuple[str, int] = ("step", 1),
              describe_nan: Callable[[Params, Key, State], str] | None = None,
-             cache: dict | None = None) -> OptimizeResult:
+             cache: dict | None = None, schedule: str = "") -> OptimizeResult:
     """Maximize the objective whose estimate and ascent gradient `step(params, key, state)` returns.
 
     Runs until `steps` steps in all (counting steps loaded from a checkpoint), `chunk` at a time.
@@ -203,6 +208,9 @@ def optimize(step: Step, params: Params, state: State, optimizer: optax.Gradient
       (else CheckpointExists, before any step runs).
     - Ctrl-C ends the fit after the last completed chunk, with status "interrupted".
     - progress_unit: (name, steps per unit) of the progress bar, e.g. ("epoch", steps per epoch).
+    - schedule: what the learning rate does over these steps when it varies ("cosine from 0.01 to
+      1e-05 over 2000 steps"), kept in checkpoints: resuming under another schedule (more steps
+      under a decaying rate) warns, since the resumed run then differs from one run straight through.
     - cache: a dict the caller keeps with `step` and `optimizer`: the runners compiled here are
       stored in it, and a later call with the same step, optimizer, chunk and argument shapes runs
       them without compiling again (the compile time it reports is then 0).
@@ -223,7 +231,7 @@ def optimize(step: Step, params: Params, state: State, optimizer: optax.Gradient
     folder = None if checkpoint is None else Path(checkpoint)
     cur = Progress(params, opt_state, state, 0, (), 0, None, 0, "")
     if resume and folder is not None and (folder / CHECKPOINT_FILE).exists():
-        cur = load_checkpoint(folder, cur, key)
+        cur = load_checkpoint(folder, cur, key, schedule)
     if ("runners", chunk) not in cache:
         cache["runners", chunk] = {"chunk": make_chunk_runner(step, optimizer, chunk),
                                    "checked": make_checked_runner(step, optimizer, chunk)}
@@ -330,14 +338,14 @@ def optimize(step: Step, params: Params, state: State, optimizer: optax.Gradient
                 status = "interrupted"
                 break
             if folder is not None and cur.done // checkpoint_every > written // checkpoint_every:
-                save_checkpoint(folder, cur, key)
+                save_checkpoint(folder, cur, key, schedule)
                 written = cur.done
     except KeyboardInterrupt:
         status = "interrupted"
     finally:
         bar.close()
     if folder is not None:
-        save_checkpoint(folder, cur, key)
+        save_checkpoint(folder, cur, key, schedule)
     ran = cur.done - start_done
     timings = Timings(compile_s, run_s, ran / run_s if run_s > 0 else 0.0)
     values = np.concatenate(cur.values) if cur.values else np.zeros(0, np.float32)
@@ -419,7 +427,7 @@ def key_data(key: Key) -> tuple[np.ndarray, bool]:
     return np.asarray(jax.random.key_data(key) if typed else key), bool(typed)
 
 
-def save_checkpoint(folder: Path, cur: Progress, key: Key) -> Path:
+def save_checkpoint(folder: Path, cur: Progress, key: Key, schedule: str = "") -> Path:
     """Write everything a resumed fit needs to one .npz (structure as JSON inside it): to a temporary
     file first, then renamed over the old checkpoint, so a crash never leaves half a checkpoint."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -428,6 +436,7 @@ def save_checkpoint(folder: Path, cur: Progress, key: Key) -> Path:
     meta: dict[str, Any] = {
         "format": CHECKPOINT_FORMAT, "step": cur.done, "typed_key": typed,
         "skipped": cur.skipped, "first_bad_step": cur.first_bad, "calm": cur.calm, "note": cur.note,
+        "schedule": schedule,
     }
     for group in ("params", "opt_state", "state"):
         tree = getattr(cur, group)
@@ -465,11 +474,12 @@ def mismatch(group: str, saved: list[dict], now: list[dict]) -> str | None:
     return f"its {group} do not match this fit's: " + "; ".join(sorted(problems)[:6])
 
 
-def load_checkpoint(folder: Path, template: Progress, key: Key) -> Progress:
+def load_checkpoint(folder: Path, template: Progress, key: Key, schedule: str = "") -> Progress:
     """The saved progress, shaped like `template` (whose trees give the structure, NamedTuples of
     optax states included); CheckpointError when it belongs to another fit or is damaged. Every
     field is checked (types, the arrays' shapes against this fit's, counts within range), since a
-    checkpoint folder may come from elsewhere."""
+    checkpoint folder may come from elsewhere. A checkpoint written under another learning-rate
+    `schedule` resumes with a warning."""
     path = folder / CHECKPOINT_FILE
     try:
         arrays = load_npz(path)
@@ -508,5 +518,11 @@ def load_checkpoint(folder: Path, template: Progress, key: Key) -> Progress:
         if any(a is None or np.shape(a) != np.shape(leaf) for a, leaf in zip(loaded, leaves)):
             raise CheckpointError(f"{damaged}: its {group.replace('_', ' ')} arrays do not have the shapes it records")
         trees[group] = jax.tree.unflatten(treedef, [jnp.asarray(a, leaf.dtype) for a, leaf in zip(loaded, leaves)])
+    saved = meta.get("schedule")
+    if isinstance(saved, str) and saved != schedule:
+        warnings.warn(f"checkpoint {path} was written under a learning rate {saved or 'constant'}; this run's is "
+                      f"{schedule or 'constant'}: it goes on under its own, so it will not equal a run straight "
+                      "through (resume with the same steps or epochs to continue exactly)", ScheduleWarning,
+                      stacklevel=4)
     return Progress(trees["params"], trees["opt_state"], trees["state"], step, (values,) if values.size else (),
                     meta["skipped"], first_bad, meta["calm"], meta["note"])

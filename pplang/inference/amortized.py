@@ -41,6 +41,7 @@ from pplang.inference.variational import (
     make_optimizer,
     may_replace,
     nan_message,
+    schedule_text,
 )
 from pplang.models import Model, as_key
 from pplang.runtime.optimize import CheckpointError, CheckpointExists, optimize
@@ -480,7 +481,8 @@ def amortize(model: Model, guide: Any, data: Mapping[str, Any] | None = None, *,
         out = optimize(step, params, batch_state(size, state), opt, steps=steps, key=jax.random.key(seed),
                        chunk=chunk, on_nan=on_nan, checkpoint=checkpoint,
                        checkpoint_every=checkpoint_every, resume=resume, overwrite=overwrite, progress=progress,
-                       progress_unit=("epoch", per_epoch))
+                       progress_unit=("epoch", per_epoch),
+                       schedule=schedule_text(optimizer, learning_rate, steps, lr_schedule, lr_end))
     except CheckpointExists:
         raise checkpoint_exists(checkpoint) from None
     except CheckpointError as e:

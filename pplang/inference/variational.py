@@ -461,6 +461,15 @@ def make_optimizer(optimizer: Any, learning_rate: Any, steps: int, lr_schedule: 
     return getattr(optax, name)(learning_rate_schedule(lr_schedule, learning_rate, steps, lr_end))
 
 
+def schedule_text(optimizer: Any, learning_rate: Any, steps: int, lr_schedule: str, lr_end: float | None) -> str:
+    """What the learning rate does over the steps, for checkpoints (empty when it is constant, or
+    when an optax optimizer or schedule carries its own, which checkpoints cannot describe)."""
+    if lr_schedule == "constant" or isinstance(optimizer, optax.GradientTransformation) or callable(learning_rate):
+        return ""
+    end = learning_rate / 1000 if lr_end is None else lr_end
+    return f"{lr_schedule} from {learning_rate:g} to {end:g} over {steps} steps"
+
+
 def nan_message(out: OptimizeResult) -> str:
     """The optimizer's account of how the fit ended, with the float64 advice when a step was not
     finite in float32 (where rounding alone can make a log density or its gradient overflow)."""
@@ -549,7 +558,8 @@ def fit(model: Model, guide: Any = "mean_field", objective: Any = "elbo", data: 
         out = optimize(loop["step"], params, problem.init_state(), loop["optimizer"], steps=steps,
                        key=jax.random.key(seed), chunk=min(chunk, steps), on_nan=on_nan, tol=tol, tol_window=tol_window,
                        patience=patience, checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume,
-                       overwrite=overwrite, progress=progress, describe_nan=problem.describe_nan, cache=loop)
+                       overwrite=overwrite, progress=progress, describe_nan=problem.describe_nan, cache=loop,
+                       schedule=schedule_text(optimizer, learning_rate, steps, lr_schedule, lr_end))
     except CheckpointExists:
         raise checkpoint_exists(checkpoint) from None
     except CheckpointError as e:

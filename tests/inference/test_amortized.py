@@ -469,3 +469,16 @@ def test_jax_numpy_is_what_networks_see():
     x = jax.random.normal(jax.random.key(0), (2, 6, 5))
     np.testing.assert_allclose(np.asarray(net.apply(module, x)),
                                np.asarray(jax.vmap(jax.vmap(module))(x)), rtol=1e-6)
+
+
+def test_resuming_with_more_epochs_under_a_decaying_rate_warns(normal, tmp_path):
+    """A decaying rate spans the whole training: more epochs change the rate of those already run,
+    so the resumed training differs from a straight one, and says so (pp.fit's resume too)."""
+    from pplang.runtime.optimize import ScheduleWarning
+
+    args = dict(simulate=640, shared={"N": N}, batch_size=64, progress=False, seed=4, lr_schedule="cosine")
+    m, q = normal["repeated"], normal["repeated_q"]
+    pp.amortize(m, q, epochs=2, checkpoint=str(tmp_path), checkpoint_every=5, **args)
+    with pytest.warns(ScheduleWarning, match="cosine from 0.001 to 1e-06 over 20 steps; this run's is cosine from "
+                                             "0.001 to 1e-06 over 40 steps"):
+        pp.amortize(m, q, epochs=4, checkpoint=str(tmp_path), resume=True, **args)

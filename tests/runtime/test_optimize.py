@@ -9,6 +9,8 @@ exact value can be recomputed outside the loop.
 
 from __future__ import annotations
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -183,9 +185,9 @@ def test_checkpoint_and_resume_reproduce_an_uninterrupted_fit(tmp_path, monkeypa
     written = []
     save = opt.save_checkpoint
 
-    def recording(folder, cur, key):
+    def recording(folder, cur, key, schedule):
         written.append(cur.done)
-        return save(folder, cur, key)
+        return save(folder, cur, key, schedule)
 
     monkeypatch.setattr(opt, "save_checkpoint", recording)
     half = optimize(with_baseline, init, state, optax.adam(0.05), steps=150, key=KEY, chunk=32, checkpoint=tmp_path,
@@ -224,6 +226,25 @@ def test_resume_checks_the_checkpoint(tmp_path):
     fresh = optimize(noisy_quadratic, {"x": jnp.zeros(2)}, {}, optax.adam(0.1), steps=10, key=raw_key,
                      checkpoint=tmp_path / "new", resume=True, progress=False)
     assert fresh.steps == 10 and (tmp_path / "new" / "checkpoint.npz").exists()  # no checkpoint yet: from scratch
+
+
+def test_resuming_under_another_schedule_warns(tmp_path):
+    """More steps under a decaying rate change the rate of the steps already taken: the resumed run
+    is not the straight one, and says so; the same schedule resumes silently and exactly."""
+    def run(steps, stop, resume):
+        sched = optax.cosine_decay_schedule(0.1, steps, alpha=1e-3)
+        return optimize(noisy_quadratic, {"x": jnp.zeros(2)}, {}, optax.adam(sched), steps=stop, key=KEY, chunk=10,
+                        checkpoint=tmp_path, resume=resume, overwrite=not resume, progress=False,
+                        schedule=f"cosine over {steps} steps")
+
+    run(40, 20, False)  # interrupted after 20 of 40 steps
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the same schedule: no warning
+        same = run(40, 40, True)
+    assert equal_trees(same.params, run(40, 40, False).params)
+    run(40, 20, False)
+    with pytest.warns(opt.ScheduleWarning, match="cosine over 40 steps; this run's is cosine over 80 steps"):
+        run(80, 80, True)
 
 
 def test_ctrl_c_returns_the_last_completed_chunk_and_checkpoints(tmp_path, monkeypatch):
