@@ -47,6 +47,21 @@ class Network(abc.ABC):
     def initial(self, name: str, x: Array) -> eqx.Module:
         """The module before training, for input `x` (whose shape may size the first layer)."""
 
+    def built(self, name: str, in_size: int, build: Callable[[Any, Any], eqx.Module]) -> eqx.Module:
+        """The initial module of network `name` for inputs of `in_size` features, made once by
+        `build(key, dtype)` with a key derived from the name (so a program's initial state is
+        reproducible), and with concrete weights even while JAX traces the calling program."""
+        import jax
+        import jax.numpy as jnp
+
+        dtype = jnp.result_type(float)
+        cache_key = (name, in_size, str(dtype))
+        cache: dict = self._built  # type: ignore[attr-defined]  # each built-in network's own field
+        if cache_key not in cache:
+            with jax.ensure_compile_time_eval():
+                cache[cache_key] = build(jax.random.key(zlib.crc32(name.encode())), dtype)
+        return cache[cache_key]
+
     def apply(self, module: eqx.Module, x: Array) -> Array:
         import jax
         import jax.numpy as jnp
@@ -79,19 +94,13 @@ class MLP(Network):
     _built: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     def initial(self, name: str, x: Array) -> eqx.Module:
-        import jax
         import jax.numpy as jnp
         from pplang.stdlib import set_modules as sm
 
         in_size = self.in_size or jnp.shape(x)[-1]
-        dtype = jnp.result_type(float)
-        cache_key = (name, in_size, str(dtype))
-        if cache_key not in self._built:
-            final = None if self.final == "identity" else activation(self.final)
-            with jax.ensure_compile_time_eval():  # concrete initial weights even while tracing
-                self._built[cache_key] = sm.mlp_of(in_size, self.out_size, self.hidden, activation(self.activation),
-                                                   jax.random.key(zlib.crc32(name.encode())), dtype, final)
-        return self._built[cache_key]
+        final = None if self.final == "identity" else activation(self.final)
+        return self.built(name, in_size, lambda key, dtype: sm.mlp_of(
+            in_size, self.out_size, self.hidden, activation(self.activation), key, dtype, final))
 
 
 @dataclass(frozen=True, eq=False)
@@ -189,17 +198,16 @@ class DeepSets(SetNetwork):
         import jax.numpy as jnp
         from pplang.stdlib import set_modules as sm
 
+        act = activation(self.activation)
         d = jnp.shape(x)[-1]
-        dtype = jnp.result_type(float)
-        cache_key = (name, d, str(dtype))
-        if cache_key not in self._built:
-            act = activation(self.activation)
-            with jax.ensure_compile_time_eval():
-                k1, k2 = jax.random.split(jax.random.key(zlib.crc32(name.encode())))
-                phi = sm.mlp_of(d, self.width, self.phi, act, k1, dtype)
-                rho = sm.mlp_of(self.width + 1, self.out_size, self.rho, act, k2, dtype)
-            self._built[cache_key] = sm.DeepSetsModule(phi, rho, self.pool)
-        return self._built[cache_key]
+
+        def build(key: Any, dtype: Any) -> eqx.Module:
+            k1, k2 = jax.random.split(key)
+            phi = sm.mlp_of(d, self.width, self.phi, act, k1, dtype)
+            rho = sm.mlp_of(self.width + 1, self.out_size, self.rho, act, k2, dtype)
+            return sm.DeepSetsModule(phi, rho, self.pool)
+
+        return self.built(name, d, build)
 
 
 @dataclass(frozen=True)
@@ -226,24 +234,23 @@ class SetTransformer(SetNetwork):
         import jax.numpy as jnp
         from pplang.stdlib import set_modules as sm
 
+        act = activation(self.activation)
         d = jnp.shape(x)[-1]
-        dtype = jnp.result_type(float)
-        cache_key = (name, d, str(dtype))
-        if cache_key not in self._built:
-            act = activation(self.activation)
-            with jax.ensure_compile_time_eval():
-                keys = jax.random.split(jax.random.key(zlib.crc32(name.encode())), 3 * self.blocks + 4)
-                embed = eqx.nn.Linear(d, self.dim, key=keys[0], dtype=dtype)
-                blocks = tuple(sm.AttentionBlock(
-                    eqx.nn.MultiheadAttention(self.heads, self.dim, key=keys[1 + 3 * i], dtype=dtype),
-                    eqx.nn.LayerNorm(self.dim, dtype=dtype),
-                    sm.mlp_of(self.dim, self.dim, (self.dim,), act, keys[2 + 3 * i], dtype),
-                    eqx.nn.LayerNorm(self.dim, dtype=dtype)) for i in range(self.blocks))
-                seed = jax.random.normal(keys[-3], (1, self.dim), dtype)
-                pooling = eqx.nn.MultiheadAttention(self.heads, self.dim, key=keys[-2], dtype=dtype)
-                out = sm.mlp_of(self.dim + 1, self.out_size, self.hidden, act, keys[-1], dtype)
-            self._built[cache_key] = sm.SetTransformerModule(embed, blocks, seed, pooling, out)
-        return self._built[cache_key]
+
+        def build(key: Any, dtype: Any) -> eqx.Module:
+            keys = jax.random.split(key, 3 * self.blocks + 4)
+            embed = eqx.nn.Linear(d, self.dim, key=keys[0], dtype=dtype)
+            blocks = tuple(sm.AttentionBlock(
+                eqx.nn.MultiheadAttention(self.heads, self.dim, key=keys[1 + 3 * i], dtype=dtype),
+                eqx.nn.LayerNorm(self.dim, dtype=dtype),
+                sm.mlp_of(self.dim, self.dim, (self.dim,), act, keys[2 + 3 * i], dtype),
+                eqx.nn.LayerNorm(self.dim, dtype=dtype)) for i in range(self.blocks))
+            seed = jax.random.normal(keys[-3], (1, self.dim), dtype)
+            pooling = eqx.nn.MultiheadAttention(self.heads, self.dim, key=keys[-2], dtype=dtype)
+            out = sm.mlp_of(self.dim + 1, self.out_size, self.hidden, act, keys[-1], dtype)
+            return sm.SetTransformerModule(embed, blocks, seed, pooling, out)
+
+        return self.built(name, d, build)
 
 
 @dataclass(frozen=True, eq=False)
