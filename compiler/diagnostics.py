@@ -89,12 +89,15 @@ class DataNote(UserWarning):
 
 
 def show_notes(previous: Callable[..., None]) -> Callable[..., None]:
-    """A `warnings.showwarning` for the command line: a `DataNote` prints as `note: ...`, anything
-    else as `previous` would show it."""
+    """A `warnings.showwarning` for the command line: a `DataNote` prints as `note: ...`, pplang's
+    own warnings (a set size outside the trained range, a resumed schedule) as `warning: ...`
+    without the line of pplang that raised them, anything else as `previous` would show it."""
 
     def show(message: Warning | str, category: type[Warning], *rest: Any) -> None:
         if issubclass(category, DataNote):
             print(f"note: {message}", file=sys.stderr)
+        elif category.__module__.split(".")[0] == "pplang":
+            print(f"warning: {message}", file=sys.stderr)
         else:
             previous(message, category, *rest)
 

@@ -265,3 +265,18 @@ def test_strict_fit_judges_the_importance_resampled_fit(capsys: pytest.CaptureFi
     k = float(re.search(r"Pareto k (\S+) ", corrected).group(1))
     assert code == (EXIT_UNRELIABLE if k > 0.7 else 0), (k, err)
     assert (code == EXIT_UNRELIABLE) == ("Pareto k" in err)
+
+
+def test_pplangs_own_warnings_print_as_warning_lines(capsys):
+    """On the command line a pplang warning is one `warning: ...` line, without the line of pplang
+    that raised it; other libraries' warnings keep Python's form."""
+    from pplang.compiler.diagnostics import show_notes
+
+    from pplang.inference.sets import SizeWarning
+
+    seen = []
+    show = show_notes(lambda *args: seen.append(args))
+    show(SizeWarning("set size 300 outside the trained range 2..64"), SizeWarning, "sets.py", 1)
+    show(DeprecationWarning("old"), DeprecationWarning, "x.py", 2)
+    assert capsys.readouterr().err == "warning: set size 300 outside the trained range 2..64\n"
+    assert len(seen) == 1 and seen[0][1] is DeprecationWarning
