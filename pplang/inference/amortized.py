@@ -133,11 +133,7 @@ def set_rows(model: Model, guide: Model, data: Mapping[str, Any], sizes: list[st
                         "data set")
         found[size] = S.ragged(data, names, size, batched=True)
         out.update(found[size].rows)
-    counts = {n: len(v.sizes) for n, v in found.items()}
-    if len(set(counts.values())) > 1:
-        (a, m), (b, k) = list(counts.items())[:2]
-        raise error(f"the sets of `{a}` points come from {m} data sets but those of `{b}` from {k}",
-                    model.fn.span, model.source, hint="give each data set every one of its sets")
+    S.one_count(found, model.fn.span, model.source)
     return out, found
 
 

@@ -324,8 +324,9 @@ class AmortizedPosterior:
                         hint="e.g. {" + ", ".join(repr(a + sets.NEW) + ": [...]" for ns in per_set.values()
                                                   for a in ns) + "}")
         counts = {a: v.shape[-1] for vs in out.values() for a, v in vs.items()}
-        if len(set(counts.values())) > 1:
-            (a, m), (b, k) = [(a, m) for a, m in counts.items()][:2]
+        a, m = next(iter(counts.items()))
+        b, k = next(((b, k) for b, k in counts.items() if k != m), (a, m))
+        if k != m:
             raise error(f"`{a}{sets.NEW}` has {m} new points but `{b}{sets.NEW}` has {k}",
                         hint="one value per new point" + (", as many new points of each set"
                                                            if len(out) > 1 else ""))

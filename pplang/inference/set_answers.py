@@ -61,11 +61,7 @@ def read_sets(result: AmortizedPosterior, data: Mapping[str, Any]) -> tuple[dict
     lead = next(iter(names.values()))[0]
     batched = is_batch(data[lead], ranks[lead] or 1)
     found = {size: S.ragged(data, ns, size, batched) for size, ns in names.items()}
-    counts = {size: len(v.sizes) for size, v in found.items()}
-    if len(set(counts.values())) > 1:
-        (a, m), (b, k) = list(counts.items())[:2]
-        raise error(f"the sets of `{a}` points come from {m} data sets but those of `{b}` from {k}",
-                    result.guide.fn.span, result.guide.source, hint="give each data set every one of its sets")
+    S.one_count(found, result.guide.fn.span, result.guide.source)
     for size, sets in found.items():
         S.warn_outside(sets.sizes, trained[size], size if len(found) > 1 else None)
     return found, batched

@@ -257,6 +257,17 @@ def ragged(data: Mapping[str, Any], names: Sequence[str], size: str, batched: bo
     return Sets(rows, sizes, length)
 
 
+def one_count(found: Mapping[str, Sets], span: Any, source: str) -> int:
+    """The number of data sets, which every set (one per `size` argument) must come from."""
+    counts = {n: len(v.sizes) for n, v in found.items()}
+    first, m = next(iter(counts.items()))
+    other = next(((n, k) for n, k in counts.items() if k != m), None)
+    if other is not None:
+        raise error(f"the sets of `{first}` points come from {m} data sets but those of `{other[0]}` from {other[1]}",
+                    span, source, hint="give each data set every one of its sets")
+    return m
+
+
 def padded(sets: Sets, length: int) -> Sets:
     """The same data sets padded (with copies of their last column, as `ragged` pads) or cut to
     `length` (at least their longest size)."""
